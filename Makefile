@@ -1,0 +1,15 @@
+# The README's two commands. Both build the host (.venv: torch, ComfyUI 0.3.75, test tools) if it
+# is missing; a re-run on a built machine takes seconds.
+PYTHON ?= python3
+VENV_PY := .venv/bin/python
+
+.PHONY: host demo test
+
+host:
+	$(PYTHON) scripts/build_host.py
+
+demo: host
+	$(VENV_PY) scripts/demo.py
+
+test: host
+	$(VENV_PY) -m pytest -c tests/pytest.ini tests

@@ -1,0 +1,12 @@
+"""Thin ComfyUI node classes: convert inputs, pick the device, call one pipeline function."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from .mask_nodes import MaskFromBBox
+
+# Every node id starts with this prefix; ids never change after release.
+NODE_ID_PREFIX = "RegionRepair_"
+
+NODES: list[type[io.ComfyNode]] = [MaskFromBBox]

@@ -1,0 +1,50 @@
+"""pipelines/ is pure: no module imports ComfyUI, statically or when actually imported."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from pack_paths import PACK_ROOT
+
+COMFY_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "nodes",
+                 "folder_paths", "server", "execution", "node_helpers"}
+
+
+def pipeline_modules():
+    return sorted((PACK_ROOT / "pipelines").rglob("*.py"))
+
+
+def imported_top_levels(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module.split(".")[0]
+
+
+def test_there_are_pipeline_modules():
+    assert len(pipeline_modules()) >= 2
+
+
+def test_no_pipeline_module_imports_comfyui():
+    offenders = {str(path.relative_to(PACK_ROOT)): sorted(set(imported_top_levels(path))
+                                                          & COMFY_MODULES)
+                 for path in pipeline_modules()}
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_importing_every_pipeline_module_loads_no_comfyui():
+    modules = [".".join(("region_repair", *path.relative_to(PACK_ROOT).with_suffix("").parts))
+               for path in pipeline_modules() if path.name != "__init__.py"]
+    script = (
+        "import sys, types, importlib\n"
+        f"stub = types.ModuleType('region_repair'); stub.__path__ = [{str(PACK_ROOT)!r}]\n"
+        "sys.modules['region_repair'] = stub\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(COMFY_MODULES)!r}))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd="/", check=True)
+    assert result.stdout.strip() == "[]"

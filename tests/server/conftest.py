@@ -1,0 +1,24 @@
+"""Tier 3: one real ComfyUI server (`main.py --cpu`) for the whole run, with the pack linked in.
+
+Start-up fails loudly when the pack's import failed or any of its nodes is missing from
+/object_info (see scripts/comfy_server.py). Test-only nodes under tests/support/test_nodes are
+linked in too; they are never shipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from comfy_server import COMFYUI, ComfyServer
+from pack_paths import PACK_ROOT
+
+TEST_NODES = PACK_ROOT / "tests" / "support" / "test_nodes"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    if not (COMFYUI / "main.py").exists():
+        pytest.fail(f"ComfyUI is missing at {COMFYUI}: run `make test`, which builds the host")
+    base = tmp_path_factory.mktemp("comfyui-base")
+    with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES}) as running:
+        yield running
