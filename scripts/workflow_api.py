@@ -1,0 +1,57 @@
+"""Turn a UI-format workflow (what the editor saves, what `workflows/` ships) into the API format
+that `POST /prompt` runs, using the server's `/object_info`.
+
+ComfyUI 0.3.75 has no server-side conversion; the editor does it in JavaScript. This follows the
+editor's rules for the nodes the pack's workflows use: widget values are positional over the
+node's widget inputs in `input_order`; a seed with `control_after_generate` and an image combo with
+`image_upload` carry one extra UI-only value; notes are dropped; muted nodes (mode 2) are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VIRTUAL_NODES = {"Note", "MarkdownNote"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+MUTED, BYPASSED = 2, 4
+
+
+def is_widget(spec: list[Any]) -> bool:
+    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+
+
+def widget_inputs(info: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
+    return [(name, specs[name]) for name in order if is_widget(specs[name])]
+
+
+def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+    links = {link[0]: link for link in workflow.get("links", [])}
+    prompt: dict[str, Any] = {}
+    for node in workflow["nodes"]:
+        kind = node["type"]
+        if kind in VIRTUAL_NODES or node.get("mode", 0) == MUTED:
+            continue
+        if node.get("mode", 0) == BYPASSED:
+            raise ValueError(f"node {node['id']} ({kind}) is bypassed; not supported here")
+        if kind not in object_info:
+            raise ValueError(f"node {node['id']}: type {kind!r} is unknown to the server")
+        inputs: dict[str, Any] = {}
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                _, source, source_slot, *_ = links[slot["link"]]
+                inputs[slot["name"]] = [str(source), source_slot]
+        values = list(node.get("widgets_values", []))
+        position = 0
+        for name, spec in widget_inputs(object_info[kind]):
+            if position >= len(values):
+                raise ValueError(f"node {node['id']} ({kind}): no widget value for {name!r}")
+            inputs.setdefault(name, values[position])
+            options = spec[1] if len(spec) > 1 else {}
+            position += 2 if options.get("control_after_generate") or options.get(
+                "image_upload") else 1
+        title = node.get("title") or object_info[kind]["display_name"]
+        prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs,
+                                   "_meta": {"title": title}}
+    return prompt
