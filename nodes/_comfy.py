@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import comfy.model_management as model_management
+import comfy.utils
 import torch
+
+logger = logging.getLogger("region_repair")
 
 
 def compute_device() -> torch.device:
@@ -14,3 +20,27 @@ def compute_device() -> torch.device:
 def to_output(tensor: torch.Tensor) -> torch.Tensor:
     """Hand a result back on ComfyUI's intermediate device (the CPU unless --gpu-only)."""
     return tensor.to(model_management.intermediate_device())
+
+
+def progress_and_cancel(total: int) -> Callable[[], None]:
+    """A callback for a pipeline loop: each call first honours an interrupt from ComfyUI, then
+    advances the node's progress bar by one of `total` steps."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def step() -> None:
+        model_management.throw_exception_if_processing_interrupted()
+        bar.update(1)
+
+    return step
+
+
+def report(node_id: str | None, notes: list[str]) -> None:
+    """Tell the user what was done to their input: in the log, and as text on the node."""
+    if not notes:
+        return
+    text = "; ".join(notes)
+    logger.info("%s", text)
+    from server import PromptServer  # the running server, absent in in-process tests
+
+    if node_id is not None and getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.send_progress_text(text, node_id)

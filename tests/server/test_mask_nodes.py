@@ -55,7 +55,8 @@ def test_an_out_of_range_box_fails_with_a_message_naming_it(server):
     assert "x + w = 1.25 exceeds 1" in messages
 
 
-def test_an_unknown_units_value_is_rejected_at_validation(server):
+def test_an_unknown_units_value_fails_with_the_allowed_values(server):
+    # ComfyUI 0.3.75 queues V3 combo values unchecked, so the node itself must say what is wrong.
     with pytest.raises(PromptError) as error:
-        server.post_prompt(bbox_prompt("0, 0, 1, 1", units="percent"))
-    assert "mask" in error.value.details["node_errors"]
+        server.run(bbox_prompt("0, 0, 1, 1", units="percent"))
+    assert "units = 'percent'; allowed: 'normalized', 'pixels'" in str(error.value)

@@ -1,0 +1,8 @@
+"""The pack's own socket types."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+# Carries pipelines.regions.Regions: the windows of DilateBlurPad, consumed by the stitch.
+Region = io.Custom("RR_REGION")

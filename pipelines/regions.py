@@ -1,0 +1,351 @@
+"""Context windows around masked regions: grow, blur, pad, crop at a processing size, stitch back.
+
+The OctoAI adetailer semantics, in order: `mask_dilation` (negative erodes), `mask_blur`
+(Gaussian, radius in pixels), then `mask_padding` of context around the processed mask. A window
+that crosses the image border slides toward the centre; it is clamped only when it is larger than
+the image. PiktID's `context_factor` form makes the window the mask's bounding box times a factor.
+
+Stitching keeps every pixel outside the user's mask bit-identical by default: the blend weight
+is an inward feather of the user's mask, and pixels with weight 0 are copied, not blended.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import masks as mask_ops
+from .choices import Choice
+
+
+# The resolutions OctoAI's /adetailer accepts for `init_image` (seed 004), width x height.
+SD15_BUCKETS = [(384, 704), (448, 576), (512, 512), (512, 704), (512, 768), (512, 832),
+                (576, 448), (576, 768), (576, 1024), (640, 512), (640, 640), (640, 768),
+                (704, 384), (704, 1216), (768, 512), (768, 576), (768, 1024), (832, 512),
+                (896, 896), (1024, 576), (1024, 768), (1024, 1024), (1024, 1536), (1216, 704),
+                (1536, 1024)]
+SDXL_BUCKETS = [(640, 1536), (768, 1344), (832, 1216), (896, 1152), (1024, 1024), (1152, 896),
+                (1216, 832), (1344, 768), (1536, 640), (1664, 2432), (2048, 2048), (2432, 1664)]
+
+
+class WindowMode(Choice):
+    PADDING = "padding"
+    CONTEXT_FACTOR = "context_factor"
+
+
+class RegionMode(Choice):
+    UNION = "union"
+    PER_OBJECT = "per_object"
+
+
+class ResizeMode(Choice):
+    KEEP = "keep"
+    MULTIPLE_OF_8 = "multiple_of_8"
+    MULTIPLE_OF_64 = "multiple_of_64"
+    SD15_BUCKETS = "sd15_buckets"
+    SDXL_BUCKETS = "sdxl_buckets"
+    CUSTOM_BUCKETS = "custom_buckets"
+
+
+class Blend(Choice):
+    INWARD = "inward"    # change stays inside the user's mask (default)
+    OUTWARD = "outward"  # the dilated, blurred mask: changes reach past the user's mask
+    HARD = "hard"        # the user's mask as it is
+
+
+@dataclass(frozen=True)
+class Window:
+    """One crop: image `batch_index`, pixels [x0, x1) x [y0, y1), and the object `label`."""
+    batch_index: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    label: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
+@dataclass
+class Regions:
+    """The REGION value passed between nodes: where each crop came from and how to put it back.
+
+    `user_mask` is the cleaned user mask, `mask` the dilated and blurred one, `labels` the
+    object id of each pixel (0 = none); all `[B, H, W]` at the image's size.
+    """
+    windows: list[Window]
+    processing_size: tuple[int, int]  # (width, height) of every crop
+    user_mask: torch.Tensor
+    mask: torch.Tensor
+    labels: torch.Tensor
+    blur: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    dilation: int = 4
+    blur: int = 4
+    window_mode: WindowMode = WindowMode.PADDING
+    padding: int = 32
+    context_factor: float = 3.0
+    region_mode: RegionMode = RegionMode.UNION
+    merge_overlapping: bool = True
+    resize_mode: ResizeMode = ResizeMode.KEEP
+    processing_size: int = 512
+    buckets: tuple[tuple[int, int], ...] = ()
+
+
+def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ...]:
+    """`512x512, 768x512` (width x height) to a tuple of sizes."""
+    sizes = []
+    for item in text.replace(";", ",").replace("\n", ",").split(","):
+        if not item.strip():
+            continue
+        parts = item.lower().replace("×", "x").split("x")
+        try:
+            width, height = (int(part) for part in parts)
+        except ValueError:
+            raise ValueError(f"{name}: {item.strip()!r} is not WIDTHxHEIGHT, e.g. 768x512") from None
+        if width < 8 or height < 8:
+            raise ValueError(f"{name}: {item.strip()!r} is too small; each side must be >= 8")
+        sizes.append((width, height))
+    if not sizes:
+        raise ValueError(f"{name}: no size given; expected a list like 512x512, 768x512")
+    return tuple(sizes)
+
+
+def _slide(start: int, size: int, limit: int) -> tuple[int, int]:
+    """Move [start, start + size) inside [0, limit) without shrinking it; clamp only when the
+    window is larger than the image."""
+    if size >= limit:
+        return 0, limit
+    start = min(max(start, 0), limit - size)
+    return start, start + size
+
+
+def _grow(start: int, end: int, size: int, limit: int) -> tuple[int, int]:
+    """Grow [start, end) about its centre to `size` pixels, then slide it inside the image."""
+    size = max(size, end - start)
+    return _slide(start - (size - (end - start)) // 2, size, limit)
+
+
+def _bbox(support: torch.Tensor) -> tuple[int, int, int, int]:
+    ys = torch.nonzero(support.any(dim=1)).flatten()
+    xs = torch.nonzero(support.any(dim=0)).flatten()
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+
+def _pad_box(box: tuple[int, int, int, int], settings: WindowSettings, height: int,
+             width: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    if settings.window_mode is WindowMode.CONTEXT_FACTOR:
+        grow_x = round((x1 - x0) * (settings.context_factor - 1) / 2)
+        grow_y = round((y1 - y0) * (settings.context_factor - 1) / 2)
+    else:
+        grow_x = grow_y = settings.padding
+    x0, x1 = _slide(x0 - grow_x, x1 - x0 + 2 * grow_x, width)
+    y0, y1 = _slide(y0 - grow_y, y1 - y0 + 2 * grow_y, height)
+    return x0, y0, x1, y1
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _merge_overlapping(boxes: list[tuple[int, int, int, int]],
+                       labels: list[list[int]]) -> tuple[list, list]:
+    """Merge overlapping windows (and their object labels) until none overlap."""
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                if _overlaps(boxes[i], boxes[j]):
+                    a, b = boxes[i], boxes.pop(j)
+                    boxes[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
+                                max(a[3], b[3]))
+                    labels[i] += labels.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes, labels
+
+
+def _target_size(largest: tuple[int, int], settings: WindowSettings) -> tuple[int, int]:
+    """The common crop size (width, height), given the largest window's size."""
+    width, height = largest
+    mode = settings.resize_mode
+    if mode is ResizeMode.KEEP:
+        return width, height
+    if mode in (ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_64):
+        step = 8 if mode is ResizeMode.MULTIPLE_OF_8 else 64
+        scale = settings.processing_size / math.sqrt(width * height)
+        return (max(step, round(width * scale / step) * step),
+                max(step, round(height * scale / step) * step))
+    buckets = {ResizeMode.SD15_BUCKETS: SD15_BUCKETS, ResizeMode.SDXL_BUCKETS: SDXL_BUCKETS,
+               ResizeMode.CUSTOM_BUCKETS: list(settings.buckets)}[mode]
+    if not buckets:
+        raise ValueError("buckets: resize_mode custom_buckets needs a list like 512x512, 768x512")
+    aspect = math.log(width / height)
+    # Nearest aspect ratio first; among equal ratios, the one closest in pixel count.
+    return min(buckets, key=lambda b: (round(abs(math.log(b[0] / b[1]) - aspect), 6),
+                                       abs(math.log(b[0] * b[1] / (width * height)))))
+
+
+def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
+    """Process the mask (dilate, blur), split it into objects and lay out one window per crop.
+
+    `user_mask` is the cleaned `[B, H, W]` mask at the image's size. Raises ValueError when no
+    image of the batch has any masked pixel.
+    """
+    batch, height, width = user_mask.shape
+    mask = mask_ops.grow_and_blur(user_mask, settings.dilation, settings.blur)
+    support = (mask > 0).cpu().numpy().astype(np.uint8)
+    labels = np.zeros(support.shape, np.int32)
+    boxes: list[tuple[int, int, int, int]] = []
+    owners: list[tuple[int, list[int]]] = []  # (batch index, labels) per box
+    for b in range(batch):
+        if settings.region_mode is RegionMode.PER_OBJECT:
+            count, labels[b] = cv2.connectedComponents(support[b], connectivity=8)
+        else:
+            count, labels[b] = 1 + int(support[b].any()), support[b]
+        image_boxes, image_labels = [], []
+        label_map = torch.from_numpy(labels[b])
+        for label in range(1, count):
+            box = _bbox(label_map == label)
+            image_boxes.append(_pad_box(box, settings, height, width))
+            image_labels.append([label])
+        if settings.merge_overlapping:
+            image_boxes, image_labels = _merge_overlapping(image_boxes, image_labels)
+        boxes += image_boxes
+        owners += [(b, group) for group in image_labels]
+    if not boxes:
+        raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")
+
+    largest = max(((x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes), key=lambda s: s[0] * s[1])
+    target_w, target_h = _target_size(largest, settings)
+    windows = []
+    label_tensor = torch.from_numpy(labels).to(user_mask.device)
+    for (b, group), (x0, y0, x1, y1) in zip(owners, boxes):
+        # Grow every window to the common aspect ratio (and, at native size, the common size),
+        # so all crops share one processing size without distortion where the image allows.
+        if settings.resize_mode is ResizeMode.KEEP:
+            want_w, want_h = target_w, target_h
+        else:
+            scale = max((x1 - x0) / target_w, (y1 - y0) / target_h)
+            want_w, want_h = math.ceil(target_w * scale), math.ceil(target_h * scale)
+        x0, x1 = _grow(x0, x1, want_w, width)
+        y0, y1 = _grow(y0, y1, want_h, height)
+        label = group[0]
+        if len(group) > 1:  # merged windows: their objects become one
+            merged = torch.isin(label_tensor[b], torch.tensor(group, device=label_tensor.device))
+            label_tensor[b] = torch.where(merged, label, label_tensor[b])
+        windows.append(Window(b, x0, y0, x1, y1, label))
+    return Regions(windows, (target_w, target_h), user_mask, mask, label_tensor, settings.blur)
+
+
+def _resize(bchw: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    if tuple(bchw.shape[-2:]) == (height, width):
+        return bchw
+    return F.interpolate(bchw, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=True).clamp(0, 1)
+
+
+def crop(image: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each window of `image` ([B, H, W, C]) and of the processed mask, at the processing size.
+
+    The crop masks hold only the window's own object, so a generator never sees a neighbour's
+    area as something to regenerate.
+    """
+    width, height = regions.processing_size
+    crops, crop_masks = [], []
+    for w in regions.windows:
+        window = image[w.batch_index:w.batch_index + 1, w.y0:w.y1, w.x0:w.x1].movedim(-1, 1)
+        own = regions.labels[w.batch_index, w.y0:w.y1, w.x0:w.x1] == w.label
+        window_mask = regions.mask[w.batch_index, w.y0:w.y1, w.x0:w.x1] * own
+        crops.append(_resize(window, width, height).movedim(1, -1))
+        crop_masks.append(_resize(window_mask[None, None], width, height)[:, 0])
+    return torch.cat(crops), torch.cat(crop_masks)
+
+
+def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: int
+                  ) -> torch.Tensor:
+    """The weight of the new content over one window, `[h, w]`: zero outside the window's own
+    object. Inward and hard blends are never above the user's mask, so pixels outside it keep
+    weight 0."""
+    b, x0, y0, x1, y1 = window.batch_index, window.x0, window.y0, window.x1, window.y1
+    own = regions.labels[b, y0:y1, x0:x1] == window.label
+    blend = Blend(blend)
+    if blend is Blend.OUTWARD:
+        return regions.mask[b, y0:y1, x0:x1] * own
+    # Work on the window plus a margin, so the window's edge erodes like the image's.
+    height, width = regions.mask.shape[1:]
+    m = radius + 2 if blend is Blend.INWARD else 0
+    ey0, ey1, ex0, ex1 = max(y0 - m, 0), min(y1 + m, height), max(x0 - m, 0), min(x1 + m, width)
+    edit = (regions.user_mask[b:b + 1, ey0:ey1, ex0:ex1]
+            * (regions.mask[b:b + 1, ey0:ey1, ex0:ex1] > 0))
+    if blend is Blend.INWARD:
+        edit = mask_ops.inward_feather(edit, radius)
+    return edit[0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] * own
+
+
+def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
+           blend: Blend | str = Blend.INWARD, feather: int | None = None,
+           check_cancel=None) -> torch.Tensor:
+    """Put processed crops back into `image`.
+
+    `crops` holds one crop per window, or k crops per window (k candidates, candidate-major:
+    all windows of candidate 0, then candidate 1, ...); the result has k images per input image.
+    A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical.
+    """
+    count = len(regions.windows)
+    if crops.shape[0] % count:
+        raise ValueError(f"crops: {crops.shape[0]} images for {count} regions; expected a "
+                         f"multiple of {count} (one per region, per candidate)")
+    candidates = crops.shape[0] // count
+    radius = regions.blur if feather is None else feather
+    weights = [blend_weights(regions, w, blend, radius)[..., None] for w in regions.windows]
+    out = image.repeat(candidates, 1, 1, 1)
+    batch = image.shape[0]
+    for index in range(crops.shape[0]):
+        if check_cancel is not None:
+            check_cancel()
+        w, alpha = regions.windows[index % count], weights[index % count]
+        target = (index // count) * batch + w.batch_index
+        new = _resize(crops[index:index + 1].movedim(-1, 1).to(image.dtype), w.width,
+                      w.height).movedim(1, -1)[0][..., :image.shape[-1]]
+        old = out[target, w.y0:w.y1, w.x0:w.x1]
+        out[target, w.y0:w.y1, w.x0:w.x1] = torch.where(alpha > 0, torch.lerp(old, new, alpha),
+                                                        old)
+    return out
+
+
+def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings
+                    ) -> tuple[Regions, torch.Tensor, torch.Tensor]:
+    """DilateBlurPad: fit the mask to the image (resizing it when its size differs, as the
+    vendors do; `regions.notes` says so), plan the windows, crop. Returns the regions, the crops
+    and the crop masks."""
+    if mask_ops.is_placeholder(mask):
+        raise ValueError("mask: this is the empty 64x64 mask that LoadImage gives for an image "
+                         "without alpha; paint a mask in the mask editor or connect one")
+    batch, height, width = image.shape[:3]
+    user_mask, notes = mask_ops.fit_to_image(mask.to(image.device), batch, height, width)
+    # Near-binary values (0.98 from a brush or a JPEG) snap to 0 and 1 so no ghost is left.
+    regions = plan_regions(mask_ops.clean(user_mask), settings)
+    regions = replace(regions, notes=notes + regions.notes)
+    crops, crop_masks = crop(image, regions)
+    return regions, crops, crop_masks
+
