@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV_PY := .venv/bin/python
 
-.PHONY: host demo test
+.PHONY: host demo test bench
 
 host:
 	$(PYTHON) scripts/build_host.py
@@ -13,3 +13,7 @@ demo: host
 
 test: host
 	$(VENV_PY) -m pytest -c tests/pytest.ini tests
+
+# Not one of the README's two commands: a measurement (bench/README.md), not a test.
+bench: host
+	$(VENV_PY) bench/geometry.py
