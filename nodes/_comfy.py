@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 
 import comfy.model_management as model_management
@@ -40,7 +41,8 @@ def report(node_id: str | None, notes: list[str]) -> None:
         return
     text = "; ".join(notes)
     logger.info("%s", text)
-    from server import PromptServer  # the running server, absent in in-process tests
-
-    if node_id is not None and getattr(PromptServer, "instance", None) is not None:
-        PromptServer.instance.send_progress_text(text, node_id)
+    # The running server's module; importing it here would start its import chain in-process.
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if node_id is not None and instance is not None:
+        instance.send_progress_text(text, node_id)

@@ -43,14 +43,15 @@ def test_dilate_blur_pad_then_stitch_changes_only_the_mask(region_nodes):
 
 
 def test_two_candidates_per_region_give_two_results_per_image(region_nodes):
-    image = torch.rand(1, 40, 40, 3)
+    # A smooth image, so the crop's rescale there and back is close to the identity.
+    image = torch.linspace(0, 1, 40)[None, :, None, None].expand(1, 40, 40, 3).clone()
     mask = torch.zeros(1, 40, 40)
     mask[:, 15:25, 15:25] = 1
     crops, _, region, _ = run(region_nodes.DilateBlurPad, image=image, mask=mask, **DEFAULTS)
     (stitched,) = run(region_nodes.StitchRegion, image=image, region=region,
                       crops=torch.cat([crops, 1 - crops]), blend="hard", feather=-1)
     assert stitched.shape == (2, 40, 40, 3)
-    assert torch.allclose(stitched[0], image[0], atol=0.2)
+    assert torch.allclose(stitched[0], image[0], atol=0.02)
     assert not torch.allclose(stitched[1], image[0], atol=0.2)
 
 
@@ -73,7 +74,9 @@ def test_clean_mask_handles_photio_polarity_and_resizes_to_the_image(region_node
                      invert=False, threshold=0.0, stabilize=0.02,
                      image=torch.rand(3, 20, 20, 3))
     assert cleaned.shape == (3, 20, 20)
-    assert set(cleaned.unique().tolist()) <= {0.0, 1.0} and cleaned[0, 0, 0] == 1
+    # 0.01 (keep) became exactly 1 and 0.99 (edit under black = edit) exactly 0; only the
+    # resized boundary rows in between are soft.
+    assert cleaned[:, :9].eq(1).all() and cleaned[:, 11:].eq(0).all()
 
 
 def test_outpaint_pad_keeps_the_original_and_masks_the_new_area(region_nodes):
