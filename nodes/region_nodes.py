@@ -123,9 +123,8 @@ class DilateBlurPad(io.ComfyNode):
                 region_mode: str, merge_overlapping: bool, resize_mode: str,
                 processing_size: int, buckets: str) -> io.NodeOutput:
         settings = region_ops.WindowSettings(
-            mask_dilation, mask_blur, region_ops.WindowMode(window_mode), mask_padding,
-            context_factor, region_ops.RegionMode(region_mode), merge_overlapping,
-            region_ops.ResizeMode(resize_mode), processing_size,
+            mask_dilation, mask_blur, window_mode, mask_padding, context_factor, region_mode,
+            merge_overlapping, resize_mode, processing_size,
             region_ops.parse_buckets(buckets) if resize_mode == "custom_buckets" else ())
         found, crops, crop_masks = region_ops.prepare_regions(image.to(compute_device()), mask,
                                                               settings)

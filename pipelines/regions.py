@@ -106,6 +106,12 @@ class WindowSettings:
     processing_size: int = 512
     buckets: tuple[tuple[int, int], ...] = ()
 
+    def __post_init__(self) -> None:
+        # Accept option strings (ComfyUI combos) and reject unknown ones with the allowed list.
+        for name, kind in (("window_mode", WindowMode), ("region_mode", RegionMode),
+                           ("resize_mode", ResizeMode)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
 
 def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ...]:
     """`512x512, 768x512` (width x height) to a tuple of sizes."""
@@ -184,12 +190,15 @@ def _merge_overlapping(boxes: list[tuple[int, int, int, int]],
     return boxes, labels
 
 
-def _target_size(largest: tuple[int, int], settings: WindowSettings) -> tuple[int, int]:
-    """The common crop size (width, height), given the largest window's size."""
-    width, height = largest
+def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSettings
+                 ) -> tuple[int, int]:
+    """The common crop size (width, height): at native size, the widest by the tallest window;
+    otherwise sized from the largest window's aspect ratio."""
+    sizes = [(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
     mode = settings.resize_mode
     if mode is ResizeMode.KEEP:
-        return width, height
+        return max(w for w, _ in sizes), max(h for _, h in sizes)
+    width, height = max(sizes, key=lambda size: size[0] * size[1])
     if mode in (ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_64):
         step = 8 if mode is ResizeMode.MULTIPLE_OF_8 else 64
         scale = settings.processing_size / math.sqrt(width * height)
@@ -235,18 +244,19 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
     if not boxes:
         raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")
 
-    largest = max(((x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes), key=lambda s: s[0] * s[1])
-    target_w, target_h = _target_size(largest, settings)
+    target_w, target_h = _target_size(boxes, settings)
     windows = []
     label_tensor = torch.from_numpy(labels).to(user_mask.device)
     for (b, group), (x0, y0, x1, y1) in zip(owners, boxes):
         # Grow every window to the common aspect ratio (and, at native size, the common size),
         # so all crops share one processing size without distortion where the image allows.
+        box_w, box_h = x1 - x0, y1 - y0
         if settings.resize_mode is ResizeMode.KEEP:
             want_w, want_h = target_w, target_h
+        elif box_w * target_h >= box_h * target_w:  # the width binds; integer maths, no float
+            want_w, want_h = box_w, -(-box_w * target_h // target_w)
         else:
-            scale = max((x1 - x0) / target_w, (y1 - y0) / target_h)
-            want_w, want_h = math.ceil(target_w * scale), math.ceil(target_h * scale)
+            want_w, want_h = -(-box_h * target_w // target_h), box_h
         x0, x1 = _grow(x0, x1, want_w, width)
         y0, y1 = _grow(y0, y1, want_h, height)
         label = group[0]
