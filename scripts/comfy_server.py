@@ -53,13 +53,15 @@ class ComfyServer:
     """One ComfyUI process. `extra_packs` maps folder names to paths linked into custom_nodes."""
 
     def __init__(self, base_dir: Path, extra_packs: dict[str, Path] | None = None,
-                 python: str = sys.executable, startup_timeout: float = 180.0):
+                 python: str = sys.executable, startup_timeout: float = 180.0,
+                 env: dict[str, str] | None = None):
         self.base_dir = Path(base_dir)
         self.packs = {PACK_LINK_NAME: PACK_ROOT, **(extra_packs or {})}
         self.python = python
         self.startup_timeout = startup_timeout
         self.port = free_port()
         self.log_path = self.base_dir / "comfyui.log"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,8 +81,7 @@ class ComfyServer:
                    "--database-url", "sqlite:///:memory:"]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, cwd=COMFYUI, stdout=log,
-                                            stderr=subprocess.STDOUT,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            stderr=subprocess.STDOUT, env=self.env)
         try:
             self._wait_until_ready()
         except BaseException:

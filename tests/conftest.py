@@ -15,7 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import torch  # noqa: E402
+
 from pack_paths import PACK_ROOT, PACKAGE  # noqa: E402
+
+# One thread: on a 2-core shared machine two OpenMP threads stall at random (see tier3_server).
+torch.set_num_threads(1)
 
 if PACKAGE not in sys.modules:
     _stub = types.ModuleType(PACKAGE)

@@ -15,17 +15,6 @@ LATENT_MASK[2:6, 2:6] = 1
 PIXEL_MASK = LATENT_MASK.repeat_interleave(8, 0).repeat_interleave(8, 1)[None]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On this 2-core shared machine, torch's 2 OpenMP threads made the same inpaint take 0.1 s
-    or 5-50 s (a barrier waits on a descheduled thread); one thread is always fast for models
-    this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return {"model": tiny_models.tiny_model(), "inpaint_model": tiny_models.tiny_model(inpaint=True),

@@ -20,5 +20,8 @@ def server(tmp_path_factory):
     if not (COMFYUI / "main.py").exists():
         pytest.fail(f"ComfyUI is missing at {COMFYUI}: run `make test`, which builds the host")
     base = tmp_path_factory.mktemp("comfyui-base")
-    with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES}) as running:
+    # One OpenMP thread: on a 2-core shared CI machine, two threads made the same tiny inpaint
+    # take 0.5 s or 60 s at random (a barrier waiting on a descheduled thread).
+    with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES},
+                     env={"OMP_NUM_THREADS": "1"}) as running:
         yield running
