@@ -18,16 +18,6 @@ from region_repair.pipelines.masks import Polarity
 FAST = dict(deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: one thread avoids OpenMP fork/join costs that dominate them (and
-    that grow badly on a busy 2-core machine). Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @st.composite
 def masks(draw, max_side=96, max_batch=2, grey=True, min_side=1):
     """A `[B, H, W]` float mask: rectangles, optional salt noise, optional grey levels."""

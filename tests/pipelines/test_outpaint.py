@@ -13,16 +13,6 @@ FAST = dict(deadline=None)
 SIDES = ("left", "top", "right", "bottom")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: one thread avoids OpenMP fork/join costs that dominate them (and
-    that grow badly on a busy 2-core machine). Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @settings(max_examples=1200, **FAST)
 @given(st.integers(1, 2), st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4]),
        st.tuples(*[st.integers(0, 40)] * 4), st.sampled_from(list(PadFill) + ["edge", "mean"]),

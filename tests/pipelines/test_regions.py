@@ -33,16 +33,6 @@ RESIZE_MODES = [ResizeMode.KEEP] * 3 + [ResizeMode.MULTIPLE_OF_8, ResizeMode.MUL
 STEPS = {ResizeMode.MULTIPLE_OF_8: 8, ResizeMode.MULTIPLE_OF_64: 64}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: one thread avoids OpenMP fork/join costs that dominate them (and
-    that grow badly on a busy 2-core machine). Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- strategies -----------------------------------------------------------------------------------
 
 @st.composite
