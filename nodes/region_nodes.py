@@ -167,10 +167,9 @@ class StitchRegion(io.ComfyNode):
     def execute(cls, image: torch.Tensor, region: region_ops.Regions, crops: torch.Tensor,  # type: ignore[override]
                 blend: str, feather: int) -> io.NodeOutput:
         device = region.mask.device
-        candidates = crops.shape[0]
         out = region_ops.stitch(image.to(device), region, crops.to(device), blend,
                                 None if feather < 0 else feather,
-                                check_cancel=progress_and_cancel(candidates))
+                                check_cancel=progress_and_cancel(crops.shape[0]))
         return io.NodeOutput(to_output(out))
 
 

@@ -47,8 +47,8 @@ def stamp_value() -> str:
 
 
 def pip(*args: str) -> None:
-    command = [str(venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--constraint", str(PINS), *args]
+    command = [str(venv_python()), "-m", "pip", "install", "--quiet",
+               "--disable-pip-version-check", "--constraint", str(PINS), *args]
     print("+", " ".join(command[3:]), flush=True)
     subprocess.run(command, check=True)
 
