@@ -16,4 +16,4 @@ test: host
 
 # Not one of the README's two commands: a measurement (bench/README.md), not a test.
 bench: host
-	$(VENV_PY) bench/geometry.py
+	for script in bench/*.py; do $(VENV_PY) $$script || exit 1; done

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .mask_nodes import MaskFromBBox
-from .region_nodes import CleanMask, DilateBlurPad, OutpaintPad, StitchRegion
+from . import mask_nodes, region_nodes
 
 # Every node id starts with this prefix; ids never change after release.
 NODE_ID_PREFIX = "RegionRepair_"
 
-NODES: list[type[io.ComfyNode]] = [MaskFromBBox, CleanMask, DilateBlurPad, StitchRegion,
-                                   OutpaintPad]
+# One line per node module; each module lists its nodes in `NODES`.
+NODE_MODULES = (
+    mask_nodes,
+    region_nodes,
+)
+
+NODES: list[type[io.ComfyNode]] = [node for module in NODE_MODULES for node in module.NODES]

@@ -41,3 +41,6 @@ class MaskFromBBox(io.ComfyNode):
         batch, height, width = image_size(image)
         mask = mask_from_bbox_text(bbox, batch, height, width, units, compute_device())
         return io.NodeOutput(to_output(mask))
+
+
+NODES = [MaskFromBBox]

@@ -212,3 +212,6 @@ class OutpaintPad(io.ComfyNode):
                                        (left, top, right, bottom), units)
         padded, new_area = outpaint.outpaint_pad(image.to(compute_device()), *amounts, fill)
         return io.NodeOutput(to_output(padded), to_output(new_area))
+
+
+NODES = [CleanMask, DilateBlurPad, StitchRegion, OutpaintPad]

@@ -142,3 +142,10 @@ def inward_feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     if radius <= 0:
         return mask.clone()
     return torch.minimum(gaussian_blur(dilate(mask, -radius), radius), mask)
+
+
+def ring(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """The band of `width` pixels just outside the mask's support, as a bool `[B, H, W]`: the
+    untouched surroundings that colour matching and seam checks compare against."""
+    support = mask > 0
+    return (dilate(support.to(torch.float32), width) > 0) & ~support

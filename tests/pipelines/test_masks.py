@@ -258,3 +258,12 @@ def test_is_placeholder_only_for_the_empty_64x64_mask():
     mask[0, 3, 3] = 1
     assert not mask_ops.is_placeholder(mask)
     assert not mask_ops.is_placeholder(torch.zeros(1, 64, 65))
+
+
+def test_ring_is_the_band_just_outside_the_mask():
+    mask = torch.zeros(1, 20, 20)
+    mask[0, 8:12, 8:12] = 0.3
+    band = mask_ops.ring(mask, 2)
+    assert band.dtype == torch.bool
+    assert not (band & (mask > 0)).any()
+    assert band[0, 6, 9] and band[0, 9, 13] and not band[0, 5, 9] and not band[0, 9, 14]
