@@ -359,3 +359,20 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
     crops, crop_masks = crop(image, regions)
     return regions, crops, crop_masks
 
+
+
+def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, feather: int
+                 ) -> torch.Tensor:
+    """Confine a full-frame result to the mask: `new` ([k*B, H, W, C], k results per image,
+    candidate-major) over `image` ([B, H, W, C]) through the inward-feathered `mask` ([B, H, W],
+    already at the image's size). Pixels outside the mask are copied, so they are bit-identical;
+    a vendor's shifted or rescaled frame cannot leak past the mask."""
+    if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
+        raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
+                         f"shape {tuple(image.shape)}")
+    repeats = new.shape[0] // image.shape[0]
+    alpha = mask_ops.inward_feather(mask.to(image.dtype), feather)[..., None].repeat(repeats, 1,
+                                                                                    1, 1)
+    old = image.repeat(repeats, 1, 1, 1)
+    return torch.where(alpha > 0, torch.lerp(old, new.to(image.dtype)[..., :image.shape[-1]],
+                                             alpha), old)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from region_repair.pipelines import masks as mask_ops
 from region_repair.pipelines.regions import (SD15_BUCKETS, SDXL_BUCKETS, Blend, RegionMode,
                                              ResizeMode, Window, WindowMode, WindowSettings,
-                                             blend_weights, parse_buckets, plan_regions,
+                                             blend_masked, blend_weights, parse_buckets, plan_regions,
                                              prepare_regions, stitch)
 
 FAST = dict(deadline=None)
@@ -621,3 +621,15 @@ def test_window_settings_reject_a_bad_option_string(field, enum):
     message = str(error.value)
     assert f"{enum.__name__} = 'bogus' is not allowed; choose one of" in message
     assert all(repr(member.value) in message for member in enum)
+
+
+def test_blend_masked_copies_every_pixel_outside_the_mask():
+    image = torch.rand(2, 40, 50, 3)
+    new = torch.rand(6, 40, 50, 3)
+    mask = torch.zeros(2, 40, 50)
+    mask[:, 10:30, 15:35] = 1
+    out = blend_masked(image, new, mask, feather=4)
+    assert out.shape == (6, 40, 50, 3)
+    outside = (mask == 0).repeat(3, 1, 1)
+    assert torch.equal(out[outside], image.repeat(3, 1, 1, 1)[outside])
+    assert torch.equal(out[:, 20, 25], new[:, 20, 25])  # deep inside: the new content
