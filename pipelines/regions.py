@@ -56,6 +56,7 @@ class Blend(Choice):
     INWARD = "inward"    # change stays inside the user's mask (default)
     OUTWARD = "outward"  # the dilated, blurred mask: changes reach past the user's mask
     HARD = "hard"        # the user's mask as it is
+    WINDOW = "window"    # the whole window, feathered inward at its edge (regenerate freely)
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,8 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
                   ) -> torch.Tensor:
     """The weight of the new content over one window, `[h, w]`: zero outside the window's own
     object. Inward and hard blends are never above the user's mask, so pixels outside it keep
-    weight 0."""
+    weight 0. The window blend covers the whole window, whatever the mask, and nothing outside
+    it."""
     b, x0, y0, x1, y1 = window.batch_index, window.x0, window.y0, window.x1, window.y1
     own = regions.labels[b, y0:y1, x0:x1] == window.label
     blend = Blend(blend)
@@ -303,8 +305,14 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
         return regions.mask[b, y0:y1, x0:x1] * own
     # Work on the window plus a margin, so the window's edge erodes like the image's.
     height, width = regions.mask.shape[1:]
-    m = radius + 2 if blend is Blend.INWARD else 0
+    m = 0 if blend is Blend.HARD else radius + 2
     ey0, ey1, ex0, ex1 = max(y0 - m, 0), min(y1 + m, height), max(x0 - m, 0), min(x1 + m, width)
+    if blend is Blend.WINDOW:
+        # Feathered only where the window edge lies inside the image: the image border
+        # neither grows nor erodes a mask.
+        edit = torch.zeros_like(regions.mask[b:b + 1, ey0:ey1, ex0:ex1])
+        edit[:, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = 1
+        return mask_ops.inward_feather(edit, radius)[0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
     edit = (regions.user_mask[b:b + 1, ey0:ey1, ex0:ex1]
             * (regions.mask[b:b + 1, ey0:ey1, ex0:ex1] > 0))
     if blend is Blend.INWARD:

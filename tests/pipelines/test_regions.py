@@ -633,3 +633,18 @@ def test_blend_masked_copies_every_pixel_outside_the_mask():
     outside = (mask == 0).repeat(3, 1, 1)
     assert torch.equal(out[outside], image.repeat(3, 1, 1, 1)[outside])
     assert torch.equal(out[:, 20, 25], new[:, 20, 25])  # deep inside: the new content
+
+
+def test_window_blend_changes_the_whole_window_and_nothing_outside_it():
+    image = torch.rand(1, 64, 64, 3)
+    mask = torch.zeros(1, 64, 64)
+    mask[0, 30:36, 2:8] = 1  # near the left border: the window slides, the border is not feathered
+    regions, crops, _ = prepare_regions(image, mask, WindowSettings(padding=8))
+    out = stitch(image, regions, 1 - crops, blend=Blend.WINDOW, feather=3)
+    (w,) = regions.windows
+    inside = torch.zeros(64, 64, dtype=torch.bool)
+    inside[w.y0:w.y1, w.x0:w.x1] = True
+    assert torch.equal(out[0][~inside], image[0][~inside])
+    assert w.x0 == 0
+    core = (0, slice(w.y0 + 4, w.y1 - 4), slice(0, w.x1 - 4))  # includes the image-border column
+    assert torch.allclose(out[core], 1 - image[core], atol=1e-5)
