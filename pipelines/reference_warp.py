@@ -1,0 +1,435 @@
+"""Reference warp: find the masked detail's surroundings in reference shots and warp the best
+reference into place. No weights; OpenCV only.
+
+The masked pixels of the target are corrupt (a garbled logo, a speck), so they are never looked
+at: SIFT features are taken only from a band of context around the mask (its bounding box grown
+by `context`, less the mask and a margin), and matched against features anywhere in each
+reference. Lowe's ratio test, then a MAGSAC++ homography (reference -> target), sanity checks
+(inlier count and share, orientation, scale, shear, the horizon), and an optional ECC refinement
+on the band's intensities for sub-pixel accuracy. The reference with the best score (inliers
+over 1 + reprojection error) is warped into the target's frame with a validity mask.
+
+`reference_fill` then matches the warp's colour to the original around the mask
+(pipelines.harmonize) and pastes it inside the mask; where the warp has no data it falls back to
+the classical fill. Work is per single image: the caller loops over a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from .classical_fill import FillMethod, classical_fill
+from .harmonize import match_low_frequency
+from .regions import blend_masked
+
+MAX_REFERENCES = 10
+# The context box is at least this many pixels on a side (within the image), so a small mask
+# still has enough surroundings to match.
+MIN_CONTEXT_SIDE = 128
+RATIO_TEST = 0.8           # Lowe's ratio
+MIN_MATCHES = 8            # tentative matches needed before RANSAC
+SIFT_FEATURES = 8000       # per reference: bounds the matching cost for large references
+RANSAC_CONFIDENCE = 0.9999
+RANSAC_ITERATIONS = 10000
+MAX_ANISOTROPY = 3.0       # ratio of the local map's singular values
+ECC_ITERATIONS = 60
+
+
+@dataclass
+class Alignment:
+    """The chosen reference, warped into the target's frame.
+
+    `homography` maps reference pixel coordinates (x, y) to target pixel coordinates. `scale` is
+    target pixels per reference pixel at the mask's centre (0.9: the reference shows the detail
+    about 11 % larger), `rotation_deg` the rotation of the reference into the target there
+    (counter-clockwise in the image as displayed), `reprojection_error` the RMS distance in
+    target pixels of the inlier matches under the final homography.
+    """
+    warped: torch.Tensor          # [H, W, 3] float 0..1 in the target frame, 0 where not valid
+    valid: torch.Tensor           # [H, W] bool: the warp has reference data there
+    reference_index: int
+    homography: list[list[float]]
+    matches: int
+    inliers: int
+    inlier_ratio: float
+    reprojection_error: float
+    scale: float
+    rotation_deg: float
+    refined: bool
+    mask_coverage: float          # share of the mask's pixels that the warp covers
+    context_box: list[int]        # [x0, y0, x1, y1] of the target region matched and warped
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """Everything but the tensors, for the node's info JSON."""
+        return {"reference_index": self.reference_index, "homography": self.homography,
+                "matches": self.matches, "inliers": self.inliers,
+                "inlier_ratio": round(self.inlier_ratio, 4),
+                "reprojection_error": round(self.reprojection_error, 4),
+                "scale": round(self.scale, 4), "rotation_deg": round(self.rotation_deg, 3),
+                "refined": self.refined, "mask_coverage": round(self.mask_coverage, 4),
+                "context_box": self.context_box}
+
+
+@dataclass
+class _Candidate:
+    index: int
+    homography: np.ndarray
+    matches: int
+    inliers: int
+    error: float
+    scale: float
+    rotation: float
+    refined: bool
+    coverage: float
+
+    @property
+    def score(self) -> float:
+        return self.inliers / (1.0 + self.error)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+def _as_hwc(image: torch.Tensor, name: str) -> torch.Tensor:
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[-1] < 3:
+        raise ValueError(f"{name}: expected an image [H, W, 3] (or [1, H, W, 3]); got shape "
+                         f"{tuple(image.shape)}")
+    return image
+
+
+def _gray8(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def _resized(gray: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """`gray` shrunk so its long side is at most `side`, and the factor applied."""
+    factor = min(1.0, side / max(gray.shape))
+    if factor < 1.0:
+        size = (max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray, factor
+
+
+def _context_box(support: np.ndarray, context: float) -> tuple[int, int, int, int]:
+    """[x0, y0, x1) x [y0, y1): the mask's bounding box grown `context` times about its centre,
+    at least MIN_CONTEXT_SIDE a side, clamped to the image."""
+    height, width = support.shape
+    rows = np.flatnonzero(support.any(axis=1))
+    cols = np.flatnonzero(support.any(axis=0))
+    centre_x, centre_y = (cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2
+    half_w = max((cols[-1] + 1 - cols[0]) * context, MIN_CONTEXT_SIDE) / 2
+    half_h = max((rows[-1] + 1 - rows[0]) * context, MIN_CONTEXT_SIDE) / 2
+    return (max(int(centre_x - half_w), 0), max(int(centre_y - half_h), 0),
+            min(int(math.ceil(centre_x + half_w)), width),
+            min(int(math.ceil(centre_y + half_h)), height))
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+def _apply(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64),
+                                    homography).reshape(-1, 2)
+
+
+def _corners(box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
+def _local_map(homography: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """The 2x2 Jacobian of `homography` at `point` (x, y)."""
+    x, y = point
+    h = homography
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+    return np.array([[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]],
+                     [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]) / w
+
+
+def _implausible(homography: np.ndarray, box: tuple[int, int, int, int], centre: np.ndarray,
+                 max_scale: float) -> tuple[str | None, float, float]:
+    """Why the reference -> target homography is not a plausible view of the same surface
+    (None when it is), and its scale and rotation at the mask's centre."""
+    if not np.all(np.isfinite(homography)):
+        return "degenerate homography", 0.0, 0.0
+    inverse = np.linalg.inv(homography)
+    # The context box must lie on one side of the reference's horizon (no point at infinity).
+    depth = np.append(_corners(box), np.ones((4, 1)), axis=1) @ inverse[2]
+    if np.any(depth * (inverse[2, :2] @ centre + inverse[2, 2]) <= 0):
+        return "the context would cross the reference's horizon", 0.0, 0.0
+    source_centre = _apply(inverse, centre[None])[0]
+    jacobian = _local_map(homography, source_centre)
+    determinant = float(np.linalg.det(jacobian))
+    if determinant <= 0:
+        return "mirrored or degenerate mapping", 0.0, 0.0
+    scale = math.sqrt(determinant)
+    rotation = math.degrees(math.atan2(jacobian[1, 0] - jacobian[0, 1],
+                                       jacobian[0, 0] + jacobian[1, 1]))
+    # y points down in images: a positive angle in (x, y) is clockwise on screen.
+    rotation = -rotation
+    if not 1 / max_scale <= scale <= max_scale:
+        return (f"implausible scale {scale:.2f} (allowed {1 / max_scale:.2f}..{max_scale:.2f})",
+                scale, rotation)
+    singular = np.linalg.svd(jacobian, compute_uv=False)
+    if singular[0] / singular[1] > MAX_ANISOTROPY:
+        return (f"implausible shear or foreshortening ({singular[0] / singular[1]:.1f}:1)",
+                scale, rotation)
+    return None, scale, rotation
+
+
+def _refine_ecc(target_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int, int],
+                reference_gray: np.ndarray, homography: np.ndarray) -> np.ndarray | None:
+    """ECC (enhanced correlation coefficient, invariant to brightness and contrast) refinement
+    of the homography on the context band's intensities, at full resolution. None when it does
+    not converge or does not improve the correlation."""
+    x0, y0, x1, y1 = box
+    template = target_gray[y0:y1, x0:x1].astype(np.float32)
+    # ECC's warp maps template (box) coordinates to input (reference) coordinates; only the
+    # part of the reference the box maps onto is passed, so a large reference costs little.
+    to_box = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+    footprint = _apply(np.linalg.inv(homography), _corners(box))
+    margin = 16
+    rx0 = int(max(np.floor(footprint[:, 0].min()) - margin, 0))
+    ry0 = int(max(np.floor(footprint[:, 1].min()) - margin, 0))
+    rx1 = int(min(np.ceil(footprint[:, 0].max()) + margin, reference_gray.shape[1]))
+    ry1 = int(min(np.ceil(footprint[:, 1].max()) + margin, reference_gray.shape[0]))
+    if rx1 - rx0 < 16 or ry1 - ry0 < 16:
+        return None
+    source = reference_gray[ry0:ry1, rx0:rx1].astype(np.float32)
+    to_source = np.array([[1, 0, -rx0], [0, 1, -ry0], [0, 0, 1]], np.float64)
+    start = (to_source @ np.linalg.inv(homography) @ np.linalg.inv(to_box)).astype(np.float32)
+    start /= start[2, 2]
+    template_mask = band.astype(np.uint8)
+    source_mask = np.full(source.shape, 255, np.uint8)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-6)
+    try:
+        before = cv2.computeECC(template, cv2.warpPerspective(
+            source, start, template.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP),
+            template_mask)
+        after, warp = cv2.findTransformECCWithMask(template, source, template_mask, source_mask,
+                                                   start.copy(), cv2.MOTION_HOMOGRAPHY, criteria,
+                                                   1)
+    except cv2.error:  # ECC raises when it diverges
+        return None
+    if not np.isfinite(after) or after <= before:
+        return None
+    refined = np.linalg.inv(to_box) @ np.linalg.inv(warp.astype(np.float64)) @ to_source
+    return refined / refined[2, 2]
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
+                     context: float = 3.0, *, min_inliers: int = 16,
+                     min_inlier_ratio: float = 0.2, max_scale: float = 4.0,
+                     feature_side: int = 1024, refine: bool = True, seed: int = 0
+                     ) -> tuple[Alignment | None, list[str]]:
+    """Align the references to the target around the mask; warp the best one into place.
+
+    - `image`: the target `[H, W, 3]` in 0..1; `mask`: `[H, W]` at its size, > 0 = corrupt.
+    - `references`: up to 10 images `[h, w, 3]` of any size.
+    - `context`: the mask's bounding box is grown this many times about its centre (at least
+      128 px a side) to give the surroundings that are matched.
+    - `min_inliers`, `min_inlier_ratio`: RANSAC inliers needed, as a count and a share of the
+      ratio-test matches. `max_scale`: the reference may show the detail up to this many times
+      larger or smaller. `feature_side`: features are found on images shrunk to this long side
+      (the ECC refinement and the warp use full resolution). `refine`: ECC refinement.
+    - `seed`: OpenCV's RNG seed, for a reproducible RANSAC.
+
+    Returns the alignment (None when no reference passes) and one note per reference saying
+    what was found, plus which one was chosen or why none was.
+    """
+    image = _as_hwc(image, "image")
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2 or tuple(mask.shape) != tuple(image.shape[:2]):
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not match the image's "
+                         f"{tuple(image.shape[:2])}; fit it first (pipelines.masks.fit_to_image)")
+    if len(references) > MAX_REFERENCES:
+        raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
+    if not 1.0 <= context <= 10.0:
+        raise ValueError(f"context: {context} is outside 1..10")
+    references = [_as_hwc(reference, f"references[{index}]")
+                  for index, reference in enumerate(references)]
+    support = (mask > 0).cpu().numpy()
+    if not references:
+        return None, ["no references given"]
+    if not support.any():
+        return None, ["the mask is empty: nothing to align"]
+
+    target_rgb = image[..., :3].detach().float().cpu().numpy()
+    target_gray = _gray8(target_rgb)
+    box = _context_box(support, context)
+    x0, y0, x1, y1 = box
+    # Distance of every box pixel to the nearest masked pixel: features whose neighbourhood
+    # reaches into the corrupt area are dropped.
+    distance = cv2.distanceTransform((~support[y0:y1, x0:x1]).astype(np.uint8), cv2.DIST_L2, 5)
+    band = distance > 2
+    box_gray, factor = _resized(target_gray[y0:y1, x0:x1], feature_side)
+    detection_mask = cv2.resize(band.astype(np.uint8) * 255, box_gray.shape[::-1],
+                                interpolation=cv2.INTER_NEAREST)
+    sift = cv2.SIFT_create()
+    keypoints, descriptors = sift.detectAndCompute(box_gray, detection_mask)
+    kept = [i for i, point in enumerate(keypoints)
+            if distance[min(int(point.pt[1] / factor), y1 - y0 - 1),
+                        min(int(point.pt[0] / factor), x1 - x0 - 1)] > max(3.0, point.size / factor)]
+    if len(kept) < MIN_MATCHES:
+        return None, [f"the context around the mask has only {len(kept)} usable features: a flat "
+                      "or tiny area cannot be located in the references; raise context"]
+    target_points = np.array([keypoints[i].pt for i in kept], np.float64) / factor + (x0, y0)
+    descriptors = descriptors[kept]
+    rows = np.flatnonzero(support.any(axis=1))
+    cols = np.flatnonzero(support.any(axis=0))
+    centre = np.array([(cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2])
+    threshold = 3.0 / factor
+
+    notes, candidates = [], []
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
+    grays = []
+    for index, reference in enumerate(references):
+        gray = _gray8(reference[..., :3].detach().float().cpu().numpy())
+        grays.append(gray)
+        small, ref_factor = _resized(gray, feature_side)
+        ref_keypoints, ref_descriptors = reference_sift.detectAndCompute(small, None)
+        if ref_descriptors is None or len(ref_keypoints) < 2:
+            notes.append(f"reference {index}: no features (flat or tiny image)")
+            continue
+        pairs = matcher.knnMatch(descriptors, ref_descriptors, k=2)
+        good = [pair[0] for pair in pairs
+                if len(pair) == 2 and pair[0].distance < RATIO_TEST * pair[1].distance]
+        if len(good) < MIN_MATCHES:
+            notes.append(f"reference {index}: {len(good)} feature matches (need {MIN_MATCHES}): "
+                         "it does not seem to show the area around the mask")
+            continue
+        source = np.array([ref_keypoints[m.trainIdx].pt for m in good], np.float64) / ref_factor
+        destination = target_points[[m.queryIdx for m in good]]
+        cv2.setRNGSeed(seed)
+        homography, inlier_mask = cv2.findHomography(
+            source, destination, cv2.USAC_MAGSAC, threshold, maxIters=RANSAC_ITERATIONS,
+            confidence=RANSAC_CONFIDENCE)
+        inliers = int(inlier_mask.sum()) if homography is not None else 0
+        if inliers < max(min_inliers, min_inlier_ratio * len(good)):
+            notes.append(f"reference {index}: {inliers} consistent matches of {len(good)} (need "
+                         f"{max(min_inliers, math.ceil(min_inlier_ratio * len(good)))}): it does "
+                         "not seem to show the area around the mask")
+            continue
+        refined = False
+        if refine:
+            better = _refine_ecc(target_gray, band, box, gray, homography)
+            if better is not None and np.all(np.isfinite(better)):
+                # ECC optimises intensities, not the matches: keep it only while it moves the
+                # context box and the mask's centre by less than RANSAC's threshold (it
+                # polishes, it does not relocate).
+                checks = _apply(np.linalg.inv(homography), np.vstack([_corners(box), centre]))
+                moved = np.linalg.norm(_apply(better, checks) - _apply(homography, checks), axis=1)
+                if moved.max() < threshold:
+                    homography, refined = better, True
+        reason, scale, rotation = _implausible(homography, box, centre, max_scale)
+        if reason:
+            notes.append(f"reference {index}: rejected, {reason}")
+            continue
+        chosen = inlier_mask.ravel().astype(bool)
+        error = float(np.sqrt(np.mean(np.sum(
+            (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
+        coverage = float(_valid_map(homography, support.shape, box, gray.shape)[
+            support[y0:y1, x0:x1]].mean())
+        if coverage == 0:
+            notes.append(f"reference {index}: rejected, it does not show the masked area itself")
+            continue
+        candidates.append(_Candidate(index, homography, len(good), inliers, error, scale,
+                                     rotation, refined, coverage))
+        notes.append(f"reference {index}: aligned, {inliers} inliers of {len(good)} matches, "
+                     f"error {error:.2f} px, scale {scale:.3f}, rotation {rotation:.1f} deg"
+                     + (", ECC-refined" if refined else "")
+                     + ("" if coverage == 1 else f", covers {coverage:.0%} of the mask"))
+    if not candidates:
+        return None, notes + ["no reference could be aligned to the area around the mask"]
+
+    best = max(candidates, key=lambda candidate: candidate.score)
+    notes.append(f"chose reference {best.index}")
+    warped, valid = _warp(references[best.index], best.homography, support.shape, box)
+    alignment = Alignment(
+        warped=warped.to(image.device), valid=valid.to(image.device),
+        reference_index=best.index, homography=best.homography.tolist(),
+        matches=best.matches, inliers=best.inliers, inlier_ratio=best.inliers / best.matches,
+        reprojection_error=best.error, scale=best.scale, rotation_deg=best.rotation,
+        refined=best.refined, mask_coverage=best.coverage, context_box=list(box), notes=notes)
+    return alignment, notes
+
+
+def _valid_map(homography: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int],
+               source_shape: tuple[int, ...]) -> np.ndarray:
+    """`[box height, box width]` bool: box pixels whose source position lies inside the
+    reference, one pixel clear of its border (where interpolation would read outside)."""
+    x0, y0, x1, y1 = box
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    source = _apply(np.linalg.inv(homography), np.stack([xs, ys], -1).reshape(-1, 2))
+    height, width = source_shape[:2]
+    inside = ((source[:, 0] >= 1) & (source[:, 0] <= width - 2)
+              & (source[:, 1] >= 1) & (source[:, 1] <= height - 2))
+    return inside.reshape(y1 - y0, x1 - x0)
+
+
+def _warp(reference: torch.Tensor, homography: np.ndarray, shape: tuple[int, int],
+          box: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference warped into the target frame over the context box (zeros elsewhere)."""
+    x0, y0, x1, y1 = box
+    to_box = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+    source = reference[..., :3].detach().float().cpu().numpy()
+    patch = cv2.warpPerspective(source, to_box @ homography, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
+    valid_box = _valid_map(homography, shape, box, source.shape)
+    warped = np.zeros((*shape, 3), np.float32)
+    valid = np.zeros(shape, bool)
+    warped[y0:y1, x0:x1] = np.where(valid_box[..., None], np.clip(patch, 0, 1), 0)
+    valid[y0:y1, x0:x1] = valid_box
+    return torch.from_numpy(warped), torch.from_numpy(valid)
+
+
+def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
+                   context: float = 3.0, *, ring_width: int = 8,
+                   fallback: FillMethod | str | None = FillMethod.TELEA, **align_options
+                   ) -> tuple[torch.Tensor, Alignment | None, list[str]]:
+    """Repair the masked area of `image` from the best-aligned reference.
+
+    The warped reference's colour is matched to the original on a `ring_width` ring around the
+    mask (pipelines.harmonize.match_low_frequency) and pasted inside the mask (a soft mask
+    blends by its value). Masked pixels the warp does not cover, or the whole mask when no
+    reference aligns, get the classical `fallback` fill (None: they keep the original).
+    Pixels outside the mask are bit-identical to `image`. `align_options` go to
+    align_references. Returns the image `[H, W, C]`, the alignment (or None) and notes.
+    """
+    image = _as_hwc(image, "image")
+    alignment, notes = align_references(image, mask, references, context, **align_options)
+    mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
+    support = mask > 0
+    if fallback is None:
+        base = image
+    else:
+        base = classical_fill(image[None], mask[None], fallback)[0]
+    if alignment is None:
+        notes.append("masked area kept as it was" if fallback is None else
+                     f"masked area filled classically ({FillMethod(fallback).value})")
+        new = base
+    else:
+        warped = image.clone()
+        warped[..., :3] = alignment.warped.to(image.dtype)
+        matched = match_low_frequency(warped[None], image[None], mask[None], ring_width,
+                                      valid=alignment.valid[None])[0]
+        use = (alignment.valid & support)[..., None]
+        new = torch.where(use, matched, base)
+        uncovered = int((support & ~alignment.valid).sum())
+        if uncovered:
+            notes.append(f"{uncovered} masked pixels lie outside the reference: "
+                         + ("kept as they were" if fallback is None else
+                            f"filled classically ({FillMethod(fallback).value})"))
+    return blend_masked(image[None], new[None], mask[None], 0)[0], alignment, notes
