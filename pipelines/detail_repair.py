@@ -1,0 +1,279 @@
+"""PiktID Detail Repair, done locally: regenerate a masked detail in a context crop, guided by
+reference shots, and blend only that region back.
+
+The pieces, in order (`repair`):
+1. Regions: a context window of the mask's box x `context_factor` (or a REGION from Dilate Blur
+   Pad), crops rescaled to a processing size whose long side is at most 2048 px.
+2. References: the best one is aligned to each image (`reference_warp.reference_fill`) and gives
+   the guidance: the masked area pre-filled with the real detail, colour-matched.
+3. Generation, per candidate (seed, seed+1, ...): a `Generator` (diffusion, built by the node
+   from ComfyUI's model) sees what the mode defines (`Mode`); with no generator, the embedded
+   engines answer: the aligned reference, or classical fill.
+4. Colour: the new content's low-frequency colour is matched to the original's ring around the
+   mask (`harmonize.match_low_frequency`), the field's most common seam complaint.
+5. Blend: `-blend` modes confine the change to the mask (inward feather, every pixel outside it
+   bit-identical); plain modes paste the whole window, feathered at its edge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
+
+from . import classical_fill, harmonize, reference_warp
+from . import masks as mask_ops
+from . import regions as region_ops
+from .choices import Choice
+from .tensors import image_size
+from .watermark import add_ai_watermark
+
+MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
+MAX_REFERENCES = 10
+MAX_CANDIDATES = 4
+CONTEXT_FACTOR_RANGE = (1.5, 10.0)
+# Classical-fill candidates differ by method and radius (cv2.inpaint is deterministic).
+FILL_VARIANTS = [("telea", 3), ("ns", 3), ("telea", 9), ("ns", 9)]
+HIGHLIGHT = (1.0, 0.0, 1.0)  # magenta: rare in photos, so the marked region stands out
+
+
+class Mode(Choice):
+    """What the generator sees (see docs/detail_repair.md)."""
+    GUIDED = "guided"
+    GUIDED_BLEND = "guided-blend"
+    ANNOTATED = "annotated"
+    ANNOTATED_BLEND = "annotated-blend"
+    MARKED = "marked"
+    MARKED_BLEND = "marked-blend"
+
+    @property
+    def confined(self) -> bool:
+        """-blend: the change stays inside the mask; otherwise the whole window is pasted."""
+        return self.value.endswith("-blend")
+
+    @property
+    def technique(self) -> str:
+        return self.value.removesuffix("-blend")
+
+
+class Category(Choice):
+    LOGO = "logo"
+    TEXT = "text"
+    ARTIFACT = "artifact"
+    GENERAL = "general"
+
+
+class Engine(Choice):
+    DIFFUSION = "diffusion"
+    REFERENCE_WARP = "reference_warp"
+    CLASSICAL_FILL = "classical_fill"
+
+
+# Prompt families per category: (positive template, negative). `{note}` takes the reviewer note
+# and image notes; PiktID's free-form categories other than general share the logo family.
+PROMPTS = {
+    Category.LOGO: ("a crisp, accurate brand logo, sharp clean edges, exact shapes and colours, "
+                    "consistent with the surrounding product photo{note}",
+                    "blurry, distorted, garbled, misspelled, extra strokes, artifacts"),
+    Category.TEXT: ("clean, legible printed text, correct letterforms and spelling, even "
+                    "spacing, consistent with the surrounding photo{note}",
+                    "garbled letters, misspelled, blurry, warped text, artifacts"),
+    Category.ARTIFACT: ("a clean, natural continuation of the surrounding surface, no "
+                        "artifacts{note}",
+                        "artifact, smudge, noise, distortion, seam"),
+    Category.GENERAL: ("{instruction}, photorealistic, coherent with the surroundings, same "
+                       "lighting and perspective{note}",
+                       "blurry, distorted, artifacts, seam, inconsistent lighting"),
+}
+# `general` with no instruction: regenerate cleanly, coherent with the surroundings (removal).
+GENERAL_DEFAULT_INSTRUCTION = "the background continued cleanly, nothing added"
+
+
+def compose_prompt(category: Category | str, reviewer_note: str = "",
+                   image_notes: Sequence[str] = ()) -> tuple[str, str]:
+    """The (positive, negative) text for a category and the user's notes."""
+    category = Category(category)
+    positive, negative = PROMPTS[category]
+    notes = [n.strip() for n in image_notes if n.strip()]
+    note = reviewer_note.strip()
+    if category is Category.GENERAL:
+        positive = positive.replace("{instruction}", note or GENERAL_DEFAULT_INSTRUCTION)
+    elif note:
+        notes.insert(0, note)
+    return positive.format(note="".join(f"; {n}" for n in notes)), negative
+
+
+class Generator(Protocol):
+    def __call__(self, pixels: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor,
+                 seed: int, denoise: float) -> torch.Tensor:
+        """Regenerate `pixels` ([N, h, w, 3]) where `mask` ([N, h, w]) is above 0, seeded by
+        `seed`, at strength `denoise`. `hidden` marks what an inpaint model's masked-image input
+        must not show (the corrupt detail); elsewhere the generator sees the pixels as they
+        are."""
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    mode: Mode = Mode.GUIDED_BLEND
+    context_factor: float = 3.0
+    num_candidates: int = 1
+    seed: int = 0
+    processing_size: int = 1024
+    denoise: float = 1.0
+    # With an aligned reference the crop starts from the real detail: partial denoise keeps it.
+    reference_denoise: float = 0.6
+    feather: int = 4
+    add_ai_watermark: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))
+        low, high = CONTEXT_FACTOR_RANGE
+        if not low <= self.context_factor <= high:
+            raise ValueError(f"context_factor: {self.context_factor} is outside {low}-{high}")
+        if not 1 <= self.num_candidates <= MAX_CANDIDATES:
+            raise ValueError(f"num_candidates: {self.num_candidates} is outside "
+                             f"1-{MAX_CANDIDATES}")
+        if not 0 <= self.processing_size <= MAX_PROCESSING_SIDE:
+            raise ValueError(f"processing_size: {self.processing_size} is outside "
+                             f"0-{MAX_PROCESSING_SIDE} (0 = native)")
+
+
+@dataclass
+class RepairResult:
+    images: torch.Tensor          # [k*B, H, W, C], candidate-major
+    mask: torch.Tensor            # [B, H, W]: the mask actually used
+    regions: region_ops.Regions
+    info: list[dict]
+
+
+def _capped(regions: region_ops.Regions, target: int) -> region_ops.Regions:
+    """The processing size: area about target^2 (0 = the windows' native size), long side at
+    most MAX_PROCESSING_SIDE, both sides multiples of 8 as latent models need."""
+    width, height = regions.processing_size
+    scale = target / (width * height) ** 0.5 if target else 1.0
+    scale = min(scale, MAX_PROCESSING_SIDE / max(width, height))
+    size = (max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8))
+    return replace(regions, processing_size=size)
+
+
+def plan(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
+         regions: region_ops.Regions | None = None) -> region_ops.Regions:
+    """The context windows: the given REGION, or the mask's box x context_factor."""
+    if regions is None:
+        window = region_ops.WindowSettings(dilation=0, blur=settings.feather,
+                                           window_mode=region_ops.WindowMode.CONTEXT_FACTOR,
+                                           context_factor=settings.context_factor)
+        regions, _, _ = region_ops.prepare_regions(image, mask, window)
+    return _capped(regions, settings.processing_size)
+
+
+def _marked(pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The crop with the region outlined and tinted, so the generator knows where to work."""
+    region = (mask > 0.5).float()
+    outline = ((mask_ops.dilate(region, 2) - mask_ops.dilate(region, -1)) > 0)[..., None]
+    colour = pixels.new_tensor(HIGHLIGHT)
+    tinted = torch.lerp(pixels, colour.expand_as(pixels), 0.25 * region[..., None])
+    return torch.where(outline, colour.expand_as(pixels), tinted)
+
+
+def generator_inputs(mode: Mode, crops: torch.Tensor, masks: torch.Tensor,
+                     guidance: torch.Tensor | None, reference: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pixels, mask, hidden) for the generator, per technique.
+
+    guided: the context crop (its mask area pre-filled by the aligned reference when there is
+    one) and the mask. annotated: the crop beside the aligned reference window on one canvas
+    (in-context "diptych" inpainting), only the left panel masked. marked: the crop with the
+    region highlighted, the whole window open to change, nothing hidden.
+    """
+    base = guidance if guidance is not None else crops
+    if mode.technique == "guided":
+        return base, masks, masks
+    if mode.technique == "annotated":
+        # With no reference, the right panel is the context with the detail greyed out.
+        panel = reference if reference is not None else torch.where(
+            masks[..., None] > 0, torch.full_like(crops, 0.5), crops)
+        canvas_mask = torch.cat([masks, torch.zeros_like(masks)], dim=2)
+        return torch.cat([base, panel], dim=2), canvas_mask, canvas_mask
+    return _marked(base, masks), torch.ones_like(masks), torch.zeros_like(masks)
+
+
+def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[dict | None], list[str]]:
+    """Per image: the reference-filled image, the warped reference (the image itself where no
+    reference aligned), the alignment facts for the info JSON, and notes."""
+    filled, warped, facts, notes = image.clone(), image.clone(), [], []
+    for b in range(image.shape[0]):
+        result, alignment, image_notes = reference_warp.reference_fill(image[b], mask[b],
+                                                                       list(references))
+        notes += [f"image {b}: {note}" for note in image_notes]
+        facts.append(None if alignment is None else alignment.to_json())
+        if alignment is not None:
+            filled[b] = result
+            warped[b] = torch.where(alignment.valid[..., None], alignment.warped, image[b])
+    return filled, warped, facts, notes
+
+
+def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
+           references: Sequence[torch.Tensor] = (), generator: Generator | None = None,
+           regions: region_ops.Regions | None = None,
+           step: Callable[[], None] | None = None) -> RepairResult:
+    """Detail Repair on a batch; see the module docstring. `step` is called once per
+    candidate (progress and interrupt)."""
+    batch, height, width = image_size(image)
+    if len(references) > MAX_REFERENCES:
+        raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
+    regions = plan(image, mask, settings, regions)
+    user_mask = regions.user_mask
+    crops, crop_masks = region_ops.crop(image, regions)
+    filled, warped, alignments, notes = (_references_for(image, user_mask, references)
+                                         if references else (image, None, [None] * batch, []))
+    aligned = any(a is not None for a in alignments)
+    guidance = region_ops.crop(filled, regions)[0] if aligned else None
+    reference = region_ops.crop(warped, regions)[0] if aligned else None
+    engine = (Engine.DIFFUSION if generator is not None
+              else Engine.REFERENCE_WARP if aligned else Engine.CLASSICAL_FILL)
+
+    pixels, gen_mask, hidden = generator_inputs(settings.mode, crops, crop_masks, guidance,
+                                                reference)
+    candidates = []
+    for k in range(settings.num_candidates):
+        if engine is Engine.DIFFUSION:
+            strength = settings.reference_denoise if aligned else settings.denoise
+            new = generator(pixels, gen_mask, hidden, settings.seed + k,
+                            strength)[..., :crops.shape[2], :3]
+        elif engine is Engine.REFERENCE_WARP:
+            new = guidance
+        else:
+            new = classical_fill.classical_fill(crops, crop_masks, *FILL_VARIANTS[k])
+        candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
+                                                        ring_width=max(settings.feather, 4)))
+        if step is not None:
+            step()
+    blend = (region_ops.Blend.INWARD if settings.mode.confined else region_ops.Blend.WINDOW)
+    out = region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather)
+    if settings.add_ai_watermark:
+        out = add_ai_watermark(out)
+    # The watermark is a deliberate change outside the mask, so the output no longer promises
+    # an untouched outside.
+    promise = ("none" if settings.add_ai_watermark
+               else "mask" if settings.mode.confined else "window")
+    info = [{"schema": "region_repair.info/1", "node": "GuidedBlendInpaint", "image_index": b,
+             "candidate_index": k, "seed": settings.seed + k if engine is Engine.DIFFUSION
+             else None, "engine": engine.value, "mode": settings.mode.value,
+             "blend": promise,
+             "references_used": alignments[b] is not None, "reference_count": len(references),
+             "alignment": alignments[b], "processing_size": list(regions.processing_size),
+             "windows": [[w.x0, w.y0, w.x1, w.y1] for w in regions.windows
+                         if w.batch_index == b],
+             "watermark": settings.add_ai_watermark, "size": [width, height],
+             "notes": regions.notes + notes}
+            for k in range(settings.num_candidates) for b in range(batch)]
+    return RepairResult(out, user_mask, regions, info)
+
+
+def info_json(info: list[dict]) -> str:
+    return json.dumps(info)

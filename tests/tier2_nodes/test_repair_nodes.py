@@ -1,0 +1,90 @@
+"""GuidedBlendInpaint in-process with tiny random models: engines, modes, candidates, errors."""
+
+from __future__ import annotations
+
+import json
+
+import nodes  # ComfyUI's nodes.py
+import pytest
+import torch
+
+import tiny_models
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    clip = tiny_models.tiny_clip()
+    return {"model": tiny_models.tiny_model(), "inpaint": tiny_models.tiny_model(inpaint=True),
+            "vae": tiny_models.tiny_vae(), "clip": clip,
+            "cond": nodes.CLIPTextEncode().encode(clip, "")[0]}
+
+
+@pytest.fixture(scope="module")
+def node(pack):
+    from region_repair.nodes.repair_nodes import GuidedBlendInpaint
+    return GuidedBlendInpaint.PREPARE_CLASS_CLONE({"UNIQUE_ID": "7"})
+
+
+def scene(batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.rand(batch, 96, 128, 3, generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(batch, 96, 128)
+    mask[:, 40:56, 50:70] = 1
+    return image, mask
+
+
+def run(node, tiny, model_key="inpaint", **overrides):
+    image, mask = scene()
+    args = dict(image=image, mask=mask, mode="guided-blend", category="logo", reviewer_note="",
+                image_notes="", context_factor=3.0, processing_size=64, num_candidates=2,
+                reference_denoise=0.6, feather=2, add_ai_watermark=False, seed=5, steps=2,
+                cfg=7.0, sampler_name="euler", scheduler="normal", denoise=1.0,
+                model=tiny[model_key], vae=tiny["vae"], positive=tiny["cond"],
+                negative=tiny["cond"])
+    args.update(overrides)
+    return node.execute(**args).result
+
+
+@pytest.mark.parametrize("model_key", ["model", "inpaint"])
+def test_diffusion_candidates_are_seeded_and_confined_to_the_mask(node, tiny, model_key):
+    images, used, _, info = run(node, tiny, model_key)
+    again = run(node, tiny, model_key)[0]
+    image, mask = scene()
+    outside = mask[0] == 0
+    assert images.shape == (2, 96, 128, 3)
+    assert torch.equal(images, again)
+    for k in range(2):
+        assert torch.equal(images[k][outside], image[0][outside])
+    assert not torch.equal(images[0], images[1])
+    records = json.loads(info)
+    assert [r["seed"] for r in records] == [5, 6]
+    assert {r["engine"] for r in records} == {"diffusion"}
+    assert torch.equal(used, mask)
+
+
+def test_clip_composes_the_prompt(node, tiny):
+    images = run(node, tiny, clip=tiny["clip"], positive=None, negative=None,
+                 category="general", reviewer_note="remove the stain")[0]
+    assert images.shape == (2, 96, 128, 3)
+
+
+def test_no_model_means_classical_fill(node, tiny):
+    images, _, _, info = run(node, tiny, model=None, vae=None)
+    assert {r["engine"] for r in json.loads(info)} == {"classical_fill"}
+    assert not torch.equal(images[0], images[1])  # telea vs navier-stokes
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"mask": None}, "mask/region"),
+    ({"vae": None}, "vae"),
+    ({"positive": None}, "positive/negative"),
+    ({"mode": "blended"}, "guided-blend"),
+    ({"context_factor": 12.0}, "context_factor"),
+])
+def test_bad_input_names_the_input(node, tiny, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        run(node, tiny, **overrides)
+
+
+def test_more_than_ten_references_is_an_error(node, tiny):
+    with pytest.raises(ValueError, match="at most 10"):
+        run(node, tiny, references=torch.rand(11, 32, 32, 3))
