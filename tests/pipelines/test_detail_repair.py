@@ -1,0 +1,134 @@
+"""pipelines/detail_repair.py with a recording stand-in generator: sizing, what each mode shows
+the generator, candidates, prompts and the info records."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from region_repair.pipelines import detail_repair as repair
+from region_repair.pipelines.detail_repair import Mode, RepairSettings
+
+
+class Recorder:
+    """A generator that remembers what it saw and paints a seed-dependent colour under the mask."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, pixels, mask, hidden, seed, denoise):
+        self.calls.append({"pixels": pixels.clone(), "mask": mask.clone(), "hidden": hidden,
+                           "seed": seed, "denoise": denoise})
+        colour = torch.tensor([(seed % 7) / 7, 0.5, 1 - (seed % 5) / 5])
+        return torch.where(mask[..., None] > 0, colour.expand_as(pixels), pixels)
+
+
+def scene(size=(96, 128), box=(40, 56, 50, 70)):
+    image = torch.rand(1, *size, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, *size)
+    y0, y1, x0, x1 = box
+    mask[:, y0:y1, x0:x1] = 1
+    return image, mask
+
+
+def test_a_4096_image_is_processed_at_2048_at_most_and_returned_at_4096():
+    image = torch.rand(1, 4096, 4096, 3)
+    mask = torch.zeros(1, 4096, 4096)
+    mask[:, 1000:2600, 900:2400] = 1  # x3 context: the window is the whole image
+    generator = Recorder()
+    result = repair.repair(image, mask, RepairSettings(processing_size=2048, feather=2),
+                           generator=generator)
+    seen = generator.calls[0]["pixels"]
+    assert max(seen.shape[1:3]) <= 2048
+    assert result.images.shape == (1, 4096, 4096, 3)
+    outside = mask[0] == 0
+    assert torch.equal(result.images[0][outside], image[0][outside])
+
+
+def test_native_processing_keeps_the_window_size():
+    image, mask = scene()
+    generator = Recorder()
+    result = repair.repair(image, mask, RepairSettings(processing_size=0), generator=generator)
+    (window,) = result.regions.windows
+    width, height = result.regions.processing_size
+    assert width % 8 == 0 and height % 8 == 0
+    assert abs(width - window.width) < 8 and abs(height - window.height) < 8
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_what_each_mode_shows_the_generator(mode):
+    image, mask = scene()
+    generator = Recorder()
+    result = repair.repair(image, mask, RepairSettings(mode=mode, processing_size=0, feather=2),
+                           generator=generator)
+    call = generator.calls[0]
+    crop_width = result.regions.processing_size[0]
+    if mode.technique == "annotated":  # a diptych: the right panel is never regenerated
+        assert call["pixels"].shape[2] == 2 * crop_width
+        assert call["mask"][..., crop_width:].max() == 0
+    else:
+        assert call["pixels"].shape[2] == crop_width
+    if mode.technique == "marked":  # the whole window may change, nothing is hidden
+        assert call["mask"].min() == 1 and call["hidden"].max() == 0
+        assert (call["pixels"] == torch.tensor(repair.HIGHLIGHT)).all(-1).any()
+    else:
+        assert torch.equal(call["mask"], call["hidden"])
+    outside = mask[0] == 0
+    same_outside = torch.equal(result.images[0][outside], image[0][outside])
+    assert same_outside == mode.confined
+    (window,) = result.regions.windows
+    beyond = torch.ones_like(outside)
+    beyond[window.y0:window.y1, window.x0:window.x1] = False
+    assert torch.equal(result.images[0][beyond], image[0][beyond])
+
+
+def test_candidates_are_candidate_major_with_consecutive_seeds():
+    image, mask = scene()
+    image = torch.cat([image, image.flip(1)])
+    mask = mask.repeat(2, 1, 1)
+    generator = Recorder()
+    result = repair.repair(image, mask, RepairSettings(num_candidates=3, seed=40,
+                                                       processing_size=64), generator=generator)
+    assert [c["seed"] for c in generator.calls] == [40, 41, 42]
+    assert result.images.shape[0] == 6
+    assert [(r["image_index"], r["candidate_index"], r["seed"]) for r in result.info] == [
+        (0, 0, 40), (1, 0, 40), (0, 1, 41), (1, 1, 41), (0, 2, 42), (1, 2, 42)]
+    assert all(r["blend"] == "mask" and not r["references_used"] for r in result.info)
+
+
+def test_progress_is_called_once_per_candidate():
+    image, mask = scene()
+    calls = []
+    repair.repair(image, mask, RepairSettings(num_candidates=4, processing_size=64),
+                  generator=Recorder(), step=lambda: calls.append(1))
+    assert len(calls) == 4
+
+
+def test_watermark_withdraws_the_outside_promise():
+    image, mask = scene()
+    result = repair.repair(image, mask, RepairSettings(add_ai_watermark=True, processing_size=64),
+                           generator=Recorder())
+    assert result.info[0]["blend"] == "none" and result.info[0]["watermark"]
+    assert not torch.equal(result.images[0, -5:, -5:], image[0, -5:, -5:])
+
+
+def test_compose_prompt_per_category():
+    positive, negative = repair.compose_prompt("logo", "fix the first letter", ["serif font"])
+    assert "logo" in positive and "fix the first letter" in positive and "serif font" in positive
+    assert negative
+    removal, _ = repair.compose_prompt("general", "")
+    assert repair.GENERAL_DEFAULT_INSTRUCTION in removal
+    edit, _ = repair.compose_prompt("general", "make the jacket forest green")
+    assert edit.startswith("make the jacket forest green")
+    with pytest.raises(ValueError, match="'logo'"):
+        repair.compose_prompt("logos")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("context_factor", 1.4, "1.5-10"), ("context_factor", 10.5, "1.5-10"),
+    ("num_candidates", 5, "1-4"), ("processing_size", 4096, "0-2048"),
+    ("mode", "blend", "guided-blend")])
+def test_settings_out_of_range_name_the_field_and_range(field, value, match):
+    with pytest.raises(ValueError, match=match) as error:
+        RepairSettings(**{field: value})
+    assert field in str(error.value) or field == "mode"
