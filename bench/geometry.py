@@ -21,43 +21,16 @@ import inspect
 import os
 import statistics
 import sys
-import time
-import types
 from pathlib import Path
 
 import torch
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-COMFYUI = PACK_ROOT / ".venv" / "ComfyUI"
-PACKAGE = "region_repair"
-
-# The pack is imported as a package through a stub whose __path__ is the pack root, as the tests
-# do: the root __init__.py (which needs ComfyUI) does not run, and the pack root is never put on
-# sys.path, where its nodes/ folder would shadow ComfyUI's own `nodes` module.
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
-
+from _common import COMFYUI, sync, timed  # noqa: E402  (bench/ is the script's folder)
 from region_repair.pipelines.geometry import mask_from_bbox_text  # noqa: E402
 from region_repair.pipelines.regions import WindowSettings, prepare_regions, stitch  # noqa: E402
 
 # A centred box a quarter of the image wide and high, in PiktID's normalized [x, y, w, h].
 BOX = "0.375, 0.375, 0.25, 0.25"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(on: torch.device, function, /, *args, **kwargs):
-    """(result, seconds) of function(*args, **kwargs), synchronising the device `on`."""
-    sync(on)
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    sync(on)
-    return result, time.perf_counter() - start
 
 
 def make_image(size: int, device: torch.device) -> torch.Tensor:
