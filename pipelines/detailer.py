@@ -1,0 +1,113 @@
+"""OctoAI /adetailer, done locally: repair each detected object in turn through the pack's
+crop, generation and exact blend.
+
+For each object (or one union of them all, with `union_masks`), in the given order, each on the
+result of the previous one:
+1. its shape mask is grown by `mask_dilation`, blurred by `mask_blur`, and padded by
+   `mask_padding` of context that slides toward the centre at the image border
+   (pipelines.regions, the seed's semantics);
+2. the window is rescaled to the nearest SD1.5 or SDXL resolution of the seed's lists;
+3. a Generator (diffusion from the node, as GuidedBlendInpaint's) regenerates the mask at
+   `strength`; without one, classical fill does (an offline "blur the faces" variant);
+4. the crop is stitched back through the processed mask: "the contextual area is not
+   modified", so every pixel outside the grown, blurred mask is bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from . import regions as region_ops
+from .choices import Choice
+from .classical_fill import classical_fill
+from .detail_repair import Generator
+
+PROMPT_SEPARATOR = "[SEP]"
+
+
+class BaseModel(Choice):
+    SD15 = "sd15"
+    SDXL = "sdxl"
+
+
+@dataclass(frozen=True)
+class DetailerSettings:
+    mask_dilation: int = 4
+    mask_blur: int = 4
+    mask_padding: int = 32
+    base_model: BaseModel = BaseModel.SD15
+    union_masks: bool = False
+    strength: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_model", BaseModel(self.base_model))
+        for name in ("mask_dilation", "mask_blur", "mask_padding"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is below 0; it must be >= 0")
+        if not 0 < self.strength <= 1:
+            raise ValueError(f"strength: {self.strength} is outside (0, 1]")
+
+    def window(self) -> region_ops.WindowSettings:
+        resize = (region_ops.ResizeMode.SD15_BUCKETS if self.base_model is BaseModel.SD15
+                  else region_ops.ResizeMode.SDXL_BUCKETS)
+        return region_ops.WindowSettings(self.mask_dilation, self.mask_blur,
+                                         region_ops.WindowMode.PADDING, self.mask_padding,
+                                         resize_mode=resize)
+
+
+def split_prompts(text: str) -> list[str]:
+    """Per-detection prompts: `face one [SEP] face two`. Detection i takes prompt i; when there
+    are fewer prompts than detections, the last one serves the rest (ADetailer's convention)."""
+    return [part.strip() for part in text.split(PROMPT_SEPARATOR)]
+
+
+def prompt_for(prompts: Sequence[str], index: int) -> str:
+    return prompts[min(index, len(prompts) - 1)]
+
+
+@dataclass
+class DetailerResult:
+    image: torch.Tensor
+    num_objects_detected: int
+    num_objects_inpainted: int
+    windows: list[list[int]]
+    num_removed_for_safety: int = 0  # no safety filter runs locally; documented
+
+
+def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
+           settings: DetailerSettings,
+           generator_for: Callable[[int], Generator] | None = None,
+           step: Callable[[], None] | None = None) -> DetailerResult:
+    """Repair `objects` (batch index, `[H, W]` shape mask) of `image` ([B, H, W, C]) in order.
+    `generator_for(i)` gives the generator for job i (its prompt); None uses classical fill.
+    `step` is called once per job (progress and interrupt)."""
+    batch, height, width = image.shape[:3]
+    jobs: list[torch.Tensor] = []
+    for index, shape in objects:
+        if not 0 <= index < batch:
+            raise ValueError(f"detections: batch index {index} is outside 0..{batch - 1}")
+        mask = torch.zeros(batch, height, width, device=image.device)
+        mask[index] = shape.to(mask.device, mask.dtype)
+        jobs.append(mask)
+    if settings.union_masks and jobs:
+        jobs = [torch.stack(jobs).amax(dim=0)]
+    current, windows, inpainted = image, [], 0
+    for number, mask in enumerate(jobs):
+        if step is not None:
+            step()
+        if not (mask > 0).any():
+            continue
+        regions, crops, crop_masks = region_ops.prepare_regions(current, mask, settings.window())
+        if generator_for is None:
+            new = classical_fill(crops, crop_masks)
+        else:
+            new = generator_for(number)(crops, crop_masks, crop_masks, settings.seed,
+                                        settings.strength)
+        current = region_ops.stitch(current, regions, new, region_ops.Blend.OUTWARD)
+        windows += [[w.batch_index, w.x0, w.y0, w.x1, w.y1] for w in regions.windows]
+        inpainted += 1 if not settings.union_masks else len(objects)
+    return DetailerResult(current, len(objects), inpainted, windows)
