@@ -1,0 +1,250 @@
+"""Build the shipped workflows: `workflows/*.json` (UI format, for the editor and its templates
+browser) and their API-format twins `tests/workflows_api/*.json`, from the descriptions below.
+
+    .venv/bin/python scripts/build_workflows.py     # or: make workflows
+
+A real headless server supplies `/object_info`, so widget order and defaults match the nodes.
+The twins are the UI files converted by scripts/workflow_api.py; tests/tier3_server/
+test_workflows.py checks that both agree, that every value is valid, and runs every twin.
+
+Diffusion variants load a documented checkpoint kind with ComfyUI's standard loaders (names in
+CHECKPOINTS; pick your own file in the loader). Embedded variants need no weights at all and are
+what `make demo` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from comfy_server import PACK_ROOT, ComfyServer
+from workflow_api import ui_to_api
+from workflow_graph import Graph, Node
+
+WORKFLOWS = PACK_ROOT / "workflows"
+API_TWINS = PACK_ROOT / "tests" / "workflows_api"
+
+# The checkpoint kinds the diffusion variants expect (models/checkpoints) and LoRA (models/loras).
+SD15_INPAINT = "sd-v1-5-inpainting.safetensors"
+EXAMPLE_LORA = "your_style_lora.safetensors"
+
+PATCH_BOX = "0.238, 0.652, 0.196, 0.196"    # the mission patch, with a margin over the damage
+SPOON_BOX = "0.54, 0.6, 0.14, 0.22"         # the spoon on the coffee saucer
+FACE_AND_TAG = "0.35, 0.13, 0.19, 0.19\n0.55, 0.66, 0.1, 0.05"
+
+
+def sd15_inpaint(g: Graph, positive: str, negative: str, lora: float | None = None
+                 ) -> dict[str, Node]:
+    """Checkpoint (+ optional LoRA) and text conditioning: the sockets a generator takes."""
+    ckpt = g.node("CheckpointLoaderSimple", "SD1.5 inpaint checkpoint", "Model",
+                  ckpt_name=SD15_INPAINT)
+    model, clip = ckpt[0], ckpt[1]
+    if lora is not None:
+        lora_node = g.node("LoraLoader", "LoRA (PICPIK SubModelList)", "Model", model=model,
+                           clip=clip, lora_name=EXAMPLE_LORA, strength_model=lora,
+                           strength_clip=lora)
+        model, clip = lora_node[0], lora_node[1]
+    pos = g.node("CLIPTextEncode", "Positive prompt", "Model", clip=clip, text=positive)
+    neg = g.node("CLIPTextEncode", "Negative prompt", "Model", clip=clip, text=negative)
+    return {"model": model, "vae": ckpt[2], "positive": pos[0], "negative": neg[0]}
+
+
+def repair(g: Graph, image, mask, title: str, engines: dict | None = None, **values) -> Node:
+    settings = {"mode": "guided-blend", "category": "logo", "processing_size": 512,
+                "num_candidates": 1, "seed": 7, "steps": 20, "cfg": 7.0,
+                "sampler_name": "euler", "scheduler": "normal"} | values
+    return g.node("RegionRepair_GuidedBlendInpaint", title, "Repair", image=image, mask=mask,
+                  **(engines or {}), **settings)
+
+
+def save(g: Graph, images, prefix: str, title: str = "Save") -> Node:
+    return g.node("SaveImage", title, "Output", images=images,
+                  filename_prefix=f"region_repair/{prefix}")
+
+
+def mask_from_bbox() -> Graph:
+    g = Graph()
+    g.note("**Mask From BBox** turns a normalized rectangle `[x, y, w, h]` (origin top-left, "
+           "fractions 0..1 of the image, as PiktID's `mask.bbox_norm`) into a MASK the size of "
+           "the photo. Several boxes: one per line. `units = pixels` takes pixel values.\n\n"
+           "Here the region is shown by inverting its colours; everything else is untouched.")
+    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    box = g.node("RegionRepair_MaskFromBBox", "Mask from bbox (PiktID bbox_norm)", "Mask",
+                 image=photo, bbox="0.35, 0.13, 0.19, 0.19")
+    inverted = g.node("ImageInvert", "Highlight (inverted colours)", "Mask", image=photo)
+    shown = g.node("ImageCompositeMasked", "Show the region", "Output", destination=photo,
+                   source=inverted, mask=box)
+    save(g, shown, "mask_from_bbox")
+    return g
+
+
+def region_blur() -> Graph:
+    g = Graph()
+    g.note("**Crop, edit and stitch regions back, changing nothing else.**\n\n"
+           "- **Mask From BBox**: one box per line, `[x, y, w, h]` as fractions of the image.\n"
+           "- **Dilate Blur Pad**: OctoAI adetailer's `mask_dilation` 4, `mask_blur` 4, "
+           "`mask_padding` 32; windows at the border slide inward; `per_object` gives each "
+           "box its own crop.\n- **Image Blur** stands in for any sampler.\n"
+           "- **Stitch Region** puts the crops back; the inward feather keeps every pixel "
+           "outside the boxes bit-identical.")
+    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    boxes = g.node("RegionRepair_MaskFromBBox", "Regions: face and name tag", "Regions",
+                   image=photo, bbox=FACE_AND_TAG)
+    pad = g.node("RegionRepair_DilateBlurPad", "Dilate, blur, pad: one crop per object",
+                 "Regions", image=photo, mask=boxes, region_mode="per_object",
+                 resize_mode="multiple_of_64")
+    blur = g.node("ImageBlur", "The edit: a strong blur (stand-in for any sampler)", "Edit",
+                  image=pad[0], blur_radius=31, sigma=8.0)
+    stitched = g.node("RegionRepair_StitchRegion", "Stitch back (inward feather)", "Edit",
+                      image=photo, region=pad[2], crops=blur)
+    save(g, stitched, "region_blur")
+    return g
+
+
+DETAIL_REPAIR_NOTE = (
+    "**PiktID Detail Repair, locally.** The mission patch in the photo is garbled; a close-up "
+    "shot of the real patch (rotated, rescaled, brighter) is the reference. Guided Blend Inpaint "
+    "aligns the reference by feature matching in the ring of context around the mask, warps it "
+    "into place and matches its colour at the boundary.\n\n"
+    "- `mode` guided-blend: only the masked pixels change.\n"
+    "- `context_factor` 3: the context window is the mask's box x 3.\n"
+    "- `num_candidates` 1-4, seeds seed, seed+1, ...\n"
+    "- The **info** JSON says which reference aligned and how well.")
+
+
+def detail_repair_logo(diffusion: bool) -> Graph:
+    g = Graph()
+    g.note(DETAIL_REPAIR_NOTE + ("\n\n**Diffusion variant:** the aligned reference is the "
+                                 "init of an SD1.5 inpaint model at `reference_denoise` 0.6."
+                                 if diffusion else "\n\n**Embedded variant:** no weights; the "
+                                 "warped reference is the result."))
+    photo = g.node("LoadImage", "Photo with a garbled logo", "Input",
+                   image="astronaut_garbled_patch.png")
+    reference = g.node("LoadImage", "Reference shot (any size)", "Input",
+                       image="astronaut_patch_reference.png")
+    mask = g.node("RegionRepair_MaskFromBBox", "Mask: the patch (bbox_norm)", "Input",
+                  image=photo, bbox=PATCH_BOX)
+    engines = sd15_inpaint(g, "a crisp embroidered mission patch", "blurry, garbled") \
+        if diffusion else None
+    fixed = repair(g, photo, mask, "Detail Repair: logo, with reference", engines,
+                   references=reference[0], category="logo",
+                   reviewer_note="match the reference patch exactly")
+    save(g, fixed, "detail_repair_logo")
+    g.node("PreviewAny", "info JSON", "Output", source=fixed[3])
+    return g
+
+
+def detail_repair_general(diffusion: bool) -> Graph:
+    g = Graph()
+    g.note("**PiktID Detail Repair, general mode.** `category` general makes `reviewer_note` the "
+           "instruction for any masked edit; with an empty note the region is regenerated "
+           "cleanly from its surroundings. Here: the name tag on the suit."
+           + ("" if diffusion else "\n\n**Embedded variant:** classical fill (removal only)."))
+    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    mask = g.node("RegionRepair_MaskFromBBox", "Mask: the name tag", "Input", image=photo,
+                  bbox="0.545, 0.66, 0.1, 0.068")
+    engines = sd15_inpaint(g, "", "blurry, artifacts") if diffusion else None
+    fixed = repair(g, photo, mask, "Detail Repair: general edit", engines, category="general",
+                   reviewer_note="remove the name tag, plain orange fabric",
+                   num_candidates=2 if diffusion else 1)
+    save(g, fixed, "detail_repair_general")
+    return g
+
+
+def photio_regen(diffusion: bool, prompt: str) -> Graph:
+    g = Graph()
+    adds = bool(prompt)
+    g.note("**Photio Regen, locally.** An empty prompt removes what the mask covers; a prompt "
+           "adds that object. Photio's masks are black = edit: **Clean Mask** with polarity "
+           "`black = edit (Photio)` converts a Photio mask; here the mask comes from a box. "
+           "Output keeps the input's size."
+           + ("" if diffusion else "\n\n**Embedded variant:** classical fill (removal)."))
+    photo = g.node("LoadImage", "Photo", "Input", image="coffee.png")
+    mask = g.node("RegionRepair_MaskFromBBox", "Mask: the spoon", "Input", image=photo,
+                  bbox=SPOON_BOX)
+    engines = sd15_inpaint(g, prompt, "worst quality, low quality, illustration, 3d, 2d, "
+                           "painting, cartoons, sketch") if diffusion else None
+    fixed = repair(g, photo, mask, "Regen: add object" if adds else "Regen: remove", engines,
+                   category="general", reviewer_note=prompt, cfg=2.5, steps=20)
+    save(g, fixed, "photio_regen_add" if adds else "photio_regen_remove")
+    return g
+
+
+def picpik_inpaint(diffusion: bool) -> Graph:
+    g = Graph()
+    g.note("**PICPIK ModifyMaskedPixels, inpaint.** `SubModelList` LoRA → LoraLoader (strength "
+           "= LoraWeight). `Image2Image` reference → the `references` input; its `ReferStrength` "
+           "s maps to `reference_denoise` = 1 - s (0.5 → 0.5). `Masked.MaskBlur` → `feather`; "
+           "`InvertMask` → Clean Mask `invert`; `Width`/`Height` → `processing_size`; "
+           "`BatchSize` → `num_candidates` (1-4)."
+           + ("" if diffusion else "\n\n**Embedded variant:** the reference warp, no LoRA."))
+    photo = g.node("LoadImage", "Raw image (ImageAndMaskList[0])", "Input",
+                   image="astronaut_garbled_patch.png")
+    reference = g.node("LoadImage", "Image2Image reference", "Input",
+                       image="astronaut_patch_reference.png")
+    boxes = g.node("RegionRepair_MaskFromBBox", "Mask (ImageAndMaskList[1])", "Input",
+                   image=photo, bbox=PATCH_BOX)
+    mask = g.node("RegionRepair_CleanMask", "Masked.InvertMask", "Input", mask=boxes,
+                  invert=False)
+    engines = sd15_inpaint(g, "an embroidered mission patch", "", lora=0.8) if diffusion \
+        else None
+    fixed = repair(g, photo, mask, "ModifyMaskedPixels", engines, references=reference[0],
+                   reference_denoise=0.5, feather=12, category="general",
+                   reviewer_note="an embroidered mission patch")
+    save(g, fixed, "picpik_inpaint")
+    return g
+
+
+def picpik_outpaint(diffusion: bool) -> Graph:
+    g = Graph()
+    g.note("**PICPIK ModifyMaskedPixels, outpaint.** **Outpaint Pad** grows the canvas and "
+           "masks the new border; Guided Blend Inpaint fills it, keeping every original pixel."
+           + ("" if diffusion else "\n\n**Embedded variant:** classical fill of the border."))
+    photo = g.node("LoadImage", "Photo", "Input", image="chelsea.png")
+    padded = g.node("RegionRepair_OutpaintPad", "Outpaint: 64 px left and right", "Canvas",
+                    image=photo, left=64.0, top=0.0, right=64.0, bottom=0.0)
+    engines = sd15_inpaint(g, "a cat on a wooden floor", "") if diffusion else None
+    fixed = repair(g, padded[0], padded[1], "Fill the new border", engines, category="general",
+                   reviewer_note="continue the scene", context_factor=1.5, processing_size=0)
+    save(g, fixed, "picpik_outpaint")
+    return g
+
+
+# name -> (builder, needs weights)
+WORKFLOW_BUILDERS: dict[str, Callable[[], Graph]] = {
+    "mask_from_bbox": mask_from_bbox,
+    "region_blur": region_blur,
+    "detail_repair_logo_references": lambda: detail_repair_logo(True),
+    "detail_repair_logo_references_embedded": lambda: detail_repair_logo(False),
+    "detail_repair_general": lambda: detail_repair_general(True),
+    "detail_repair_general_embedded": lambda: detail_repair_general(False),
+    "photio_regen_remove": lambda: photio_regen(True, ""),
+    "photio_regen_remove_embedded": lambda: photio_regen(False, ""),
+    "photio_regen_add_object": lambda: photio_regen(True, "a small silver spoon"),
+    "picpik_inpaint_lora_reference": lambda: picpik_inpaint(True),
+    "picpik_inpaint_reference_embedded": lambda: picpik_inpaint(False),
+    "picpik_outpaint": lambda: picpik_outpaint(True),
+    "picpik_outpaint_embedded": lambda: picpik_outpaint(False),
+}
+
+
+def main() -> int:
+    WORKFLOWS.mkdir(exist_ok=True)
+    API_TWINS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="region-repair-build-") as base:
+        with ComfyServer(Path(base)) as server:
+            object_info = server.get_json("/object_info")
+    for name, build in WORKFLOW_BUILDERS.items():
+        ui = build().to_ui(object_info)
+        (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
+        twin = ui_to_api(ui, object_info)
+        (API_TWINS / f"{name}.json").write_text(json.dumps(twin, indent=1) + "\n")
+        print(f"wrote workflows/{name}.json and its API twin")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
