@@ -185,13 +185,13 @@ def _implausible(homography: np.ndarray, box: tuple[int, int, int, int], centre:
     return None, scale, rotation
 
 
-def _refine_ecc(target_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int, int],
+def _refine_ecc(box_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int, int],
                 reference_gray: np.ndarray, homography: np.ndarray) -> np.ndarray | None:
     """ECC (enhanced correlation coefficient, invariant to brightness and contrast) refinement
     of the homography on the context band's intensities, at full resolution. None when it does
     not converge or does not improve the correlation."""
     x0, y0, x1, y1 = box
-    template = target_gray[y0:y1, x0:x1].astype(np.float32)
+    template = box_gray.astype(np.float32)
     # ECC's warp maps template (box) coordinates to input (reference) coordinates; only the
     # part of the reference the box maps onto is passed, so a large reference costs little.
     to_box = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
@@ -242,7 +242,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
       ratio-test matches. `max_scale`: the reference may show the detail up to this many times
       larger or smaller. `feature_side`: features are found on images shrunk to this long side
       (the ECC refinement and the warp use full resolution). `refine`: ECC refinement.
-    - `seed`: OpenCV's RNG seed, for a reproducible RANSAC.
+    - `seed`: the RANSAC sampler's seed; the same inputs and seed give the same result.
 
     Returns the alignment (None when no reference passes) and one note per reference saying
     what was found, plus which one was chosen or why none was.
@@ -265,19 +265,21 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     if not support.any():
         return None, ["the mask is empty: nothing to align"]
 
-    target_rgb = image[..., :3].detach().float().cpu().numpy()
-    target_gray = _gray8(target_rgb)
     box = _context_box(support, context)
     x0, y0, x1, y1 = box
-    # Distance of every box pixel to the nearest masked pixel: features whose neighbourhood
-    # reaches into the corrupt area are dropped.
-    distance = cv2.distanceTransform((~support[y0:y1, x0:x1]).astype(np.uint8), cv2.DIST_L2, 5)
+    hole = support[y0:y1, x0:x1]
+    # The corrupt pixels never reach the features: they are replaced by a diffusion fill of
+    # their surroundings first (SIFT's scale space and descriptors blur across the mask), and
+    # features whose neighbourhood reaches into the mask are dropped as well.
+    box_gray = cv2.inpaint(_gray8(image[y0:y1, x0:x1, :3].detach().float().cpu().numpy()),
+                              hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 5)
     band = distance > 2
-    box_gray, factor = _resized(target_gray[y0:y1, x0:x1], feature_side)
-    detection_mask = cv2.resize(band.astype(np.uint8) * 255, box_gray.shape[::-1],
+    small_gray, factor = _resized(box_gray, feature_side)
+    detection_mask = cv2.resize(band.astype(np.uint8) * 255, small_gray.shape[::-1],
                                 interpolation=cv2.INTER_NEAREST)
     sift = cv2.SIFT_create()
-    keypoints, descriptors = sift.detectAndCompute(box_gray, detection_mask)
+    keypoints, descriptors = sift.detectAndCompute(small_gray, detection_mask)
     kept = [i for i, point in enumerate(keypoints)
             if distance[min(int(point.pt[1] / factor), y1 - y0 - 1),
                         min(int(point.pt[0] / factor), x1 - x0 - 1)] > max(3.0, point.size / factor)]
@@ -290,6 +292,12 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     cols = np.flatnonzero(support.any(axis=0))
     centre = np.array([(cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2])
     threshold = 3.0 / factor
+    # MAGSAC++ (what the USAC_MAGSAC flag selects), with its sampler's seed set explicitly.
+    usac = cv2.UsacParams()
+    usac.sampler, usac.score = cv2.SAMPLING_UNIFORM, cv2.SCORE_METHOD_MAGSAC
+    usac.loMethod, usac.final_polisher = cv2.LOCAL_OPTIM_SIGMA, cv2.MAGSAC
+    usac.threshold, usac.confidence = threshold, RANSAC_CONFIDENCE
+    usac.maxIterations, usac.randomGeneratorState = RANSAC_ITERATIONS, seed
 
     notes, candidates = [], []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
@@ -312,10 +320,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
             continue
         source = np.array([ref_keypoints[m.trainIdx].pt for m in good], np.float64) / ref_factor
         destination = target_points[[m.queryIdx for m in good]]
-        cv2.setRNGSeed(seed)
-        homography, inlier_mask = cv2.findHomography(
-            source, destination, cv2.USAC_MAGSAC, threshold, maxIters=RANSAC_ITERATIONS,
-            confidence=RANSAC_CONFIDENCE)
+        homography, inlier_mask = cv2.findHomography(source, destination, usac)
         inliers = int(inlier_mask.sum()) if homography is not None else 0
         if inliers < max(min_inliers, min_inlier_ratio * len(good)):
             notes.append(f"reference {index}: {inliers} consistent matches of {len(good)} (need "
@@ -324,7 +329,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
             continue
         refined = False
         if refine:
-            better = _refine_ecc(target_gray, band, box, gray, homography)
+            better = _refine_ecc(box_gray, band, box, gray, homography)
             if better is not None and np.all(np.isfinite(better)):
                 # ECC optimises intensities, not the matches: keep it only while it moves the
                 # context box and the mask's centre by less than RANSAC's threshold (it
