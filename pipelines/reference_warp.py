@@ -416,25 +416,36 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     image = _as_hwc(image, "image")
     alignment, notes = align_references(image, mask, references, context, **align_options)
     mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
-    support = mask > 0
-    if fallback is None:
-        base = image
-    else:
-        base = classical_fill(image[None], mask[None], fallback)[0]
+    method = None if fallback is None else FillMethod(fallback)
     if alignment is None:
-        notes.append("masked area kept as it was" if fallback is None else
-                     f"masked area filled classically ({FillMethod(fallback).value})")
-        new = base
-    else:
-        warped = image.clone()
-        warped[..., :3] = alignment.warped.to(image.dtype)
-        matched = match_low_frequency(warped[None], image[None], mask[None], ring_width,
-                                      valid=alignment.valid[None])[0]
-        use = (alignment.valid & support)[..., None]
-        new = torch.where(use, matched, base)
-        uncovered = int((support & ~alignment.valid).sum())
-        if uncovered:
-            notes.append(f"{uncovered} masked pixels lie outside the reference: "
-                         + ("kept as they were" if fallback is None else
-                            f"filled classically ({FillMethod(fallback).value})"))
-    return blend_masked(image[None], new[None], mask[None], 0)[0], alignment, notes
+        notes.append("masked area kept as it was" if method is None else
+                     f"masked area filled classically ({method.value})")
+        return (image.clone() if method is None else
+                classical_fill(image[None], mask[None], method)[0]), alignment, notes
+    # Everything happens in the context box, grown to hold the colour ring and what the classical
+    # fill reads: the rest of the frame is only copied.
+    support = mask > 0
+    rows = torch.nonzero(support.any(dim=1)).flatten()
+    cols = torch.nonzero(support.any(dim=0)).flatten()
+    margin = max(int(ring_width), 3 + 2)  # classical_fill reads radius (3) + 2 around the mask
+    bx0, by0, bx1, by1 = alignment.context_box
+    x0, y0 = min(bx0, max(int(cols[0]) - margin, 0)), min(by0, max(int(rows[0]) - margin, 0))
+    x1 = max(bx1, min(int(cols[-1]) + 1 + margin, image.shape[1]))
+    y1 = max(by1, min(int(rows[-1]) + 1 + margin, image.shape[0]))
+    window, window_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    valid = alignment.valid[y0:y1, x0:x1]
+    base = window if method is None else classical_fill(window[None], window_mask[None],
+                                                        method)[0]
+    warped = window.clone()
+    warped[..., :3] = alignment.warped[y0:y1, x0:x1].to(image.dtype)
+    matched = match_low_frequency(warped[None], window[None], window_mask[None], ring_width,
+                                  valid=valid[None])[0]
+    new = torch.where((valid & support[y0:y1, x0:x1])[..., None], matched, base)
+    uncovered = int((support & ~alignment.valid).sum())
+    if uncovered:
+        notes.append(f"{uncovered} masked pixels lie outside the reference: "
+                     + ("kept as they were" if method is None else
+                        f"filled classically ({method.value})"))
+    out = image.clone()
+    out[y0:y1, x0:x1] = blend_masked(window[None], new[None], window_mask[None], 0)[0]
+    return out, alignment, notes
