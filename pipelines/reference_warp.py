@@ -33,6 +33,7 @@ MAX_REFERENCES = 10
 MIN_CONTEXT_SIDE = 128
 RATIO_TEST = 0.8           # Lowe's ratio
 MIN_MATCHES = 8            # tentative matches needed before RANSAC
+MIN_CONTEXT_FEATURES = 100  # fewer in the surroundings: they are widened
 SIFT_FEATURES = 8000       # per reference: bounds the matching cost for large references
 RANSAC_CONFIDENCE = 0.9999
 RANSAC_ITERATIONS = 10000
@@ -225,6 +226,42 @@ def _refine_ecc(box_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int
     return refined / refined[2, 2]
 
 
+@dataclass
+class _Features:
+    box: tuple[int, int, int, int]
+    gray: np.ndarray           # the box, 8-bit grey, masked pixels diffusion-filled
+    band: np.ndarray           # box pixels more than 2 px from the mask
+    factor: float              # detection scale (features found on the box shrunk by it)
+    points: np.ndarray         # [N, 2] keypoints (x, y) in target pixels
+    descriptors: np.ndarray    # [N, 128]
+
+
+def _context_features(image: torch.Tensor, support: np.ndarray, context: float,
+                      feature_side: int) -> _Features:
+    """SIFT features of the target's surroundings of the mask, none from the mask itself."""
+    box = _context_box(support, context)
+    x0, y0, x1, y1 = box
+    hole = support[y0:y1, x0:x1]
+    # The corrupt pixels never reach the features: they are replaced by a diffusion fill of
+    # their surroundings first (SIFT's scale space and descriptors blur across the mask), and
+    # features whose neighbourhood reaches into the mask are dropped as well.
+    gray = cv2.inpaint(_gray8(image[y0:y1, x0:x1, :3].detach().float().cpu().numpy()),
+                       hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 5)
+    band = distance > 2
+    small, factor = _resized(gray, feature_side)
+    detection_mask = cv2.resize(band.astype(np.uint8) * 255, small.shape[::-1],
+                                interpolation=cv2.INTER_NEAREST)
+    keypoints, descriptors = cv2.SIFT_create().detectAndCompute(small, detection_mask)
+    kept = [i for i, point in enumerate(keypoints)
+            if distance[min(int(point.pt[1] / factor), y1 - y0 - 1),
+                        min(int(point.pt[0] / factor), x1 - x0 - 1)]
+            > max(3.0, point.size / factor)]
+    points = np.array([keypoints[i].pt for i in kept], np.float64).reshape(-1, 2) / factor
+    return _Features(box, gray, band, factor, points + (x0, y0),
+                     descriptors[kept] if kept else np.zeros((0, 128), np.float32))
+
+
 # --- the engine -------------------------------------------------------------------------------
 
 def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
@@ -265,29 +302,24 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     if not support.any():
         return None, ["the mask is empty: nothing to align"]
 
-    box = _context_box(support, context)
-    x0, y0, x1, y1 = box
-    hole = support[y0:y1, x0:x1]
-    # The corrupt pixels never reach the features: they are replaced by a diffusion fill of
-    # their surroundings first (SIFT's scale space and descriptors blur across the mask), and
-    # features whose neighbourhood reaches into the mask are dropped as well.
-    box_gray = cv2.inpaint(_gray8(image[y0:y1, x0:x1, :3].detach().float().cpu().numpy()),
-                              hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 5)
-    band = distance > 2
-    small_gray, factor = _resized(box_gray, feature_side)
-    detection_mask = cv2.resize(band.astype(np.uint8) * 255, small_gray.shape[::-1],
-                                interpolation=cv2.INTER_NEAREST)
-    sift = cv2.SIFT_create()
-    keypoints, descriptors = sift.detectAndCompute(small_gray, detection_mask)
-    kept = [i for i, point in enumerate(keypoints)
-            if distance[min(int(point.pt[1] / factor), y1 - y0 - 1),
-                        min(int(point.pt[0] / factor), x1 - x0 - 1)] > max(3.0, point.size / factor)]
-    if len(kept) < MIN_MATCHES:
-        return None, [f"the context around the mask has only {len(kept)} usable features: a flat "
-                      "or tiny area cannot be located in the references; raise context"]
-    target_points = np.array([keypoints[i].pt for i in kept], np.float64) / factor + (x0, y0)
-    descriptors = descriptors[kept]
+    notes = []
+    features = _context_features(image, support, context, feature_side)
+    # A plain area (sky, a wall) has few features: widen the matched surroundings until there
+    # are enough, or the whole image is used.
+    widened = context
+    while len(features.points) < MIN_CONTEXT_FEATURES and features.box != (
+            0, 0, support.shape[1], support.shape[0]):
+        widened *= 1.5
+        features = _context_features(image, support, widened, feature_side)
+    if widened != context:
+        notes.append(f"context widened to {widened:.3g}x the mask's box for enough features "
+                     f"({len(features.points)} found)")
+    if len(features.points) < MIN_MATCHES:
+        return None, notes + [f"the context around the mask has only {len(features.points)} "
+                              "usable features: a flat or tiny area cannot be located in the "
+                              "references"]
+    box, box_gray, band, factor = features.box, features.gray, features.band, features.factor
+    target_points, descriptors = features.points, features.descriptors
     rows = np.flatnonzero(support.any(axis=1))
     cols = np.flatnonzero(support.any(axis=0))
     centre = np.array([(cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2])
@@ -299,7 +331,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     usac.threshold, usac.confidence = threshold, RANSAC_CONFIDENCE
     usac.maxIterations, usac.randomGeneratorState = RANSAC_ITERATIONS, seed
 
-    notes, candidates = [], []
+    candidates = []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
     grays = []
@@ -346,7 +378,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         error = float(np.sqrt(np.mean(np.sum(
             (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
         coverage = float(_valid_map(homography, support.shape, box, gray.shape)[
-            support[y0:y1, x0:x1]].mean())
+            support[box[1]:box[3], box[0]:box[2]]].mean())
         if coverage == 0:
             notes.append(f"reference {index}: rejected, it does not show the masked area itself")
             continue
