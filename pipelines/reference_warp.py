@@ -17,7 +17,7 @@ the classical fill. Work is per single image: the caller loops over a batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -39,6 +39,7 @@ RANSAC_CONFIDENCE = 0.9999
 RANSAC_ITERATIONS = 10000
 MAX_ANISOTROPY = 3.0       # ratio of the local map's singular values
 ECC_ITERATIONS = 60
+ECC_SIDE = 768             # the ECC refinement runs on a box shrunk to this long side
 
 
 @dataclass
@@ -64,7 +65,6 @@ class Alignment:
     refined: bool
     mask_coverage: float          # share of the mask's pixels that the warp covers
     context_box: list[int]        # [x0, y0, x1, y1] of the target region matched and warped
-    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Everything but the tensors, for the node's info JSON."""
@@ -189,13 +189,11 @@ def _implausible(homography: np.ndarray, box: tuple[int, int, int, int], centre:
 def _refine_ecc(box_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int, int],
                 reference_gray: np.ndarray, homography: np.ndarray) -> np.ndarray | None:
     """ECC (enhanced correlation coefficient, invariant to brightness and contrast) refinement
-    of the homography on the context band's intensities, at full resolution. None when it does
-    not converge or does not improve the correlation."""
+    of the homography on the context band's intensities, at full resolution up to a box of
+    ECC_SIDE pixels. None when it does not converge or does not improve the correlation."""
     x0, y0, x1, y1 = box
-    template = box_gray.astype(np.float32)
     # ECC's warp maps template (box) coordinates to input (reference) coordinates; only the
     # part of the reference the box maps onto is passed, so a large reference costs little.
-    to_box = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
     footprint = _apply(np.linalg.inv(homography), _corners(box))
     margin = 16
     rx0 = int(max(np.floor(footprint[:, 0].min()) - margin, 0))
@@ -204,12 +202,20 @@ def _refine_ecc(box_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int
     ry1 = int(min(np.ceil(footprint[:, 1].max()) + margin, reference_gray.shape[0]))
     if rx1 - rx0 < 16 or ry1 - ry0 < 16:
         return None
-    source = reference_gray[ry0:ry1, rx0:rx1].astype(np.float32)
-    to_source = np.array([[1, 0, -rx0], [0, 1, -ry0], [0, 0, 1]], np.float64)
-    start = (to_source @ np.linalg.inv(homography) @ np.linalg.inv(to_box)).astype(np.float32)
-    start /= start[2, 2]
-    template_mask = band.astype(np.uint8)
+    # Both sides shrink by the same factor for a large box: the cost grows with its area.
+    factor = min(1.0, ECC_SIDE / max(box_gray.shape))
+    to_small = np.diag([factor, factor, 1.0])
+    template = cv2.resize(box_gray, None, fx=factor, fy=factor,
+                          interpolation=cv2.INTER_AREA).astype(np.float32)
+    template_mask = cv2.resize(band.astype(np.uint8), template.shape[::-1],
+                               interpolation=cv2.INTER_NEAREST)
+    source = cv2.resize(reference_gray[ry0:ry1, rx0:rx1], None, fx=factor, fy=factor,
+                        interpolation=cv2.INTER_AREA).astype(np.float32)
     source_mask = np.full(source.shape, 255, np.uint8)
+    to_box = to_small @ np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+    to_source = to_small @ np.array([[1, 0, -rx0], [0, 1, -ry0], [0, 0, 1]], np.float64)
+    start = to_source @ np.linalg.inv(homography) @ np.linalg.inv(to_box)
+    start = (start / start[2, 2]).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-6)
     try:
         before = cv2.computeECC(template, cv2.warpPerspective(
@@ -334,10 +340,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     candidates = []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
-    grays = []
     for index, reference in enumerate(references):
         gray = _gray8(reference[..., :3].detach().float().cpu().numpy())
-        grays.append(gray)
         small, ref_factor = _resized(gray, feature_side)
         ref_keypoints, ref_descriptors = reference_sift.detectAndCompute(small, None)
         if ref_descriptors is None or len(ref_keypoints) < 2:
@@ -377,7 +381,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         chosen = inlier_mask.ravel().astype(bool)
         error = float(np.sqrt(np.mean(np.sum(
             (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
-        coverage = float(_valid_map(homography, support.shape, box, gray.shape)[
+        coverage = float(_valid_map(homography, box, gray.shape)[
             support[box[1]:box[3], box[0]:box[2]]].mean())
         if coverage == 0:
             notes.append(f"reference {index}: rejected, it does not show the masked area itself")
@@ -399,11 +403,11 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         reference_index=best.index, homography=best.homography.tolist(),
         matches=best.matches, inliers=best.inliers, inlier_ratio=best.inliers / best.matches,
         reprojection_error=best.error, scale=best.scale, rotation_deg=best.rotation,
-        refined=best.refined, mask_coverage=best.coverage, context_box=list(box), notes=notes)
+        refined=best.refined, mask_coverage=best.coverage, context_box=list(box))
     return alignment, notes
 
 
-def _valid_map(homography: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int],
+def _valid_map(homography: np.ndarray, box: tuple[int, int, int, int],
                source_shape: tuple[int, ...]) -> np.ndarray:
     """`[box height, box width]` bool: box pixels whose source position lies inside the
     reference, one pixel clear of its border (where interpolation would read outside)."""
@@ -424,7 +428,7 @@ def _warp(reference: torch.Tensor, homography: np.ndarray, shape: tuple[int, int
     source = reference[..., :3].detach().float().cpu().numpy()
     patch = cv2.warpPerspective(source, to_box @ homography, (x1 - x0, y1 - y0),
                                 flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
-    valid_box = _valid_map(homography, shape, box, source.shape)
+    valid_box = _valid_map(homography, box, source.shape)
     warped = np.zeros((*shape, 3), np.float32)
     valid = np.zeros(shape, bool)
     warped[y0:y1, x0:x1] = np.where(valid_box[..., None], np.clip(patch, 0, 1), 0)

@@ -180,3 +180,18 @@ def test_a_flat_context_cannot_be_located():
     mask[50:70, 50:70] = 1
     alignment, notes = align_references(image, mask, [photo("coffee")])
     assert alignment is None and "usable features" in notes[-1]
+
+
+def test_a_plain_area_widens_the_matched_surroundings():
+    """The rocket photo's sky: three times the mask's box holds too few features."""
+    original = getattr(data, "rocket")().astype(np.float32) / 255
+    height, width = original.shape[:2]
+    reference = cv2.warpPerspective(original, target_to_reference(width, height),
+                                    (width, height), flags=cv2.INTER_CUBIC)
+    mask = torch.zeros(height, width)
+    mask[150:210, 300:360] = 1
+    corrupt = as_tensor(original).clone()
+    corrupt[mask > 0] = 0.5
+    repaired, alignment, notes = reference_fill(corrupt, mask, [as_tensor(reference)])
+    assert alignment is not None and notes[0].startswith("context widened to"), notes
+    assert psnr_inside(repaired, as_tensor(original), mask) >= 30
