@@ -17,7 +17,7 @@ the classical fill. Work is per single image: the caller loops over a batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -33,11 +33,13 @@ MAX_REFERENCES = 10
 MIN_CONTEXT_SIDE = 128
 RATIO_TEST = 0.8           # Lowe's ratio
 MIN_MATCHES = 8            # tentative matches needed before RANSAC
+MIN_CONTEXT_FEATURES = 100  # fewer in the surroundings: they are widened
 SIFT_FEATURES = 8000       # per reference: bounds the matching cost for large references
 RANSAC_CONFIDENCE = 0.9999
 RANSAC_ITERATIONS = 10000
 MAX_ANISOTROPY = 3.0       # ratio of the local map's singular values
 ECC_ITERATIONS = 60
+ECC_SIDE = 768             # the ECC refinement runs on a box shrunk to this long side
 
 
 @dataclass
@@ -63,7 +65,6 @@ class Alignment:
     refined: bool
     mask_coverage: float          # share of the mask's pixels that the warp covers
     context_box: list[int]        # [x0, y0, x1, y1] of the target region matched and warped
-    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Everything but the tensors, for the node's info JSON."""
@@ -185,16 +186,14 @@ def _implausible(homography: np.ndarray, box: tuple[int, int, int, int], centre:
     return None, scale, rotation
 
 
-def _refine_ecc(target_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int, int],
+def _refine_ecc(box_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int, int],
                 reference_gray: np.ndarray, homography: np.ndarray) -> np.ndarray | None:
     """ECC (enhanced correlation coefficient, invariant to brightness and contrast) refinement
-    of the homography on the context band's intensities, at full resolution. None when it does
-    not converge or does not improve the correlation."""
+    of the homography on the context band's intensities, at full resolution up to a box of
+    ECC_SIDE pixels. None when it does not converge or does not improve the correlation."""
     x0, y0, x1, y1 = box
-    template = target_gray[y0:y1, x0:x1].astype(np.float32)
     # ECC's warp maps template (box) coordinates to input (reference) coordinates; only the
     # part of the reference the box maps onto is passed, so a large reference costs little.
-    to_box = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
     footprint = _apply(np.linalg.inv(homography), _corners(box))
     margin = 16
     rx0 = int(max(np.floor(footprint[:, 0].min()) - margin, 0))
@@ -203,12 +202,20 @@ def _refine_ecc(target_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, 
     ry1 = int(min(np.ceil(footprint[:, 1].max()) + margin, reference_gray.shape[0]))
     if rx1 - rx0 < 16 or ry1 - ry0 < 16:
         return None
-    source = reference_gray[ry0:ry1, rx0:rx1].astype(np.float32)
-    to_source = np.array([[1, 0, -rx0], [0, 1, -ry0], [0, 0, 1]], np.float64)
-    start = (to_source @ np.linalg.inv(homography) @ np.linalg.inv(to_box)).astype(np.float32)
-    start /= start[2, 2]
-    template_mask = band.astype(np.uint8)
+    # Both sides shrink by the same factor for a large box: the cost grows with its area.
+    factor = min(1.0, ECC_SIDE / max(box_gray.shape))
+    to_small = np.diag([factor, factor, 1.0])
+    template = cv2.resize(box_gray, None, fx=factor, fy=factor,
+                          interpolation=cv2.INTER_AREA).astype(np.float32)
+    template_mask = cv2.resize(band.astype(np.uint8), template.shape[::-1],
+                               interpolation=cv2.INTER_NEAREST)
+    source = cv2.resize(reference_gray[ry0:ry1, rx0:rx1], None, fx=factor, fy=factor,
+                        interpolation=cv2.INTER_AREA).astype(np.float32)
     source_mask = np.full(source.shape, 255, np.uint8)
+    to_box = to_small @ np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+    to_source = to_small @ np.array([[1, 0, -rx0], [0, 1, -ry0], [0, 0, 1]], np.float64)
+    start = to_source @ np.linalg.inv(homography) @ np.linalg.inv(to_box)
+    start = (start / start[2, 2]).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-6)
     try:
         before = cv2.computeECC(template, cv2.warpPerspective(
@@ -223,6 +230,42 @@ def _refine_ecc(target_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, 
         return None
     refined = np.linalg.inv(to_box) @ np.linalg.inv(warp.astype(np.float64)) @ to_source
     return refined / refined[2, 2]
+
+
+@dataclass
+class _Features:
+    box: tuple[int, int, int, int]
+    gray: np.ndarray           # the box, 8-bit grey, masked pixels diffusion-filled
+    band: np.ndarray           # box pixels more than 2 px from the mask
+    factor: float              # detection scale (features found on the box shrunk by it)
+    points: np.ndarray         # [N, 2] keypoints (x, y) in target pixels
+    descriptors: np.ndarray    # [N, 128]
+
+
+def _context_features(image: torch.Tensor, support: np.ndarray, context: float,
+                      feature_side: int) -> _Features:
+    """SIFT features of the target's surroundings of the mask, none from the mask itself."""
+    box = _context_box(support, context)
+    x0, y0, x1, y1 = box
+    hole = support[y0:y1, x0:x1]
+    # The corrupt pixels never reach the features: they are replaced by a diffusion fill of
+    # their surroundings first (SIFT's scale space and descriptors blur across the mask), and
+    # features whose neighbourhood reaches into the mask are dropped as well.
+    gray = cv2.inpaint(_gray8(image[y0:y1, x0:x1, :3].detach().float().cpu().numpy()),
+                       hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 5)
+    band = distance > 2
+    small, factor = _resized(gray, feature_side)
+    detection_mask = cv2.resize(band.astype(np.uint8) * 255, small.shape[::-1],
+                                interpolation=cv2.INTER_NEAREST)
+    keypoints, descriptors = cv2.SIFT_create().detectAndCompute(small, detection_mask)
+    kept = [i for i, point in enumerate(keypoints)
+            if distance[min(int(point.pt[1] / factor), y1 - y0 - 1),
+                        min(int(point.pt[0] / factor), x1 - x0 - 1)]
+            > max(3.0, point.size / factor)]
+    points = np.array([keypoints[i].pt for i in kept], np.float64).reshape(-1, 2) / factor
+    return _Features(box, gray, band, factor, points + (x0, y0),
+                     descriptors[kept] if kept else np.zeros((0, 128), np.float32))
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -242,7 +285,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
       ratio-test matches. `max_scale`: the reference may show the detail up to this many times
       larger or smaller. `feature_side`: features are found on images shrunk to this long side
       (the ECC refinement and the warp use full resolution). `refine`: ECC refinement.
-    - `seed`: OpenCV's RNG seed, for a reproducible RANSAC.
+    - `seed`: the RANSAC sampler's seed; the same inputs and seed give the same result.
 
     Returns the alignment (None when no reference passes) and one note per reference saying
     what was found, plus which one was chosen or why none was.
@@ -265,39 +308,40 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     if not support.any():
         return None, ["the mask is empty: nothing to align"]
 
-    target_rgb = image[..., :3].detach().float().cpu().numpy()
-    target_gray = _gray8(target_rgb)
-    box = _context_box(support, context)
-    x0, y0, x1, y1 = box
-    # Distance of every box pixel to the nearest masked pixel: features whose neighbourhood
-    # reaches into the corrupt area are dropped.
-    distance = cv2.distanceTransform((~support[y0:y1, x0:x1]).astype(np.uint8), cv2.DIST_L2, 5)
-    band = distance > 2
-    box_gray, factor = _resized(target_gray[y0:y1, x0:x1], feature_side)
-    detection_mask = cv2.resize(band.astype(np.uint8) * 255, box_gray.shape[::-1],
-                                interpolation=cv2.INTER_NEAREST)
-    sift = cv2.SIFT_create()
-    keypoints, descriptors = sift.detectAndCompute(box_gray, detection_mask)
-    kept = [i for i, point in enumerate(keypoints)
-            if distance[min(int(point.pt[1] / factor), y1 - y0 - 1),
-                        min(int(point.pt[0] / factor), x1 - x0 - 1)] > max(3.0, point.size / factor)]
-    if len(kept) < MIN_MATCHES:
-        return None, [f"the context around the mask has only {len(kept)} usable features: a flat "
-                      "or tiny area cannot be located in the references; raise context"]
-    target_points = np.array([keypoints[i].pt for i in kept], np.float64) / factor + (x0, y0)
-    descriptors = descriptors[kept]
+    notes = []
+    features = _context_features(image, support, context, feature_side)
+    # A plain area (sky, a wall) has few features: widen the matched surroundings until there
+    # are enough, or the whole image is used.
+    widened = context
+    while len(features.points) < MIN_CONTEXT_FEATURES and features.box != (
+            0, 0, support.shape[1], support.shape[0]):
+        widened *= 1.5
+        features = _context_features(image, support, widened, feature_side)
+    if widened != context:
+        notes.append(f"context widened to {widened:.3g}x the mask's box for enough features "
+                     f"({len(features.points)} found)")
+    if len(features.points) < MIN_MATCHES:
+        return None, notes + [f"the context around the mask has only {len(features.points)} "
+                              "usable features: a flat or tiny area cannot be located in the "
+                              "references"]
+    box, box_gray, band, factor = features.box, features.gray, features.band, features.factor
+    target_points, descriptors = features.points, features.descriptors
     rows = np.flatnonzero(support.any(axis=1))
     cols = np.flatnonzero(support.any(axis=0))
     centre = np.array([(cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2])
     threshold = 3.0 / factor
+    # MAGSAC++ (what the USAC_MAGSAC flag selects), with its sampler's seed set explicitly.
+    usac = cv2.UsacParams()
+    usac.sampler, usac.score = cv2.SAMPLING_UNIFORM, cv2.SCORE_METHOD_MAGSAC
+    usac.loMethod, usac.final_polisher = cv2.LOCAL_OPTIM_SIGMA, cv2.MAGSAC
+    usac.threshold, usac.confidence = threshold, RANSAC_CONFIDENCE
+    usac.maxIterations, usac.randomGeneratorState = RANSAC_ITERATIONS, seed
 
-    notes, candidates = [], []
+    candidates = []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
-    grays = []
     for index, reference in enumerate(references):
         gray = _gray8(reference[..., :3].detach().float().cpu().numpy())
-        grays.append(gray)
         small, ref_factor = _resized(gray, feature_side)
         ref_keypoints, ref_descriptors = reference_sift.detectAndCompute(small, None)
         if ref_descriptors is None or len(ref_keypoints) < 2:
@@ -312,10 +356,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
             continue
         source = np.array([ref_keypoints[m.trainIdx].pt for m in good], np.float64) / ref_factor
         destination = target_points[[m.queryIdx for m in good]]
-        cv2.setRNGSeed(seed)
-        homography, inlier_mask = cv2.findHomography(
-            source, destination, cv2.USAC_MAGSAC, threshold, maxIters=RANSAC_ITERATIONS,
-            confidence=RANSAC_CONFIDENCE)
+        homography, inlier_mask = cv2.findHomography(source, destination, usac)
         inliers = int(inlier_mask.sum()) if homography is not None else 0
         if inliers < max(min_inliers, min_inlier_ratio * len(good)):
             notes.append(f"reference {index}: {inliers} consistent matches of {len(good)} (need "
@@ -324,7 +365,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
             continue
         refined = False
         if refine:
-            better = _refine_ecc(target_gray, band, box, gray, homography)
+            better = _refine_ecc(box_gray, band, box, gray, homography)
             if better is not None and np.all(np.isfinite(better)):
                 # ECC optimises intensities, not the matches: keep it only while it moves the
                 # context box and the mask's centre by less than RANSAC's threshold (it
@@ -340,8 +381,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         chosen = inlier_mask.ravel().astype(bool)
         error = float(np.sqrt(np.mean(np.sum(
             (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
-        coverage = float(_valid_map(homography, support.shape, box, gray.shape)[
-            support[y0:y1, x0:x1]].mean())
+        coverage = float(_valid_map(homography, box, gray.shape)[
+            support[box[1]:box[3], box[0]:box[2]]].mean())
         if coverage == 0:
             notes.append(f"reference {index}: rejected, it does not show the masked area itself")
             continue
@@ -362,11 +403,11 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         reference_index=best.index, homography=best.homography.tolist(),
         matches=best.matches, inliers=best.inliers, inlier_ratio=best.inliers / best.matches,
         reprojection_error=best.error, scale=best.scale, rotation_deg=best.rotation,
-        refined=best.refined, mask_coverage=best.coverage, context_box=list(box), notes=notes)
+        refined=best.refined, mask_coverage=best.coverage, context_box=list(box))
     return alignment, notes
 
 
-def _valid_map(homography: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int],
+def _valid_map(homography: np.ndarray, box: tuple[int, int, int, int],
                source_shape: tuple[int, ...]) -> np.ndarray:
     """`[box height, box width]` bool: box pixels whose source position lies inside the
     reference, one pixel clear of its border (where interpolation would read outside)."""
@@ -387,7 +428,7 @@ def _warp(reference: torch.Tensor, homography: np.ndarray, shape: tuple[int, int
     source = reference[..., :3].detach().float().cpu().numpy()
     patch = cv2.warpPerspective(source, to_box @ homography, (x1 - x0, y1 - y0),
                                 flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
-    valid_box = _valid_map(homography, shape, box, source.shape)
+    valid_box = _valid_map(homography, box, source.shape)
     warped = np.zeros((*shape, 3), np.float32)
     valid = np.zeros(shape, bool)
     warped[y0:y1, x0:x1] = np.where(valid_box[..., None], np.clip(patch, 0, 1), 0)
@@ -411,25 +452,36 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     image = _as_hwc(image, "image")
     alignment, notes = align_references(image, mask, references, context, **align_options)
     mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
-    support = mask > 0
-    if fallback is None:
-        base = image
-    else:
-        base = classical_fill(image[None], mask[None], fallback)[0]
+    method = None if fallback is None else FillMethod(fallback)
     if alignment is None:
-        notes.append("masked area kept as it was" if fallback is None else
-                     f"masked area filled classically ({FillMethod(fallback).value})")
-        new = base
-    else:
-        warped = image.clone()
-        warped[..., :3] = alignment.warped.to(image.dtype)
-        matched = match_low_frequency(warped[None], image[None], mask[None], ring_width,
-                                      valid=alignment.valid[None])[0]
-        use = (alignment.valid & support)[..., None]
-        new = torch.where(use, matched, base)
-        uncovered = int((support & ~alignment.valid).sum())
-        if uncovered:
-            notes.append(f"{uncovered} masked pixels lie outside the reference: "
-                         + ("kept as they were" if fallback is None else
-                            f"filled classically ({FillMethod(fallback).value})"))
-    return blend_masked(image[None], new[None], mask[None], 0)[0], alignment, notes
+        notes.append("masked area kept as it was" if method is None else
+                     f"masked area filled classically ({method.value})")
+        return (image.clone() if method is None else
+                classical_fill(image[None], mask[None], method)[0]), alignment, notes
+    # Everything happens in the context box, grown to hold the colour ring and what the classical
+    # fill reads: the rest of the frame is only copied.
+    support = mask > 0
+    rows = torch.nonzero(support.any(dim=1)).flatten()
+    cols = torch.nonzero(support.any(dim=0)).flatten()
+    margin = max(int(ring_width), 3 + 2)  # classical_fill reads radius (3) + 2 around the mask
+    bx0, by0, bx1, by1 = alignment.context_box
+    x0, y0 = min(bx0, max(int(cols[0]) - margin, 0)), min(by0, max(int(rows[0]) - margin, 0))
+    x1 = max(bx1, min(int(cols[-1]) + 1 + margin, image.shape[1]))
+    y1 = max(by1, min(int(rows[-1]) + 1 + margin, image.shape[0]))
+    window, window_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    valid = alignment.valid[y0:y1, x0:x1]
+    base = window if method is None else classical_fill(window[None], window_mask[None],
+                                                        method)[0]
+    warped = window.clone()
+    warped[..., :3] = alignment.warped[y0:y1, x0:x1].to(image.dtype)
+    matched = match_low_frequency(warped[None], window[None], window_mask[None], ring_width,
+                                  valid=valid[None])[0]
+    new = torch.where((valid & support[y0:y1, x0:x1])[..., None], matched, base)
+    uncovered = int((support & ~alignment.valid).sum())
+    if uncovered:
+        notes.append(f"{uncovered} masked pixels lie outside the reference: "
+                     + ("kept as they were" if method is None else
+                        f"filled classically ({method.value})"))
+    out = image.clone()
+    out[y0:y1, x0:x1] = blend_masked(window[None], new[None], window_mask[None], 0)[0]
+    return out, alignment, notes
