@@ -38,7 +38,8 @@ from .colour import ciede2000, srgb_to_lab
 
 SCHEMA = "region_repair.quality/1"
 INFO_SCHEMA = "region_repair.info/1"
-# Long side of the images the geometry is estimated on; ECC keeps sub-pixel accuracy there.
+# About the long side of the images the geometry is estimated on (pooled by an integer
+# factor); ECC keeps a few hundredths of a pixel of accuracy there.
 GEOMETRY_SIZE = 512
 # Long side for reference alignment (SIFT) and for the region compared with a reference.
 REFERENCE_SIZE = 1024
@@ -56,7 +57,7 @@ class Thresholds:
     max_scale_drift_percent: float = 0.5  # scale_drift: |scale - 1| in percent
     max_outside_mean: float = 1.0         # outside_mask_changed: mean |change|, 8-bit levels
     max_seam_delta_e: float = 3.0         # seam: excess ΔE2000 across the mask's edge
-    max_seam_gradient: float = 2.0        # seam: excess luminance gradient on the edge, L*/px
+    max_seam_gradient: float = 3.0        # seam: excess luminance gradient on the edge, L*/px
     seam_width: int = 4                   # px each side of the edge that the seam compares
     min_reference_similarity: float = 0.5  # reference_mismatch: band-pass correlation, -1..1
     max_target_delta_e: float = 3.0       # color_target: ΔE2000 of the mean colour to target
@@ -150,6 +151,13 @@ def _small_gray(images: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return small.cpu().numpy()
 
 
+def _pooled_gray(images: torch.Tensor, factor: int) -> np.ndarray:
+    """Luminance (0..255) averaged over factor x factor blocks: an integer factor keeps the
+    sampling grid uniform (an area resize by 1.25 bends it by a tenth of a pixel)."""
+    gray = images @ torch.tensor(LUMA, device=images.device, dtype=images.dtype)
+    return (F.avg_pool2d(gray[:, None].float(), factor)[:, 0] * 255).cpu().numpy()
+
+
 def _features(detector, gray: np.ndarray, keep: np.ndarray | None):
     return detector.detectAndCompute(np.clip(gray, 0, 255).astype(np.uint8), keep)
 
@@ -165,19 +173,18 @@ def _match(a, b, norm: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
             np.float32([kp_b[g.trainIdx].pt for g in good]).reshape(-1, 2))
 
 
-def _to_full(warp: np.ndarray, full: tuple[int, int], small: tuple[int, int]) -> np.ndarray:
-    """A 2x3 map between area-downscaled images, expressed in full-resolution pixels."""
-    sy, sx = full[0] / small[0], full[1] / small[1]
-    to_small = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+def _to_full(warp: np.ndarray, factor: int) -> np.ndarray:
+    """A 2x3 map between images pooled by `factor`, expressed in full-resolution pixels."""
+    to_small = np.array([[1 / factor, 0, 0.5 / factor - 0.5], [0, 1 / factor, 0.5 / factor - 0.5],
+                         [0, 0, 1]])
     return (np.linalg.inv(to_small) @ np.vstack([warp, [0, 0, 1]]) @ to_small)[:2]
 
 
 def geometry(original_gray: np.ndarray, candidate_grays: np.ndarray, keep: np.ndarray,
-             full: tuple[int, int]) -> list[dict | None]:
-    """Fit an affine map original -> candidate on the pixels `keep` (uint8, 255 = use), at
-    the small images' size; return per candidate its centre shift (full-resolution px), scale,
-    rotation and ECC correlation, or None when no fit was found."""
-    small = original_gray.shape
+             full: tuple[int, int], factor: int) -> list[dict | None]:
+    """Fit an affine map original -> candidate on the pixels `keep` (uint8, 255 = use) of
+    images pooled by `factor`; return per candidate its centre shift (full-resolution px),
+    scale, rotation and ECC correlation, or None when no fit was found."""
     orb = cv2.ORB_create(nfeatures=1500, fastThreshold=10)
     reference = _features(orb, original_gray, keep)
     centre = np.array([(full[1] - 1) / 2, (full[0] - 1) / 2])
@@ -202,7 +209,7 @@ def geometry(original_gray: np.ndarray, candidate_grays: np.ndarray, keep: np.nd
         if warp is None:
             results.append(None)
             continue
-        full_warp = _to_full(np.asarray(warp, np.float64), full, small)
+        full_warp = _to_full(np.asarray(warp, np.float64), factor)
         linear = full_warp[:, :2]
         shift = linear @ centre + full_warp[:, 2] - centre
         results.append({
@@ -304,14 +311,16 @@ def align_reference(original: torch.Tensor, keep_full: torch.Tensor, reference: 
 
 
 def _band_pass(gray: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(gray, (0, 0), 1.0) - cv2.GaussianBlur(gray, (0, 0), 3.0)
+    return cv2.GaussianBlur(gray, (0, 0), 0.7) - cv2.GaussianBlur(gray, (0, 0), 2.0)
 
 
 def reference_similarity(images: torch.Tensor, inside: torch.Tensor, reference: torch.Tensor,
                          homography: np.ndarray) -> list[float] | None:
-    """Zero-mean normalised correlation of band-passed luminance inside the mask, at most
-    REGION_SIZE px a side, between each of `images` and the reference warped onto them; None
-    when the warped reference covers too little of the mask."""
+    """SSIM's contrast-structure term, 2 cov / (var + var), of band-passed luminance inside the
+    mask (at most REGION_SIZE px a side) between each of `images` and the reference warped onto
+    them: 1 for the same detail, lower for other or missing detail (a smeared patch loses
+    variance, so unlike a plain correlation it scores low). None when the warped reference
+    covers too little of the mask."""
     y0, y1, x0, x1 = _bbox(inside, 4)
     size = _scaled((y1 - y0, x1 - x0), REGION_SIZE)
     g = size[1] / (x1 - x0), size[0] / (y1 - y0)
@@ -342,8 +351,8 @@ def reference_similarity(images: torch.Tensor, inside: torch.Tensor, reference: 
     for crop in crops:
         values = _band_pass(crop)[valid]
         values = values - values.mean()
-        norm = float(np.linalg.norm(values) * np.linalg.norm(target))
-        scores.append(float(values @ target) / norm if norm > 0 else 0.0)
+        energy = float(values @ values + target @ target)
+        scores.append(2 * float(values @ target) / energy if energy > 0 else 0.0)
     return scores
 
 
@@ -432,7 +441,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                               align_corners=False, antialias=True).clamp(0, 1).movedim(1, -1)
     refs = [] if references is None else list(_rgb(references).float().cpu())
 
-    small = _scaled((height, width), GEOMETRY_SIZE)
+    factor = max(1, round(max(height, width) / GEOMETRY_SIZE))
     half_diagonal = math.hypot(width, height) / 2
     scores: list[dict] = [{} for _ in range(count)]
     lab_means: dict[int, torch.Tensor] = {}
@@ -453,11 +462,11 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
         moved = [j for j, change in zip(members, changes) if change[0] > 0]
         fits = {}
         if checked and moved:
-            keep = F.interpolate((~outside)[None, None].float(), size=small, mode="area")[0]
-            keep = (mask_ops.dilate((keep > 0).float(), 4)[0] == 0).cpu().numpy()
-            fits = dict(zip(moved, geometry(_small_gray(original[None], small)[0],
-                                            _small_gray(cands[moved], small),
-                                            keep.astype(np.uint8) * 255, (height, width))))
+            touched = F.max_pool2d((~outside)[None, None].float(), factor)[0]
+            keep = (mask_ops.dilate(touched, 4)[0] == 0).cpu().numpy().astype(np.uint8) * 255
+            fits = dict(zip(moved, geometry(_pooled_gray(original[None], factor)[0],
+                                            _pooled_gray(cands[moved], factor), keep,
+                                            (height, width), factor)))
         seams = (seam(original, group, edited, thresholds.seam_width)
                  if edited.any() and not edited.all() else None)
         aligned = [(r, h) for r, h in ((r, align_reference(original, outside, r)) for r in refs)
