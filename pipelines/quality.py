@@ -131,12 +131,12 @@ def outside_change(original: torch.Tensor, candidates: torch.Tensor, outside: to
     """(max, mean, changed fraction) of |candidate - original| outside the mask: the largest
     channel change per pixel, in 8-bit levels; a pixel counts as changed beyond half a level."""
     count = outside.sum()
+    if count == 0:
+        return [(0.0, 0.0, 0.0)] * candidates.shape[0]
     results = []
-    for candidate in candidates:  # one at a time: a 2048² difference is 50 MB per candidate
-        diff = (candidate - original).abs_().amax(-1).mul_(outside)
-        if count == 0:
-            results.append((0.0, 0.0, 0.0))
-            continue
+    buffer = torch.empty_like(original)  # reused: a fresh 50 MB tensor per candidate costs more
+    for candidate in candidates:
+        diff = torch.sub(candidate, original, out=buffer).abs_().amax(-1).mul_(outside)
         results.append((float(diff.max()) * 255, float(diff.sum() / count) * 255,
                         float((diff > 0.5 / 255).sum() / count)))
     return results
@@ -250,10 +250,11 @@ def _bbox(support: torch.Tensor, margin: int) -> tuple[int, int, int, int]:
 def seam(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
          ) -> list[tuple[float, float]]:
     """Discontinuity across the edge of `inside` ([H, W] bool) for the original ([H, W, 3])
-    and then each candidate ([k, H, W, 3]):
-    per image the mean ΔE2000 between the local mean Lab colours (box of 2*width+1 px) of the
-    pixels just inside and just outside, and the mean luminance gradient (Sobel, L*/px), both on
-    the one-pixel lines either side of the edge."""
+    and then each candidate ([k, H, W, 3]): per image, on the one-pixel lines either side of
+    the edge, the mean ΔE2000 between the mean Lab colours of the band pixels just inside and
+    just outside (within `width` px, in a box of 2*width+1 px), and the mean luminance gradient
+    (Sobel, L* per pixel). Everything is gathered at the line pixels, so the cost follows the
+    edge's length, not the mask's area."""
     y0, y1, x0, x1 = _bbox(inside, 2 * width + 2)
     support = inside[y0:y1, x0:x1][None].float()
     inner = ((mask_ops.dilate(1 - support, width) > 0) & (support > 0))[0]
@@ -263,21 +264,31 @@ def seam(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor,
     band = inner | outer
     crop = torch.cat([original[None, y0:y1, x0:x1], candidates[:, y0:y1, x0:x1]])
     lab = torch.zeros(crop.shape, dtype=torch.float32, device=crop.device)
-    # Lab only on the band: the rest of a large mask's box is never looked at.
-    lab[:, band] = srgb_to_lab(crop[:, band][:, :, None])[:, :, 0]
-    lab = lab.movedim(-1, 1)
+    lab[:, band] = srgb_to_lab(crop[:, band][:, :, None])[:, :, 0]  # Lab only where looked at
+
+    ys, xs = torch.nonzero(line, as_tuple=True)
+
+    def around(radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column indices [P, (2r+1)²] of the box around each line pixel."""
+        steps = torch.arange(-radius, radius + 1, device=lab.device)
+        dy, dx = (t.flatten() for t in torch.meshgrid(steps, steps, indexing="ij"))
+        return ((ys[:, None] + dy).clamp(0, line.shape[0] - 1),
+                (xs[:, None] + dx).clamp(0, line.shape[1] - 1))
+
+    rows, cols = around(width)
+    values = lab[:, rows, cols]  # [n, P, K, 3]
 
     def local_mean(where: torch.Tensor) -> torch.Tensor:
-        weight = where.float()[None, None]
-        pooled = torch.cat([lab * weight, weight.expand(lab.shape[0], 1, -1, -1)], 1)
-        for kernel, padding in (((1, 2 * width + 1), (0, width)), ((2 * width + 1, 1), (width, 0))):
-            pooled = F.avg_pool2d(pooled, kernel, stride=1, padding=padding)  # separable box
-        return (pooled[:, :3] / pooled[:, 3:].clamp_min(1e-6))[:, :, line].movedim(1, -1)
+        weight = where[rows, cols].float()[None, ..., None]
+        return (values * weight).sum(2) / weight.sum(2).clamp_min(1e-6)
 
     delta_e = ciede2000(local_mean(inner), local_mean(outer)).mean(-1)
-    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=lab.device) / 8
-    kernels = torch.stack([sobel, sobel.T])[:, None]
-    gradient = F.conv2d(lab[:, :1], kernels, padding=1).norm(dim=1)[:, line].mean(-1)
+    rows, cols = around(1)
+    lum = lab[:, rows, cols, 0]  # [n, P, 9], row-major 3x3
+    sobel = torch.tensor([-1.0, 0, 1, -2, 0, 2, -1, 0, 1], device=lab.device) / 8
+    gx = lum @ sobel
+    gy = lum @ sobel.view(3, 3).T.flatten()
+    gradient = torch.hypot(gx, gy).mean(-1)
     return [(float(d), float(g)) for d, g in zip(delta_e, gradient)]
 
 
@@ -464,8 +475,9 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
         if checked and moved:
             touched = F.max_pool2d((~outside)[None, None].float(), factor)[0]
             keep = (mask_ops.dilate(touched, 4)[0] == 0).cpu().numpy().astype(np.uint8) * 255
+            movers = group if len(moved) == len(members) else cands[moved]
             fits = dict(zip(moved, geometry(_pooled_gray(original[None], factor)[0],
-                                            _pooled_gray(cands[moved], factor), keep,
+                                            _pooled_gray(movers, factor), keep,
                                             (height, width), factor)))
         seams = (seam(original, group, edited, thresholds.seam_width)
                  if edited.any() and not edited.all() else None)
