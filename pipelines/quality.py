@@ -481,9 +481,10 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                                             (height, width), factor)))
         seams = (seam(original, group, edited, thresholds.seam_width)
                  if edited.any() and not edited.all() else None)
-        aligned = [(r, h) for r, h in ((r, align_reference(original, outside, r)) for r in refs)
-                   if h is not None]
-        if refs and not aligned:
+        compare = refs if edited.any() else []  # an empty mask has no region to compare
+        aligned = [(r, h) for r, h in ((r, align_reference(original, outside, r))
+                                       for r in compare) if h is not None]
+        if compare and not aligned:
             notes.append(f"original {b}: no reference could be aligned to it outside the mask")
         similarities = [s for s in (reference_similarity(group, edited, r.to(device), h)
                                     for r, h in aligned) if s is not None]
@@ -502,7 +503,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                                                                  - seams[0][1])
             entry = entries[j] if entries else None
             s["references_used"] = None if entry is None else entry.get("references_used")
-            if refs:
+            if compare:
                 s["reference_similarity"] = max((sim[position] for sim in similarities),
                                                 default=None)
             if step is not None:
@@ -518,7 +519,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
     for (variation, target), group in sets.items():
         labs = torch.stack([lab_means[j] for j in group])
         centre = labs.mean(0)
-        spread = ciede2000(labs[:, None], labs[None]).max() if len(group) > 1 else labs.new_zeros(())
+        spread = ciede2000(labs[:, None], labs[None]).max()  # 0 for a set of one
         for j, lab in zip(group, labs):
             scores[j]["mean_lab"] = [float(v) for v in lab]
             scores[j]["target_delta_e"] = float(ciede2000(lab, torch.tensor(target).to(lab)))

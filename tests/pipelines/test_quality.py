@@ -244,6 +244,10 @@ def test_inputs_are_checked_and_left_alone(scene):
         quality_check(torch.cat([original, original]), regenerated, mask)
     with pytest.raises(ValueError, match="max_shift_px"):
         Thresholds(max_shift_px=0)
+    # An empty mask: everything is outside, nothing to seam or compare with a reference.
+    (entry,) = entries(quality_check(original, original, torch.zeros_like(mask),
+                                     references=original))
+    assert entry["reasons"] == [] and entry["scores"]["seam_delta_e"] is None
 
 
 def test_a_candidate_of_another_size_and_a_mask_of_another_size_are_resized(scene):
