@@ -41,6 +41,11 @@ INFO_SCHEMA = "region_repair.info/1"
 # About the long side of the images the geometry is estimated on (pooled by an integer
 # factor); ECC keeps a few hundredths of a pixel of accuracy there.
 GEOMETRY_SIZE = 512
+# Below this ECC correlation the candidate's outside is too unlike the original's to trust a fit
+# (ECC ignores gain and offset, so a global colour change alone stays far above it).
+MIN_CORRELATION = 0.6
+# Agreeing ORB matches needed to trust a features-only fit (when ECC does not converge).
+MIN_FEATURE_MATCHES = 30
 # Long side for reference alignment (SIFT) and for the region compared with a reference.
 REFERENCE_SIZE = 1024
 REGION_SIZE = 256
@@ -190,14 +195,15 @@ def geometry(original_gray: np.ndarray, candidate_grays: np.ndarray, keep: np.nd
     centre = np.array([(full[1] - 1) / 2, (full[0] - 1) / 2])
     results = []
     for gray in candidate_grays:
-        start = None
+        start, agreeing = None, 0
         src, dst = _match(reference, _features(orb, gray, None), cv2.NORM_HAMMING, 0.8)
         if len(src) >= 6:
             fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
                                                        ransacReprojThreshold=2.0)
-            if fit is not None and int(inliers.sum()) >= 6:
-                start = fit
-        warp, correlation = start, None
+            if fit is not None:
+                start, agreeing = fit, int(inliers.sum())
+        # Alone (when ECC fails), a features fit needs many agreeing matches to be trusted.
+        warp, correlation = (start if agreeing >= MIN_FEATURE_MATCHES else None), None
         try:
             # ECC: original(x) ~ candidate(warp x), i.e. warp maps original to candidate pixels.
             correlation, warp = cv2.findTransformECC(
@@ -206,8 +212,8 @@ def geometry(original_gray: np.ndarray, candidate_grays: np.ndarray, keep: np.nd
                 keep, 5)
         except cv2.error:  # no convergence (flat image, unrelated content): keep ORB's fit
             pass
-        if warp is None:
-            results.append(None)
+        if warp is None or (correlation is not None and correlation < MIN_CORRELATION):
+            results.append(None)  # nothing found, or content too unlike the original to trust
             continue
         full_warp = _to_full(np.asarray(warp, np.float64), factor)
         linear = full_warp[:, :2]
@@ -223,8 +229,6 @@ def geometry(original_gray: np.ndarray, candidate_grays: np.ndarray, keep: np.nd
     return results
 
 
-# --- seam ---------------------------------------------------------------------------------------
-
 IDENTITY = {"shift_px": 0.0, "shift_xy": [0.0, 0.0], "scale": 1.0, "rotation_deg": 0.0,
             "alignment": "identical outside the mask", "correlation": 1.0}
 
@@ -238,6 +242,8 @@ def _geometry_scores(fit: dict | None) -> dict:
             "rotation_deg": fit["rotation_deg"], "alignment": fit["alignment"],
             "alignment_correlation": fit["correlation"]}
 
+
+# --- seam ---------------------------------------------------------------------------------------
 
 def _bbox(support: torch.Tensor, margin: int) -> tuple[int, int, int, int]:
     ys = torch.nonzero(support.any(dim=1)).flatten()

@@ -263,3 +263,16 @@ def test_a_candidate_of_another_size_and_a_mask_of_another_size_are_resized(scen
     # Upscaling loses detail but not the framing: no shift, no scale drift.
     assert not {"framing_shift", "scale_drift"} & set(entry["reasons"])
     assert (height, width) == original.shape[1:3]
+
+
+def test_an_unrelated_candidate_cannot_be_aligned_and_is_flagged():
+    original, other = load("astronaut.png")[:, :300, :400], load("coffee.png")[:, :300, :400]
+    mask = torch.zeros(1, 300, 400)
+    mask[:, 100:200, 150:250] = 1
+    graded = (original * 0.7 + 0.2).clamp(0, 1)  # a global colour change still aligns
+    unrelated, recoloured = entries(quality_check(original, torch.cat([other, graded]), mask))
+    assert unrelated["scores"]["shift_px"] is None and "framing_shift" in unrelated["reasons"]
+    assert unrelated["notes"] == ["could not align the candidate to the original outside the "
+                                  "mask"]
+    assert recoloured["scores"]["shift_px"] < 0.05
+    assert recoloured["reasons"] == ["outside_mask_changed"]
