@@ -492,8 +492,10 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                                        for r in compare) if h is not None]
         if compare and not aligned:
             notes.append(f"original {b}: no reference could be aligned to it outside the mask")
-        similarities = [s for s in (reference_similarity(group, edited, r.to(device), h)
+        similarities = [s for s in (reference_similarity(group, edited, r, h)
                                     for r, h in aligned) if s is not None]
+        if aligned and not similarities:
+            notes.append(f"original {b}: no aligned reference covers half of the mask")
         targets = [j for j in members if entries and entries[j].get("target_lab") is not None]
         if targets and edited.any():
             lab_means.update(zip(targets, mean_lab(cands[targets], mask[b])))
