@@ -1,0 +1,278 @@
+"""QualityCheck (pipelines/quality.py) on synthetic perturbations of real photos.
+
+A "vendor" candidate is the original with its masked region regenerated and then the whole frame
+shifted or rescaled (cv2.warpAffine about the centre); the pack's own candidates are exact blends
+(`blend_masked`, `stitch`) that leave every pixel outside the mask untouched.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pack_paths import PACK_ROOT
+from region_repair.pipelines.colour import lab_to_srgb, srgb_to_lab
+from region_repair.pipelines.quality import Thresholds, quality_check
+from region_repair.pipelines.regions import WindowSettings, blend_masked, prepare_regions, stitch
+
+# Each photo with a box (y0, y1, x0, x1) over a detailed area.
+PHOTOS = {"astronaut.png": (150, 250, 180, 280), "coffee.png": (120, 220, 200, 330),
+          "rocket.jpg": (100, 200, 250, 380), "chelsea.png": (80, 180, 120, 260)}
+
+
+def load(name: str) -> torch.Tensor:
+    array = np.asarray(Image.open(PACK_ROOT / "assets" / "photos" / name).convert("RGB"))
+    return torch.from_numpy(array.copy()).float()[None] / 255
+
+
+@pytest.fixture(scope="module", params=list(PHOTOS))
+def scene(request):
+    """(original, mask, regenerated): `regenerated` is a full frame whose masked region holds
+    new content (the photo mirrored, blurred), colour-matched to its surroundings."""
+    image = load(request.param)
+    y0, y1, x0, x1 = PHOTOS[request.param]
+    mask = torch.zeros(1, *image.shape[1:3])
+    mask[:, y0:y1, x0:x1] = 1
+    new = torch.from_numpy(cv2.GaussianBlur(image[0].flip(1).numpy(), (0, 0), 2))[None]
+    new = new - new.mean((1, 2), keepdim=True) + image.mean((1, 2), keepdim=True)
+    return image, mask, blend_masked(image, new.clamp(0, 1), mask, 4)
+
+
+def warp(image: torch.Tensor, scale: float = 1.0, dx: float = 0.0, dy: float = 0.0
+         ) -> torch.Tensor:
+    """The frame scaled about its centre, then moved by (dx, dy) pixels."""
+    height, width = image.shape[1:3]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), 0, scale)
+    matrix[:, 2] += (dx, dy)
+    out = cv2.warpAffine(image[0].numpy(), matrix, (width, height), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+    return torch.from_numpy(out)[None].clamp(0, 1)
+
+
+def jpeg(image: torch.Tensor, quality: int = 90) -> torch.Tensor:
+    array = (image[0].numpy() * 255).round().astype(np.uint8)
+    _, data = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return torch.from_numpy(cv2.imdecode(data, cv2.IMREAD_UNCHANGED).astype(np.float32))[None] / 255
+
+
+def lab_shift(image: torch.Tensor, delta) -> torch.Tensor:
+    return lab_to_srgb(srgb_to_lab(image) + torch.tensor(delta, dtype=torch.float32))
+
+
+def entries(result):
+    return result.report["candidates"]
+
+
+@pytest.mark.parametrize("dx, dy", [(2, 0), (0, -2), (-1.5, 1.5), (3, 2), (-25, 10)])
+def test_framing_shift_fires_for_shifts_of_two_pixels_or_more(scene, dx, dy):
+    original, mask, regenerated = scene
+    (entry,) = entries(quality_check(original, warp(regenerated, dx=dx, dy=dy), mask))
+    assert "framing_shift" in entry["reasons"] and "scale_drift" not in entry["reasons"]
+    assert entry["scores"]["shift_xy"] == pytest.approx([dx, dy], abs=0.1, rel=0.01)
+    assert entry["needs_review"]
+
+
+@pytest.mark.parametrize("scale", [1.01, 0.99, 1.02, 0.95])
+def test_scale_drift_fires_for_scale_changes_of_one_percent_or_more(scene, scale):
+    original, mask, regenerated = scene
+    (entry,) = entries(quality_check(original, warp(regenerated, scale), mask))
+    assert "scale_drift" in entry["reasons"] and "framing_shift" not in entry["reasons"]
+    assert entry["scores"]["scale"] == pytest.approx(scale, abs=0.001)
+
+
+def test_neither_fires_on_the_packs_exact_blends(scene):
+    original, mask, regenerated = scene
+    regions, crops, _ = prepare_regions(original, mask, WindowSettings())
+    stitched = stitch(original, regions, torch.cat([1 - crops, crops.flip(2)]))
+    hard = blend_masked(original, regenerated, mask, 0)
+    result = quality_check(original, torch.cat([stitched, regenerated, hard]), mask)
+    for entry in entries(result):
+        assert not {"framing_shift", "scale_drift", "outside_mask_changed"} & set(entry["reasons"])
+        assert entry["scores"]["outside_max"] == 0 and entry["scores"]["shift_px"] == 0
+        assert entry["scores"]["scale"] == 1
+
+
+@pytest.mark.parametrize("outside", ["jpeg", "brighter", "subpixel"])
+def test_neither_fires_when_only_the_inside_differs(scene, outside):
+    """The estimator itself (not the bit-identical shortcut) must read these as unmoved: the
+    outside carries JPEG noise, a global brightness change or a 0.4 px shift."""
+    original, mask, regenerated = scene
+    candidate = {"jpeg": lambda: jpeg(regenerated),
+                 "brighter": lambda: (regenerated * 1.06).clamp(0, 1),
+                 "subpixel": lambda: warp(regenerated, dx=0.3, dy=-0.25)}[outside]()
+    (entry,) = entries(quality_check(original, candidate, mask))
+    assert entry["scores"]["alignment"] == "ecc"
+    assert not {"framing_shift", "scale_drift"} & set(entry["reasons"])
+    assert entry["scores"]["scale_drift_percent"] < 0.1
+
+
+def test_seam_separates_a_hard_colour_shifted_paste_from_a_colour_matched_blend(scene):
+    original, mask, regenerated = scene
+    hard = blend_masked(original, lab_shift(original, (6, 6, -6)), mask, 0)
+    matched = regenerated  # new content, colour-matched, inward feather 4
+    pasted, blended = entries(quality_check(original, torch.cat([hard, matched]), mask))
+    assert "seam" in pasted["reasons"] and "seam" not in blended["reasons"]
+    assert pasted["scores"]["seam_delta_e"] > 3 * max(blended["scores"]["seam_delta_e"], 0.5)
+    assert pasted["penalty"] > blended["penalty"]
+
+
+def info_json(count, **fields):
+    base = {"schema": "region_repair.info/1", "node": "Test", "seed": 0, "engine": "test",
+            "mode": None, "blend": "mask", "references_used": True, "reference_count": 1,
+            "notes": []}
+    return json.dumps([{**base, "image_index": 0, "candidate_index": j, **fields}
+                       for j in range(count)])
+
+
+def test_no_reference_follows_the_info_json(scene):
+    original, mask, regenerated = scene
+    without = entries(quality_check(original, regenerated, mask,
+                                    info_json(1, references_used=False, reference_count=0)))
+    with_refs = entries(quality_check(original, regenerated, mask, info_json(1)))
+    no_info = entries(quality_check(original, regenerated, mask))
+    assert without[0]["reasons"] == ["no_reference"]
+    assert without[0]["scores"]["references_used"] is False
+    assert with_refs[0]["reasons"] == [] and no_info[0]["reasons"] == []
+    assert no_info[0]["scores"]["references_used"] is None
+
+
+def test_mask_blend_promise_requires_exactly_zero_change_outside(scene):
+    original, mask, regenerated = scene
+    nudged = regenerated.clone()
+    nudged[0, 0, 0, 0] += 1 / 255  # one channel of one pixel outside the mask, by one level
+    (promised,) = entries(quality_check(original, nudged, mask, info_json(1)))
+    (vendor,) = entries(quality_check(original, nudged, mask))
+    assert promised["reasons"] == ["outside_mask_changed"]
+    assert promised["scores"]["outside_max"] == pytest.approx(1.0)
+    assert vendor["reasons"] == []  # without the promise, a mean of 1/255/pixels is tolerated
+
+
+def test_ranking_puts_the_clean_candidate_first(scene):
+    original, mask, regenerated = scene
+    perturbed = [warp(regenerated, dx=3), warp(regenerated, 1.015),
+                 blend_masked(original, lab_shift(original, (8, -8, 8)), mask, 0)]
+    for position in range(4):
+        batch = perturbed[:position] + [regenerated] + perturbed[position:]
+        result = quality_check(original, torch.cat(batch), mask)
+        assert result.best == [position] and result.order[0] == position
+        assert entries(result)[position]["rank"] == 0
+        assert sum(e["needs_review"] for e in entries(result)) == 3
+
+
+def test_several_originals_candidate_major_and_by_info():
+    a, b = load("astronaut.png")[:, :300, :400], load("coffee.png")[:, :300, :400]
+    originals = torch.cat([a, b])
+    mask = torch.zeros(1, 300, 400)
+    mask[:, 100:200, 150:250] = 1
+    clean = blend_masked(originals, originals.flip(2), mask, 4)
+    shifted = torch.cat([warp(clean[:1], dx=4), warp(clean[1:], dx=-4)])
+    # candidate-major: [a0, b0, a1, b1] with candidate 1 clean
+    result = quality_check(originals, torch.cat([shifted, clean]), mask)
+    assert result.best == [2, 3] and result.image_index == [0, 1, 0, 1]
+    assert result.order == [2, 0, 3, 1]
+    # the same images in another order, told by the info JSON
+    info = json.loads(info_json(4))
+    for entry, (image, candidate) in zip(info, [(1, 1), (0, 0), (0, 1), (1, 0)]):
+        entry.update(image_index=image, candidate_index=candidate)
+    batch = torch.cat([clean[1:], shifted[:1], clean[:1], shifted[1:]])
+    result = quality_check(originals, batch, mask, json.dumps(info))
+    assert result.best == [2, 0] and result.image_index == [1, 0, 0, 1]
+
+
+def test_reference_mismatch_tells_the_true_detail_from_a_smeared_or_wrong_one(scene):
+    true, mask, _ = scene
+    smeared = blend_masked(true, torch.from_numpy(cv2.GaussianBlur(true[0].numpy(), (0, 0), 4)
+                                                  )[None], mask, 0)
+    other = load("chelsea.png" if true.shape[1] != 300 else "coffee.png").movedim(-1, 1)
+    other = torch.nn.functional.interpolate(other, size=true.shape[1:3], mode="bilinear")
+    wrong = blend_masked(true, other.movedim(1, -1), mask, 0)
+    reference = warp(true * 0.9, 0.8, 20, -10)  # another shot: smaller, moved, darker
+    result = quality_check(smeared, torch.cat([true, smeared, wrong]), mask,
+                           references=reference)
+    restored, kept, other = (e["scores"]["reference_similarity"] for e in entries(result))
+    assert restored > 0.85 and kept < 0.5 and other < 0.5
+    assert [("reference_mismatch" in e["reasons"]) for e in entries(result)] == [False, True,
+                                                                                 True]
+    assert result.best == [0]
+
+
+def test_color_target_and_the_spread_across_the_set():
+    originals = torch.cat([load("astronaut.png")[:, :300, :400],
+                           load("coffee.png")[:, :300, :400]])
+    mask = torch.zeros(1, 300, 400)
+    mask[:, 50:250, 100:300] = 1
+    target = [45.0, 30.0, -20.0]
+    lab = srgb_to_lab(originals)
+    # Recolour: the region's mean moves onto the target, its local contrast stays.
+    inside = mask[0] > 0
+    recolour = lab - lab[:, inside].mean(1)[:, None, None] + torch.tensor(target)
+    on_target = blend_masked(originals, lab_to_srgb(recolour), mask, 0)
+    off_target = blend_masked(originals, lab_to_srgb(recolour + torch.tensor([0, 8, 8])), mask,
+                              0)
+    info = json.loads(info_json(4, target_lab=target, target_hex="#000000"))
+    for j, entry in enumerate(info):
+        entry.update(image_index=j % 2, candidate_index=j // 2)
+    # variation 0: both on target; variation 1: image 0 on target, image 1 off target.
+    batch = torch.cat([on_target, on_target[:1], off_target[1:]])
+    result = quality_check(originals, batch, mask, json.dumps(info))
+    scores = [e["scores"] for e in entries(result)]
+    assert all(s["target_delta_e"] < 2 for s in scores[:3]) and scores[3]["target_delta_e"] > 5
+    assert [("color_target" in e["reasons"]) for e in entries(result)] == [False, False, True,
+                                                                           True]
+    sets = {s["candidate_index"]: s for s in result.report["color_sets"]}
+    assert sets[0]["spread_max_delta_e"] < 2 < sets[1]["spread_max_delta_e"]
+
+
+def test_inputs_are_checked_and_left_alone(scene):
+    original, mask, regenerated = scene
+    before = original.clone(), mask.clone(), regenerated.clone()
+    result = quality_check(original, torch.cat([regenerated, regenerated]), mask)
+    assert all(torch.equal(x, y) for x, y in zip(before, (original, mask, regenerated)))
+    json.dumps(result.report)  # serialisable
+    with pytest.raises(ValueError, match="info: 1 entries for 2 candidates"):
+        quality_check(original, torch.cat([regenerated, regenerated]), mask, info_json(1))
+    with pytest.raises(ValueError, match="image_index = 3"):
+        quality_check(original, regenerated, mask, info_json(1, image_index=3))
+    with pytest.raises(ValueError, match="info: not valid JSON"):
+        quality_check(original, regenerated, mask, "{oops")
+    with pytest.raises(ValueError, match="multiple of 2"):
+        quality_check(torch.cat([original, original]), regenerated, mask)
+    with pytest.raises(ValueError, match="max_shift_px"):
+        Thresholds(max_shift_px=0)
+    # An empty mask: everything is outside, nothing to seam or compare with a reference.
+    (entry,) = entries(quality_check(original, original, torch.zeros_like(mask),
+                                     references=original))
+    assert entry["reasons"] == [] and entry["scores"]["seam_delta_e"] is None
+
+
+def test_a_candidate_of_another_size_and_a_mask_of_another_size_are_resized(scene):
+    original, mask, regenerated = scene
+    height, width = original.shape[1:3]
+    half = torch.nn.functional.interpolate(regenerated.movedim(-1, 1), scale_factor=0.5,
+                                           mode="area").movedim(1, -1)
+    small_mask = mask[:, ::2, ::2]
+    result = quality_check(original, half, small_mask)
+    assert any("candidates resized" in note for note in result.notes)
+    assert any("mask resized" in note for note in result.notes)
+    (entry,) = entries(result)
+    # Upscaling loses detail but not the framing: no shift, no scale drift.
+    assert not {"framing_shift", "scale_drift"} & set(entry["reasons"])
+    assert (height, width) == original.shape[1:3]
+
+
+def test_an_unrelated_candidate_cannot_be_aligned_and_is_flagged():
+    original, other = load("astronaut.png")[:, :300, :400], load("coffee.png")[:, :300, :400]
+    mask = torch.zeros(1, 300, 400)
+    mask[:, 100:200, 150:250] = 1
+    graded = (original * 0.7 + 0.2).clamp(0, 1)  # a global colour change still aligns
+    unrelated, recoloured = entries(quality_check(original, torch.cat([other, graded]), mask))
+    assert unrelated["scores"]["shift_px"] is None and "framing_shift" in unrelated["reasons"]
+    assert unrelated["notes"] == ["could not align the candidate to the original outside the "
+                                  "mask"]
+    assert recoloured["scores"]["shift_px"] < 0.05
+    assert recoloured["reasons"] == ["outside_mask_changed"]
