@@ -24,8 +24,9 @@ def _outputs(found: detect_ops.Detections) -> io.NodeOutput:
     return io.NodeOutput(found, to_output(found.union_mask()), to_output(masks))
 
 
-OUTPUTS = [Detections.Output("detections", display_name="detections"),
-           io.Mask.Output("mask", display_name="mask"),
+# Output ids differ from SAM Refine's input ids (ComfyUI requires it); the names shown match.
+OUTPUTS = [Detections.Output("found", display_name="detections"),
+           io.Mask.Output("union_mask", display_name="mask"),
            io.Mask.Output("object_masks", display_name="object_masks")]
 
 
