@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings as hsettings, strategies as st
 from PIL import Image
 
 from pack_paths import PACK_ROOT
@@ -280,3 +281,29 @@ def test_yolo_results_become_detections(astronaut, tmp_path, monkeypatch):
 def test_unknown_detector_lists_the_options(astronaut):
     with pytest.raises(ValueError, match="face_short_mediapipe"):
         det.detect(astronaut, "face_yolov9")
+
+# --- selection properties -------------------------------------------------------------------
+
+found_boxes = st.lists(st.tuples(st.integers(0, 90), st.integers(0, 90), st.integers(1, 40),
+                                 st.integers(1, 40), st.floats(0, 1)), max_size=8)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(found_boxes, st.floats(0, 1), st.integers(0, 4),
+       st.sampled_from(list(det.SortOrder)))
+def test_selection_properties(raw, confidence, max_count, sort_by):
+    found = [fake((x, y, min(x + w, 100), min(y + h, 100)), c) for x, y, w, h, c in raw]
+    settings = det.DetectSettings(confidence, max_count, sort_by)
+    picked = det.select(found, 100, 100, settings)
+    assert all(f.confidence >= confidence for f in picked)
+    assert not max_count or len(picked) <= max_count
+    # no two kept boxes are one object found twice
+    assert all(det._iou(a.box, b.box) < det.DUPLICATE_IOU
+               for i, a in enumerate(picked) for b in picked[i + 1:])
+    # deterministic, and independent of the order the detector reported them in
+    def key(items):
+        return [(f.box, f.confidence, f.label) for f in items]
+    assert key(det.select(list(reversed(found)), 100, 100, settings)) == key(picked)
+    keys = {"confidence": lambda f: -f.confidence, "area": lambda f: -det._box_area(f.box),
+            "left_to_right": lambda f: f.box[0]}[sort_by.value]
+    assert [keys(f) for f in picked] == sorted(keys(f) for f in picked)
