@@ -497,7 +497,8 @@ def _yolo(path: Path | None, confidence: float) -> Iterator[Callable]:
 def select(found: list[_Found], height: int, width: int, settings: DetectSettings
            ) -> list[_Found]:
     """Confidence threshold and area ratios, duplicates dropped (box overlap >= DUPLICATE_IOU),
-    then the `max_num_detections` most confident, then the sort order. Ties break on position and label, so the order is deterministic."""
+    then the `max_num_detections` most confident, then the sort order. Ties break on position
+    and label, so the order is deterministic."""
     area = height * width
     kept = [f for f in found
             if f.confidence >= settings.confidence and f.box[2] > f.box[0] and f.box[3] > f.box[1]

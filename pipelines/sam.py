@@ -108,8 +108,7 @@ def sam_config(state: dict[str, torch.Tensor]) -> SamConfig:
 
 def _segment_anything():
     try:
-        import segment_anything  # noqa: F401  (imports torchvision)
-        from segment_anything import modeling
+        from segment_anything import modeling  # imports torchvision
     except ImportError as error:
         raise MissingDependencyError("SAM refinement needs segment-anything: "
                                      "pip install \"segment-anything>=1.0,<2\"") from error

@@ -70,7 +70,8 @@ def test_the_mesh_gives_a_face_shaped_mask_inside_its_box(astronaut):
 
 
 def test_eyes_from_the_mesh_with_iris(astronaut):
-    found = det.detect(astronaut, "eyes_mesh_mediapipe", det.DetectSettings(sort_by="left_to_right"))
+    found = det.detect(astronaut, "eyes_mesh_mediapipe",
+                       det.DetectSettings(sort_by="left_to_right"))
     assert [d.label for d in found.items] == ["eye_right", "eye_left"]  # the subject's own
     right, left = (d.box for d in found.items)
     assert near((right[0], right[2]), (195, 213), 2) and near((left[0], left[2]), (237, 256), 2)
