@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import comfy.model_management as model_management
 import comfy.utils
+import folder_paths
 import torch
 
 logger = logging.getLogger("region_repair")
@@ -46,3 +48,21 @@ def report(node_id: str | None, notes: list[str]) -> None:
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if node_id is not None and instance is not None:
         instance.send_progress_text(text, node_id)
+
+
+def register_model_folder(name: str, extensions: tuple[str, ...]) -> None:
+    """Give ComfyUI a `models/<name>` folder unless another pack or extra_model_paths.yaml
+    already registered one (theirs is kept)."""
+    if name not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[name] = (
+            [str(Path(folder_paths.models_dir) / name)], set(extensions))
+
+
+def model_files(name: str) -> dict[str, Path]:
+    """The files of a model folder, as ComfyUI lists them (relative name -> full path)."""
+    return {file: Path(folder_paths.get_full_path(name, file))
+            for file in folder_paths.get_filename_list(name)}
+
+
+def model_folders(name: str) -> list[str]:
+    return folder_paths.get_folder_paths(name)
