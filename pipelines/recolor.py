@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
+import kornia.color
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -184,7 +185,7 @@ def apply_modifiers(lab: torch.Tensor, modifiers: Sequence[tuple[str, Modifier, 
 
 def dominant_colour(swatch: torch.Tensor, clusters: int = 4) -> tuple[float, float, float]:
     """The dominant colour of a swatch `[H, W, C]` (or `[1, H, W, C]`) in 0..1: the mean Lab of
-    the largest k-means cluster, so a patterned swatch gives its main colour and a photographed
+    the largest group of k-means clusters, so a patterned swatch gives its main colour and a photographed
     one its average shade. Transparent pixels (alpha < 0.5) are ignored."""
     if swatch.ndim == 4:
         swatch = swatch[0]
@@ -204,8 +205,12 @@ def dominant_colour(swatch: torch.Tensor, clusters: int = 4) -> tuple[float, flo
     _, labels, centres = cv2.kmeans(lab, k, None, (cv2.TERM_CRITERIA_EPS
                                                    + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.1),
                                     3, cv2.KMEANS_PP_CENTERS)
-    main = np.bincount(labels.ravel(), minlength=k).argmax()
-    rgb_out = lab_to_srgb(torch.from_numpy(lab[labels.ravel() == main].mean(0))[None, None])
+    # Noise or shading splits one colour into several clusters: a cluster's weight counts every
+    # cluster within 15 ΔE*ab of it, and the winner's neighbourhood gives the colour.
+    counts = np.bincount(labels.ravel(), minlength=k)
+    close = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < 15
+    main = np.flatnonzero(close[(close * counts[None]).sum(1).argmax()])
+    rgb_out = lab_to_srgb(torch.from_numpy(lab[np.isin(labels.ravel(), main)].mean(0))[None, None])
     return tuple(float(v) for v in rgb_out.flatten())
 
 
@@ -303,17 +308,22 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
                               for word, _, scale in parsed.modifiers)
             notes.append(f"modifiers {words}: {lab_hex(base)}")
     assert base is not None
-    return Target(base, tuple(notes))
+    shown = in_gamut(base)
+    if float(ciede2000(shown, base)) > 0.01:
+        notes.append(f"target outside sRGB: chroma reduced to {lab_hex(shown)} "
+                     f"(ΔE00 {float(ciede2000(shown, base)):.2f})")
+    return Target(shown, tuple(notes))
 
 
 # --- the colour transfer ------------------------------------------------------------------------
 
 def soft_clip_lightness(lightness: torch.Tensor, knee: float = 8.0) -> torch.Tensor:
-    """Keep L* inside 0..100 with smooth shoulders of `knee` at each end, so highlights and deep
+    """Keep L* inside 0..100 with smooth shoulders (`knee` at the top, half of it at the bottom,
+    where sRGB has fewer levels to spare), so highlights and deep
     shadows pushed past the range keep an ordering (texture) instead of flattening at a clip."""
-    high, low = 100 - knee, knee
+    high, low = 100 - knee, knee / 2
     over = high + knee * torch.tanh((lightness - high) / knee)
-    under = low - knee * torch.tanh((low - lightness) / knee)
+    under = low - low * torch.tanh((low - lightness) / low)
     return torch.where(lightness > high, over, torch.where(lightness < low, under, lightness))
 
 
@@ -336,17 +346,65 @@ def map_lab(lab: torch.Tensor, transfer: Transfer) -> torch.Tensor:
     return torch.stack([lightness, eff[:, 1:2] * scale, eff[:, 2:3] * scale], dim=-1)
 
 
+# Rec. 709 / sRGB luminance weights of linear R, G, B.
+LUMINANCE = (0.2126, 0.7152, 0.0722)
+
+
+def lab_to_srgb_in_gamut(lab: torch.Tensor) -> torch.Tensor:
+    """Lab `[..., 3]` -> sRGB in 0..1. Colours outside sRGB move towards the grey of the *same
+    luminance* in linear light (the largest fraction of their chroma that fits), instead of
+    having each channel clipped: clipping flattens a garment's highlights and folds at the gamut
+    edge (a pastel with R = 255, a saturated navy), this keeps their lightness exactly."""
+    flat = lab.reshape(-1, 1, 1, 3).movedim(-1, 1).float()
+    linear = kornia.color.rgb_to_linear_rgb(kornia.color.lab_to_rgb(flat, clip=False))
+    linear = linear[:, :, 0, 0]
+    weights = torch.tensor(LUMINANCE, device=linear.device, dtype=linear.dtype)
+    luminance = (linear @ weights).clamp(0, 1)[:, None]
+    excess = linear - luminance
+    room = torch.where(excess > 0, (1 - luminance) / excess.clamp_min(1e-12),
+                       torch.where(excess < 0, luminance / (-excess).clamp_min(1e-12),
+                                   torch.ones_like(excess)))
+    fraction = room.amin(dim=1, keepdim=True).clamp(0, 1)
+    mapped = (luminance + fraction * excess).clamp(0, 1)
+    srgb = kornia.color.linear_rgb_to_rgb(mapped[:, :, None, None])[:, :, 0, 0]
+    return srgb.clamp(0, 1).reshape(lab.shape)
+
+
+def in_gamut(lab: torch.Tensor) -> torch.Tensor:
+    """A Lab colour `[3]` with its chroma reduced (same L*, same hue) until sRGB can show it."""
+    rgb = kornia.color.lab_to_rgb(lab.float().reshape(1, 3, 1, 1), clip=False).flatten()
+    if bool(((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all()):
+        return lab.double()
+    low, high = 0.0, 1.0
+    for _ in range(30):
+        middle = (low + high) / 2
+        trial = torch.tensor([float(lab[0]), float(lab[1]) * middle, float(lab[2]) * middle])
+        rgb = kornia.color.lab_to_rgb(trial.reshape(1, 3, 1, 1), clip=False).flatten()
+        low, high = (middle, high) if bool(((rgb >= 0) & (rgb <= 1)).all()) else (low, middle)
+    return torch.tensor([float(lab[0]), float(lab[1]) * low, float(lab[2]) * low],
+                        dtype=torch.float64)
+
+
 def shown_mean(lab: torch.Tensor) -> torch.Tensor:
-    """`[V, N, 3]` Lab -> `[V, 3]`: the mean colour after the round trip through sRGB, i.e. what
-    the output image will hold once out-of-gamut pixels are clipped."""
-    return srgb_to_lab(lab_to_srgb(lab[:, :, None]))[:, :, 0].mean(dim=1).double()
+    """`[V, N, 3]` Lab -> `[V, 3]`: the mean colour the output image will hold, after the gamut
+    mapping to sRGB."""
+    return srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].mean(dim=1).double()
 
 
-def physical_gain(source_l: float, goal_l: torch.Tensor, contrast: float) -> torch.Tensor:
-    """Lightness offsets of shading scale with L* + 16 (a fold that halves the light halves Y on
-    any dye), so a dark-to-light recolour amplifies them and light-to-dark compresses them; held
-    within 0.35..3 so sensor noise on black cloth does not explode."""
-    return ((goal_l + 16) / (source_l + 16)).clamp(0.35, 3.0)[:, None] * contrast
+def shading_gain(sample: torch.Tensor, source_l: float, goal_l: torch.Tensor,
+                 contrast: float) -> torch.Tensor:
+    """`[V, 1]` gain of the lightness offsets around the garment's mean.
+
+    Shading offsets scale with L* + 16 (a fold that halves the light halves Y on any dye), so a
+    dark-to-light recolour amplifies them and light-to-dark compresses them; held within
+    0.35..3 so sensor noise on black cloth does not explode. Highlights are partly specular
+    (added light, not scaled), so the gain is also capped where it would push the garment's
+    98th-percentile lightness past L* 97: above that the soft clip would flatten them."""
+    gain = ((goal_l + 16) / (source_l + 16)).clamp(0.35, 3.0)
+    bright = float(torch.quantile(sample[:, 0].float(), 0.98)) - source_l
+    if bright > 1e-3:
+        gain = torch.minimum(gain, ((97 - goal_l) / bright).clamp_min(0.15))
+    return gain[:, None] * contrast
 
 
 def solve(sample: torch.Tensor, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
@@ -396,11 +454,12 @@ def variation_offsets(count: int, step: float) -> list[float]:
 
 
 def variation_goals(target: torch.Tensor, count: int, step: float) -> torch.Tensor:
-    """`[V, 3]` Lab: the target at shifted lightness, same a*b* (hue and chroma)."""
+    """`[V, 3]` Lab: the target at shifted lightness, same hue and chroma (less where sRGB
+    cannot show that chroma at the new lightness)."""
     goals = target.double().repeat(count, 1)
     offsets = torch.tensor(variation_offsets(count, step), dtype=torch.float64)
     goals[:, 0] = (goals[:, 0] + offsets).clamp(2.0, 98.0)
-    return goals
+    return torch.stack([goals[0]] + [in_gamut(goal) for goal in goals[1:]])
 
 
 @dataclass
@@ -424,7 +483,7 @@ def garment_pixels(image: torch.Tensor, mask: torch.Tensor) -> Garment:
     weight = mask.flatten()
     index = torch.nonzero(weight > 0).flatten()
     rgb = image[..., :3].reshape(-1, 3)[index]
-    lab = srgb_to_lab(rgb[None, :, None, :])[0, :, 0]
+    lab = srgb_to_lab(rgb[None, :, None, :])[0, :, 0] if len(index) else rgb.float()
     core = torch.nonzero(weight[index] >= CORE_WEIGHT).flatten()
     if core.numel() > SOLVER_SAMPLE:
         core = core[torch.linspace(0, core.numel() - 1, SOLVER_SAMPLE,
@@ -465,7 +524,7 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
 
     def own_transfer(garment: Garment, goal: torch.Tensor) -> tuple[Transfer, torch.Tensor]:
         source_l = float(garment.mean[0])
-        gain = physical_gain(source_l, goal[:, 0], settings.contrast)
+        gain = shading_gain(garment.sample, source_l, goal[:, 0], settings.contrast)
         return solve(garment.sample, source_l, gain, goal)
 
     anchor_transfer, anchor_mean = own_transfer(garments[anchor], goals)
@@ -494,8 +553,8 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     means: dict[tuple[int, int], torch.Tensor] = {}
     for index, (image, garment, transfer) in enumerate(zip(images, garments, transfers)):
         step()
-        recoloured = None if transfer is None else lab_to_srgb(map_lab(garment.lab, transfer)
-                                                                [:, :, None])[:, :, 0]
+        recoloured = None if transfer is None else lab_to_srgb_in_gamut(
+            map_lab(garment.lab, transfer))
         for variation in range(settings.num_variations):
             out = image.clone()
             if recoloured is not None:
