@@ -74,7 +74,7 @@ def region_for_label(label: str | None) -> GarmentRegion | None:
     except ValueError:
         pass
     for word in text.replace("/", " ").replace(",", " ").split():
-        for candidate in (word, word.rstrip("s")):
+        for candidate in (word, word[:-1], word[:-2]):  # plurals: hats, dresses
             if candidate in LABELS:
                 return LABELS[candidate]
     known = ", ".join(sorted({key for key in LABELS if "-" not in key}))
