@@ -13,8 +13,9 @@ across a whole set of product images.
   `post_process` then pulls each image's garment mean onto the anchor's result. Pixels outside the
   garment mask are copied, never converted.
 
-Everything is batched torch on the images' device; the solver works on a fixed subsample of the
-garment (its mean is what it matches), the final mapping on every garment pixel.
+Everything is batched torch on the images' device. A transfer reads only a pixel's L*, so the
+solver works on the garment's L* histogram and the final mapping is a table over L*, interpolated
+for every garment pixel.
 """
 
 from __future__ import annotations
@@ -40,9 +41,6 @@ REPORT_SCHEMA = "region_repair.recolor_report/1"
 NODE_NAME = "GarmentRecolorAnchor"
 MAX_IMAGES = 10
 MAX_VARIATIONS = 8
-# The solver matches the garment's mean colour, which a strided subsample of this many pixels
-# estimates to well under 0.05 ΔE; the final mapping still runs on every garment pixel.
-SOLVER_SAMPLE = 65536
 # A garment pixel counts towards the garment's colour when its mask weight is at least this:
 # feathered edge pixels are partly the original and would bias the mean.
 CORE_WEIGHT = 0.5
@@ -385,13 +383,14 @@ def in_gamut(lab: torch.Tensor) -> torch.Tensor:
                         dtype=torch.float64)
 
 
-def shown_mean(lab: torch.Tensor) -> torch.Tensor:
-    """`[V, N, 3]` Lab -> `[V, 3]`: the mean colour the output image will hold, after the gamut
-    mapping to sRGB."""
-    return srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].mean(dim=1).double()
+def shown_mean(lab: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """`[V, K, 3]` Lab of K levels with pixel `counts` `[K]` -> `[V, 3]`: the mean colour the
+    output image will hold, after the gamut mapping to sRGB."""
+    shown = srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].double()
+    return (shown * counts[None, :, None]).sum(1) / counts.sum()
 
 
-def shading_gain(sample: torch.Tensor, source_l: float, goal_l: torch.Tensor,
+def shading_gain(garment: Garment, source_l: float, goal_l: torch.Tensor,
                  contrast: float) -> torch.Tensor:
     """`[V, 1]` gain of the lightness offsets around the garment's mean.
 
@@ -401,22 +400,24 @@ def shading_gain(sample: torch.Tensor, source_l: float, goal_l: torch.Tensor,
     (added light, not scaled), so the gain is also capped where it would push the garment's
     98th-percentile lightness past L* 97: above that the soft clip would flatten them."""
     gain = ((goal_l + 16) / (source_l + 16)).clamp(0.35, 3.0)
-    bright = float(torch.quantile(sample[:, 0].float(), 0.98)) - source_l
+    bright = garment.quantile(0.98) - source_l
     if bright > 1e-3:
         gain = torch.minimum(gain, ((97 - goal_l) / bright).clamp_min(0.15))
     return gain[:, None] * contrast
 
 
-def solve(sample: torch.Tensor, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
+def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
           start: torch.Tensor | None = None, iterations: int = 8, tolerance: float = 0.05
           ) -> tuple[Transfer, torch.Tensor]:
-    """Find the effective Lab per variation whose mapped, gamut-clipped garment mean equals
-    `goal` `[V, 3]` (fixed-point steps: each adds the remaining error). Returns the transfer and
-    the mean it achieves."""
+    """Find the effective Lab per variation whose mapped, gamut-mapped garment mean equals
+    `goal` `[V, 3]` (fixed-point steps: each adds the remaining error). Works on the garment's
+    L* histogram. Returns the transfer and the mean it achieves."""
+    levels = torch.stack([garment.levels, torch.zeros_like(garment.levels),
+                          torch.zeros_like(garment.levels)], -1)
     effective = (goal if start is None else start).clone()
     for _ in range(iterations):
         transfer = Transfer(source_l, gain, effective)
-        achieved = shown_mean(map_lab(sample, transfer))
+        achieved = shown_mean(map_lab(levels, transfer), garment.counts)
         if float(ciede2000(achieved, goal).max()) < tolerance:
             break
         effective = effective + (goal - achieved)
@@ -424,7 +425,7 @@ def solve(sample: torch.Tensor, source_l: float, gain: torch.Tensor, goal: torch
         effective[:, 1:].clamp_(-160, 160)
     else:
         transfer = Transfer(source_l, gain, effective)
-        achieved = shown_mean(map_lab(sample, transfer))
+        achieved = shown_mean(map_lab(levels, transfer), garment.counts)
     return transfer, achieved
 
 
@@ -465,30 +466,78 @@ def variation_goals(target: torch.Tensor, count: int, step: float) -> torch.Tens
 @dataclass
 class Garment:
     """One image's garment pixels, in the order of `index` (flat positions in H*W)."""
-    index: torch.Tensor   # [N] long
-    weight: torch.Tensor  # [N]
-    lab: torch.Tensor     # [N, 3]
-    sample: torch.Tensor  # [S, 3]: core pixels, strided, for the solver and the report
+    index: torch.Tensor      # [N] long
+    weight: torch.Tensor     # [N]
+    lightness: torch.Tensor  # [N]: L*, all the transfer reads of a pixel
+    levels: torch.Tensor     # [K]: mean L* of each occupied histogram bin of the core pixels
+    counts: torch.Tensor     # [K]: core pixels per bin
+    mean: torch.Tensor       # [3] Lab: the core's mean colour
 
     @property
     def empty(self) -> bool:
-        return self.sample.shape[0] == 0
+        return self.levels.shape[0] == 0
 
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.sample.mean(dim=0).double()
+    def quantile(self, q: float) -> float:
+        cumulative = torch.cumsum(self.counts, 0)
+        position = int(torch.searchsorted(cumulative, q * float(cumulative[-1])))
+        return float(self.levels[min(position, len(self.levels) - 1)])
+
+
+# CIE Y of linear sRGB (D65), as kornia's rgb_to_xyz, so L* here equals srgb_to_lab's.
+Y_OF_LINEAR_RGB = (0.212671, 0.715160, 0.072169)
+
+
+def lightness_of(rgb: torch.Tensor) -> torch.Tensor:
+    """CIELAB L* of sRGB pixels `[N, 3]`, without computing a* and b*."""
+    linear = kornia.color.rgb_to_linear_rgb(rgb.float().clamp(0, 1).T[:, :, None])[:, :, 0].T
+    y = linear @ torch.tensor(Y_OF_LINEAR_RGB, device=rgb.device)
+    return 116 * torch.where(y > 0.008856, y.clamp_min(1e-12).pow(1 / 3), 7.787 * y + 4 / 29) - 16
+
+
+HISTOGRAM_BINS = 2048  # L* bins of ~0.05: the solver's view of a garment, whatever its size
+MEAN_SAMPLE = 16384   # strided core pixels for mean a*, b* (and the report's measured mean)
+
+
+def strided(count: int, limit: int, device: torch.device) -> torch.Tensor:
+    return torch.linspace(0, count - 1, min(count, limit), device=device).long()
 
 
 def garment_pixels(image: torch.Tensor, mask: torch.Tensor) -> Garment:
+    """A transfer reads only L*, so the solver needs the core's L* histogram (not its pixels)
+    and the core's mean colour."""
     weight = mask.flatten()
     index = torch.nonzero(weight > 0).flatten()
     rgb = image[..., :3].reshape(-1, 3)[index]
-    lab = srgb_to_lab(rgb[None, :, None, :])[0, :, 0] if len(index) else rgb.float()
-    core = torch.nonzero(weight[index] >= CORE_WEIGHT).flatten()
-    if core.numel() > SOLVER_SAMPLE:
-        core = core[torch.linspace(0, core.numel() - 1, SOLVER_SAMPLE,
-                                   device=core.device).long()]
-    return Garment(index, weight[index], lab, lab[core])
+    lightness = lightness_of(rgb) if len(index) else rgb[:, 0].float()
+    core = weight[index] >= CORE_WEIGHT
+    core_l = lightness[core]
+    bins = (core_l.clamp(0, 100) * ((HISTOGRAM_BINS - 1) / 100)).long()
+    counts = torch.bincount(bins, minlength=HISTOGRAM_BINS).double()
+    sums = torch.bincount(bins, weights=core_l.double(), minlength=HISTOGRAM_BINS)
+    occupied = counts > 0
+    levels, counts = sums[occupied] / counts[occupied], counts[occupied]
+    mean = torch.zeros(3, dtype=torch.float64, device=image.device)
+    if len(levels):
+        core_rgb = rgb[core]
+        sample = core_rgb[strided(len(core_rgb), MEAN_SAMPLE, rgb.device)]
+        mean = srgb_to_lab(sample[None, :, None])[0, :, 0].mean(0).double()
+        mean[0] = (levels * counts).sum() / counts.sum()
+    return Garment(index, weight[index], lightness, levels, counts, mean)
+
+
+LUT_SIZE = 4097  # L* steps of 0.025: linear interpolation between them is exact to ~1e-5
+
+
+def apply_transfer(lightness: torch.Tensor, transfer: Transfer) -> torch.Tensor:
+    """Garment pixels' L* `[N]` -> sRGB `[V, N, 3]`. A transfer reads only L*, so it is
+    tabulated once over L* 0..100 (mapping and gamut mapping included) and interpolated."""
+    grid = torch.linspace(0, 100, LUT_SIZE, device=lightness.device)
+    table = lab_to_srgb_in_gamut(map_lab(torch.stack([grid, 0 * grid, 0 * grid], -1),
+                                         transfer))
+    position = lightness.clamp(0, 100) * ((LUT_SIZE - 1) / 100)
+    low = position.floor().long().clamp(max=LUT_SIZE - 2)
+    fraction = (position - low)[None, :, None]
+    return torch.lerp(table[:, low], table[:, low + 1], fraction)
 
 
 @dataclass
@@ -524,8 +573,8 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
 
     def own_transfer(garment: Garment, goal: torch.Tensor) -> tuple[Transfer, torch.Tensor]:
         source_l = float(garment.mean[0])
-        gain = shading_gain(garment.sample, source_l, goal[:, 0], settings.contrast)
-        return solve(garment.sample, source_l, gain, goal)
+        gain = shading_gain(garment, source_l, goal[:, 0], settings.contrast)
+        return solve(garment, source_l, gain, goal)
 
     anchor_transfer, anchor_mean = own_transfer(garments[anchor], goals)
     transfers: list[Transfer | None] = []
@@ -539,12 +588,12 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         elif settings.use_anchor:
             transfer = anchor_transfer
             if settings.post_process:  # keep the anchor's curve, land on the anchor's result
-                transfer, _ = solve(garment.sample, transfer.source_l, transfer.gain,
+                transfer, _ = solve(garment, transfer.source_l, transfer.gain,
                                     anchor_mean, start=transfer.effective)
         else:
             transfer, _ = own_transfer(garment, goals)
             if settings.post_process:
-                transfer, _ = solve(garment.sample, transfer.source_l, transfer.gain,
+                transfer, _ = solve(garment, transfer.source_l, transfer.gain,
                                     anchor_mean, start=transfer.effective)
         transfers.append(transfer)
 
@@ -553,8 +602,7 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     means: dict[tuple[int, int], torch.Tensor] = {}
     for index, (image, garment, transfer) in enumerate(zip(images, garments, transfers)):
         step()
-        recoloured = None if transfer is None else lab_to_srgb_in_gamut(
-            map_lab(garment.lab, transfer))
+        recoloured = None if transfer is None else apply_transfer(garment.lightness, transfer)
         for variation in range(settings.num_variations):
             out = image.clone()
             if recoloured is not None:
@@ -564,9 +612,7 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
                     out.dtype), garment.weight[:, None].to(out.dtype))
                 core = garment.weight >= CORE_WEIGHT
                 shown = flat[garment.index[core], :3]
-                shown = shown[torch.linspace(0, shown.shape[0] - 1,
-                                             min(SOLVER_SAMPLE, shown.shape[0]),
-                                             device=shown.device).long()]
+                shown = shown[strided(shown.shape[0], MEAN_SAMPLE, shown.device)]
                 means[index, variation] = srgb_to_lab(shown[None, :, None])[0, :, 0].mean(
                     0).double()
             outputs[variation * len(images) + index] = out
