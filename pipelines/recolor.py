@@ -183,8 +183,8 @@ def apply_modifiers(lab: torch.Tensor, modifiers: Sequence[tuple[str, Modifier, 
 
 def dominant_colour(swatch: torch.Tensor, clusters: int = 4) -> tuple[float, float, float]:
     """The dominant colour of a swatch `[H, W, C]` (or `[1, H, W, C]`) in 0..1: the mean Lab of
-    the largest group of k-means clusters, so a patterned swatch gives its main colour and a photographed
-    one its average shade. Transparent pixels (alpha < 0.5) are ignored."""
+    the largest group of k-means clusters, so a patterned swatch gives its main colour and a
+    photographed one its average shade. Transparent pixels (alpha < 0.5) are ignored."""
     if swatch.ndim == 4:
         swatch = swatch[0]
     image = swatch.detach().float().cpu()

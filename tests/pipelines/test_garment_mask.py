@@ -46,7 +46,8 @@ def test_a_product_on_a_plain_background_is_segmented():
     image = torch.full((120, 160, 3), 0.93)
     yy, xx = torch.meshgrid(torch.arange(120), torch.arange(160), indexing="ij")
     shirt = ((xx - 80) / 45) ** 2 + ((yy - 60) / 40) ** 2 < 1
-    image[shirt] = torch.tensor([0.2, 0.35, 0.7]) * (0.8 + 0.2 * torch.sin(xx[shirt] / 3.0))[:, None]
+    folds = 0.8 + 0.2 * torch.sin(xx[shirt] / 3.0)
+    image[shirt] = torch.tensor([0.2, 0.35, 0.7]) * folds[:, None]
     (mask,), notes = garment_mask.garment_masks([image], garment_mask.GarmentRegion.PRODUCT)
     found = mask > 0.5
     assert (found == shirt).float().mean() > 0.98
