@@ -1,0 +1,346 @@
+"""Automatic garment masks with no downloaded weights.
+
+No offline garment-parsing model exists (see the reference offline-models.md), so the garment is
+carved from what ships inside mediapipe 0.10.21 and OpenCV:
+
+- **On-model photos.** mediapipe's selfie segmentation gives the person; pose (complexity 1, the
+  only bundled one) gives shoulders, hips, knees and ankles, which bound the body band the label
+  asks for (upper body, lower body, full body, head); face mesh and hands are carved out, and so
+  are pixels close to the skin colour sampled on the face (bare arms, neck, legs). GrabCut then
+  refines the band from the photo's own colours.
+- **Product-only photos on a plain background** (no person found): the background colour is read
+  on the border, and the foreground is what differs from it, refined by GrabCut.
+- **SAM.** `refine(image_uint8, mask_bool) -> mask_bool` may refine each mask afterwards (the
+  pack's SAM node owns checkpoints; this module only calls what it is given).
+
+mediapipe is optional: it is imported on first use, and a clear error says how to install it.
+Detection runs at a working size (512 px long side), and the mask is scaled back up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .choices import Choice
+
+WORK_SIZE = 512
+MEDIAPIPE_HELP = ("the automatic garment mask needs mediapipe 0.10.21 (the last release that "
+                  "bundles its models): pip install --no-deps mediapipe==0.10.21, then "
+                  "pip install -r requirements-mediapipe.txt; or connect garment masks")
+
+Refiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class GarmentRegion(Choice):
+    UPPER = "upper body"
+    LOWER = "lower body"
+    FULL = "full body"
+    HEAD = "head"
+    PRODUCT = "product"
+
+
+# garment_label words -> the body band they cover. Checked word by word, so "denim jacket" and
+# "long-sleeve t-shirt" work.
+LABELS: dict[str, GarmentRegion] = {
+    **dict.fromkeys(("t-shirt", "tshirt", "tee", "shirt", "top", "blouse", "sweater", "jumper",
+                     "hoodie", "sweatshirt", "jacket", "coat", "blazer", "vest", "cardigan",
+                     "polo", "parka", "tank", "camisole", "upper", "torso", "bomber", "anorak",
+                     "pullover", "sleeve", "sleeves", "bra"), GarmentRegion.UPPER),
+    **dict.fromkeys(("trousers", "pants", "jeans", "skirt", "shorts", "leggings", "chinos",
+                     "joggers", "lower", "legs", "slacks"), GarmentRegion.LOWER),
+    **dict.fromkeys(("dress", "jumpsuit", "overall", "overalls", "suit", "gown", "robe",
+                     "romper", "onesie", "coverall", "coveralls", "full", "body", "outfit",
+                     "spacesuit"), GarmentRegion.FULL),
+    **dict.fromkeys(("hat", "cap", "beanie", "beret", "hood", "helmet", "head", "headband",
+                     "bandana", "turban"), GarmentRegion.HEAD),
+    **dict.fromkeys(("product", "object", "item", "bag", "shoe", "shoes", "sneaker",
+                     "sneakers", "boot", "boots", "scarf", "flatlay", "flat-lay"),
+                    GarmentRegion.PRODUCT),
+}
+
+
+def region_for_label(label: str | None) -> GarmentRegion | None:
+    """The body band for a garment_label, None for "" / "auto"; a ValueError for unknown words."""
+    text = (label or "").strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        return GarmentRegion(text)
+    except ValueError:
+        pass
+    for word in text.replace("/", " ").replace(",", " ").split():
+        for candidate in (word, word[:-1], word[:-2]):  # plurals: hats, dresses
+            if candidate in LABELS:
+                return LABELS[candidate]
+    known = ", ".join(sorted({key for key in LABELS if "-" not in key}))
+    raise ValueError(f"garment_label: {label!r} is not a garment this pack knows; use one of "
+                     f"{known}, or a band ({', '.join(r.value for r in GarmentRegion)}), or "
+                     "leave it empty to detect it")
+
+
+def _mediapipe():
+    try:
+        import mediapipe as mp
+        return mp.solutions
+    except ImportError as error:
+        raise ImportError(MEDIAPIPE_HELP) from error
+
+
+class _Detectors:
+    """mediapipe solutions, built once per call of `garment_masks` (building is ~10 ms each)."""
+
+    def __init__(self) -> None:
+        solutions = _mediapipe()
+        self.segmenter = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        # Complexity 1 is the only pose model bundled in 0.10.21 (0 and 2 are downloaded).
+        self.pose = solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+        self.faces = solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4)
+        self.hands = solutions.hands.Hands(static_image_mode=True, max_num_hands=4,
+                                           model_complexity=0)
+
+    def close(self) -> None:
+        for solution in (self.segmenter, self.pose, self.faces, self.hands):
+            solution.close()
+
+
+def _hull_mask(shape: tuple[int, int], points: np.ndarray, grow: int) -> np.ndarray:
+    out = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(out, cv2.convexHull(points.astype(np.int32)), 1)
+    if grow > 0:
+        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                        (2 * grow + 1, 2 * grow + 1)))
+    return out.astype(bool)
+
+
+def _connected_to(mask: np.ndarray, seed: np.ndarray, max_hole: float = 0.002) -> np.ndarray:
+    """The parts of `mask` that touch `seed`, with holes smaller than `max_hole` of the image
+    filled (speckle); larger holes (a logo, a print, a name tag) stay out of the garment."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[seed & mask])
+    out = np.isin(labels, keep[keep > 0])
+    count, holes, stats, _ = cv2.connectedComponentsWithStats((~out).astype(np.uint8), 4)
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < max_hole * out.size)
+    touches_border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+    return out | np.isin(holes, np.setdiff1d(small, touches_border))
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB in its usual units (OpenCV's 8-bit Lab is scaled)."""
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    return lab
+
+
+def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Colour distance that half-ignores lightness: shading and folds change L*, not the dye."""
+    diff = lab - centre
+    return np.sqrt((0.5 * diff[..., 0]) ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
+
+
+def _dominant(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre of the largest of 3 k-means clusters and its 80th-percentile radius."""
+    samples = samples[:: max(1, len(samples) // 20000)].astype(np.float32)
+    k = min(3, len(samples))
+    cv2.setRNGSeed(0)
+    _, labels, centres = cv2.kmeans(samples, k, None, (cv2.TERM_CRITERIA_EPS
+                                                       + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
+                                    2, cv2.KMEANS_PP_CENTERS)
+    main = np.bincount(labels.ravel(), minlength=k).argmax()
+    centre = centres[main]
+    radius = float(np.percentile(_distance(samples[labels.ravel() == main], centre), 80))
+    return centre, radius
+
+
+def _grabcut(rgb: np.ndarray, sure_fg: np.ndarray, maybe_fg: np.ndarray,
+             sure_bg: np.ndarray) -> np.ndarray:
+    labels = np.full(rgb.shape[:2], cv2.GC_PR_BGD, np.uint8)
+    labels[maybe_fg] = cv2.GC_PR_FGD
+    labels[sure_fg] = cv2.GC_FGD
+    labels[sure_bg] = cv2.GC_BGD
+    if not (labels == cv2.GC_FGD).any() and not (labels == cv2.GC_PR_FGD).any():
+        return np.zeros(rgb.shape[:2], bool)
+    if not ((labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)).any():
+        return maybe_fg | sure_fg
+    cv2.setRNGSeed(0)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), labels, None, bgd, fgd, 4,
+                cv2.GC_INIT_WITH_MASK)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def product_mask(rgb: np.ndarray) -> np.ndarray | None:
+    """Foreground of a product photo on a plain background, or None when the border is not
+    plain (then it is not such a photo)."""
+    lab = _lab(rgb)
+    border = np.concatenate([lab[:4].reshape(-1, 3), lab[-4:].reshape(-1, 3),
+                             lab[:, :4].reshape(-1, 3), lab[:, -4:].reshape(-1, 3)])
+    background = np.median(border, axis=0)
+    border_distance = np.linalg.norm(border - background, axis=1)
+    if np.mean(border_distance < 10) < 0.8:
+        return None
+    distance = np.linalg.norm(lab - background, axis=-1)
+    rough = distance > max(float(np.percentile(border_distance, 99)) * 1.5, 12.0)
+    if rough.mean() < 0.01:
+        return None
+    rough = cv2.morphologyEx(rough.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    sure = cv2.erode(rough, np.ones((9, 9), np.uint8)).astype(bool)
+    sure_bg = ~cv2.dilate(rough, np.ones((15, 15), np.uint8)).astype(bool)
+    found = _grabcut(rgb, sure, rough.astype(bool), sure_bg)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(found.astype(np.uint8), 8)
+    if count <= 1:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return _connected_to(found, labels == largest, max_hole=0.01)
+
+
+def _landmarks(result, width: int, height: int) -> np.ndarray | None:
+    if result.pose_landmarks is None:
+        return None
+    return np.array([(p.x * width, p.y * height, p.visibility)
+                     for p in result.pose_landmarks.landmark], np.float32)
+
+
+def _polygon(shape: tuple[int, int], corners: np.ndarray, shrink: float) -> np.ndarray:
+    """A filled quadrilateral, shrunk towards its centroid by `shrink` (0..1)."""
+    centre = corners.mean(axis=0)
+    return _hull_mask(shape, centre + (corners - centre) * (1 - shrink), grow=0)
+
+
+def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion | None
+                  ) -> tuple[np.ndarray | None, GarmentRegion | None]:
+    """The garment on a person; (None, None) when no person is found.
+
+    The garment's colour is the dominant colour of a core patch the pose makes certain (the
+    torso for tops, the thighs for trousers); the body band the label asks for, inside the
+    person, is then split by GrabCut seeded with pixels near and far from that colour."""
+    height, width = rgb.shape[:2]
+    shape = (height, width)
+    person = detectors.segmenter.process(rgb).segmentation_mask
+    pose = _landmarks(detectors.pose.process(rgb), width, height)
+    if pose is None or (person > 0.5).mean() < 0.02:
+        return None, None
+    person_fg = person > 0.5
+    face = np.zeros(shape, bool)
+    for face_landmarks in detectors.faces.process(rgb).multi_face_landmarks or []:
+        points = np.array([(p.x * width, p.y * height) for p in face_landmarks.landmark])
+        face |= _hull_mask(shape, points, grow=3)
+    hands = np.zeros(shape, bool)
+    for hand_landmarks in detectors.hands.process(rgb).multi_hand_landmarks or []:
+        points = np.array([(p.x * width, p.y * height) for p in hand_landmarks.landmark])
+        hands |= _hull_mask(shape, points, grow=max(shape) // 60)
+    lab = _lab(rgb)
+
+    shoulders, hips, knees = pose[[11, 12], :2], pose[[23, 24], :2], pose[[25, 26], :2]
+    shoulder_y = float(shoulders[:, 1].mean())
+    shoulder_width = float(np.abs(shoulders[0, 0] - shoulders[1, 0])) or width / 4
+    hip_y = float(hips[:, 1].mean())
+    torso = max(hip_y - shoulder_y, shoulder_width)
+    eye_y = float(pose[[2, 5], 1].mean())
+    torso_core = _polygon(shape, np.concatenate([shoulders, hips[::-1]]), shrink=0.3)
+    thigh_core = _polygon(shape, np.concatenate([hips, knees[::-1]]), shrink=0.3)
+    if region is None:
+        region = _auto_region(lab, person_fg, torso_core, thigh_core)
+    rows = np.arange(height, dtype=np.float32)[:, None].repeat(width, 1)
+    top = shoulder_y - 0.35 * shoulder_width
+    if region is GarmentRegion.UPPER:
+        band, core = (rows >= top) & (rows <= hip_y + 0.25 * torso), torso_core
+    elif region is GarmentRegion.LOWER:
+        band, core = rows >= hip_y - 0.15 * torso, thigh_core
+    elif region is GarmentRegion.FULL:
+        band, core = rows >= top, torso_core
+    elif region is GarmentRegion.HEAD:
+        band = rows <= eye_y - 0.25 * shoulder_width
+        core = band
+    else:
+        raise ValueError(f"region {region.value} is not a body band")
+    core = core & person_fg & band & ~face & ~hands
+    if core.sum() < 30:
+        return np.zeros(shape, bool), region
+    colour, radius = _dominant(lab[core])
+    garment_distance = _distance(lab, colour)
+    near = garment_distance < max(2.5 * radius, 12.0)
+    carve = face | hands
+    if face.any():  # bare skin (arms, neck, legs): nearer the face's colour than the garment's
+        inner = cv2.erode(face.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        skin_colour, skin_radius = _dominant(lab[inner] if inner.sum() > 100 else lab[face])
+        skin_distance = _distance(lab, skin_colour)
+        carve |= (skin_distance < max(2 * skin_radius, 8.0)) & (skin_distance < garment_distance)
+    inside = person_fg & band & ~carve
+    sure = cv2.erode((core & near).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    sure_bg = (person < 0.1) | carve | ~band
+    garment = _grabcut(rgb, sure, inside & near, sure_bg) & inside
+    garment = cv2.morphologyEx(garment.astype(np.uint8), cv2.MORPH_OPEN,
+                               np.ones((3, 3), np.uint8)).astype(bool)
+    return _connected_to(garment, sure | (core & garment)), region
+
+
+def _auto_region(lab: np.ndarray, person: np.ndarray, torso_core: np.ndarray,
+                 thigh_core: np.ndarray) -> GarmentRegion:
+    """Upper body, unless the thighs are in the picture and dressed like the torso (a dress, a
+    suit, overalls): then full body."""
+    upper, lower = torso_core & person, thigh_core & person
+    if upper.sum() < 50 or lower.sum() < 50:
+        return GarmentRegion.UPPER
+    top, _ = _dominant(lab[upper])
+    bottom, _ = _dominant(lab[lower])
+    return GarmentRegion.FULL if float(_distance(top, bottom)) < 12 else GarmentRegion.UPPER
+
+
+def _to_work(image: torch.Tensor) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = min(1.0, WORK_SIZE / max(height, width))
+    chw = image[..., :3].movedim(-1, 0)[None].float()
+    if scale < 1:
+        chw = F.interpolate(chw, size=(max(round(height * scale), 1),
+                                       max(round(width * scale), 1)),
+                            mode="area")
+    return (chw[0].movedim(0, -1).clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+def _to_full(mask: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
+    soft = torch.from_numpy(mask.astype(np.float32))[None, None]
+    if soft.shape[-2:] != (height, width):
+        soft = F.interpolate(soft, size=(height, width), mode="bilinear", align_corners=False)
+    # Threshold the upscaled soft edge: a clean, binary outline at the full resolution.
+    return (soft[0, 0] >= 0.5).float().to(device)
+
+
+def garment_masks(images: Sequence[torch.Tensor], region: GarmentRegion | None = None,
+                  refine: Refiner | None = None, check_cancel: Callable[[], None] | None = None
+                  ) -> tuple[list[torch.Tensor], list[str]]:
+    """One `[H, W]` float mask (1 = garment) per `[H, W, C]` image, and notes saying how each
+    was found. `region` None detects the band (on-model) or takes the product (plain
+    background)."""
+    notes: list[str] = []
+    masks: list[torch.Tensor] = []
+    detectors = None if region is GarmentRegion.PRODUCT else _Detectors()
+    try:
+        for index, image in enumerate(images):
+            if check_cancel:
+                check_cancel()
+            rgb = _to_work(image)
+            found, used = (None, None) if detectors is None else on_model_mask(rgb, detectors,
+                                                                              region)
+            if found is not None:
+                how = f"{used.value} of the person (pose, segmentation, GrabCut)"
+            else:
+                found = product_mask(rgb)
+                how = "the product on its plain background"
+                if found is None:
+                    raise ValueError(
+                        f"images: no person and no plain background in image {index}, so the "
+                        "garment cannot be found automatically; connect garment masks")
+            if refine is not None:
+                found = np.asarray(refine(rgb, found), bool)
+                how += ", refined by SAM"
+            notes.append(f"image {index}: automatic mask, {how}, "
+                         f"{100 * found.mean():.0f} % of the image")
+            masks.append(_to_full(found, image.shape[0], image.shape[1], image.device))
+    finally:
+        if detectors is not None:
+            detectors.close()
+    return masks, notes

@@ -1,0 +1,745 @@
+"""Garment recolour (PiktID Garment Recolor, done locally): one garment, one colour, one look
+across a whole set of product images.
+
+- **Target.** A swatch image (its dominant colour), a text (hex or a CSS4/XKCD colour name), or a
+  free-form instruction ("a slightly darker navy"): colour plus modifiers, see `resolve_target`.
+- **Recolour.** In CIELAB, as a change of dye under the photo's own light: every garment pixel
+  keeps its shading (its lightness offset from the garment's mean, scaled by the physical gain
+  between the source and target lightness) and takes the target's hue, with chroma following the
+  shaded lightness as it does for a real dye. A solver then moves the mapping until the
+  garment's *mean* colour, measured after the round trip through sRGB (gamut clipping included),
+  lands on the target.
+- **Set.** `use_anchor` fits that mapping once, on the anchor image, and applies it to every image;
+  `post_process` then pulls each image's garment mean onto the anchor's result. Pixels outside the
+  garment mask are copied, never converted.
+
+Everything is batched torch on the images' device. A transfer reads only a pixel's L*, so the
+solver works on the garment's L* histogram and the final mapping is a table over L*, interpolated
+for every garment pixel.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import kornia.color
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .choices import Choice
+from .colour import ciede2000, lab_to_srgb, parse_hex, srgb_to_lab
+from .watermark import add_ai_watermark
+
+INFO_SCHEMA = "region_repair.info/1"
+REPORT_SCHEMA = "region_repair.recolor_report/1"
+NODE_NAME = "GarmentRecolorAnchor"
+MAX_IMAGES = 10
+MAX_VARIATIONS = 8
+# A garment pixel counts towards the garment's colour when its mask weight is at least this:
+# feathered edge pixels are partly the original and would bias the mean.
+CORE_WEIGHT = 0.5
+
+
+class ProcessingSize(Choice):
+    NATIVE = "native"
+    S1024 = "1024"
+    S2048 = "2048"
+    S4096 = "4096"
+
+
+# --- colour names --------------------------------------------------------------------------------
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+@functools.lru_cache(maxsize=1)
+def colour_names() -> dict[str, str]:
+    """Normalised colour name -> hex, from matplotlib's CSS4 (148 names, the web standard) and
+    XKCD (949 names from the XKCD colour survey) tables. Where both know a name, CSS4 wins;
+    `xkcd:` before a name asks for the survey's colour."""
+    try:
+        from matplotlib import colors
+    except ImportError as error:  # matplotlib is in requirements.txt; say so if it is missing
+        raise ImportError("colour names need matplotlib's CSS4/XKCD tables: "
+                          "pip install matplotlib") from error
+    table: dict[str, str] = {}
+    for name, value in colors.XKCD_COLORS.items():
+        table.setdefault(_name_key(name[len("xkcd:"):]), value)
+        table["xkcd" + _name_key(name[len("xkcd:"):])] = value
+    for name, value in colors.CSS4_COLORS.items():
+        table[_name_key(name)] = value
+    return table
+
+
+# --- instructions: a colour and modifiers --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Modifier:
+    lightness: float = 0.0  # added to L*
+    chroma: float = 1.0     # multiplies C*
+    hue_towards: float | None = None  # degrees in Lab's a*b* plane, moved 12 degrees towards
+    pastel: bool = False
+
+
+MODIFIERS: dict[str, Modifier] = {
+    **dict.fromkeys(("darker", "dark", "deeper", "deep", "richer"), Modifier(lightness=-12)),
+    **dict.fromkeys(("lighter", "light", "brighter"), Modifier(lightness=12)),
+    **dict.fromkeys(("pale", "paler"), Modifier(lightness=12, chroma=0.7)),
+    **dict.fromkeys(("pastel",), Modifier(pastel=True)),
+    **dict.fromkeys(("muted", "dusty", "desaturated", "dull", "duller", "faded", "washed",
+                     "greyish", "grayish", "softer", "soft"), Modifier(chroma=0.6)),
+    **dict.fromkeys(("vivid", "vibrant", "saturated", "bold", "intense", "bright", "punchy"),
+                    Modifier(chroma=1.3)),
+    **dict.fromkeys(("warmer", "warm"), Modifier(hue_towards=50.0)),
+    **dict.fromkeys(("cooler", "cool", "colder"), Modifier(hue_towards=250.0)),
+}
+# Scale the modifier that follows them.
+INTENSITY = {"slightly": 0.5, "bit": 0.5, "little": 0.5, "touch": 0.5, "somewhat": 0.5,
+             "tad": 0.5, "much": 2.0, "very": 2.0, "lot": 2.0, "way": 2.0, "extra": 2.0,
+             "really": 2.0, "super": 2.0}
+HEX_IN_TEXT = re.compile(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b")
+
+
+@dataclass(frozen=True)
+class ParsedText:
+    rgb: tuple[float, float, float] | None
+    colour_text: str | None          # what named the colour ("#2e5a3b", "forest green")
+    modifiers: tuple[tuple[str, Modifier, float], ...]  # (word, modifier, intensity)
+
+
+def parse_colour_text(text: str, name: str = "instruction") -> ParsedText:
+    """Find the colour and its modifiers in free text.
+
+    The colour is a `#RRGGBB`/`#RGB` code or the longest run of up to four words that is a CSS4
+    or XKCD name ("forest green", "robin's egg blue"); with several colours the last one counts
+    ("change the red jacket to navy"). Modifier words (darker, lighter, deeper, pale, pastel,
+    muted, vivid, warmer, cooler, ...) refine it, scaled by a preceding slightly/much/very.
+    """
+    names = colour_names()
+    hexes = [(match.start(), match.group(0)) for match in HEX_IN_TEXT.finditer(text)]
+    words = [(match.start(), match.group(0)) for match in
+             re.finditer(r"[a-z]+(?:'[a-z]+)?", HEX_IN_TEXT.sub(" ", text.lower()))]
+    found: list[tuple[int, str, str]] = [(pos, code, code) for pos, code in hexes]
+    used: set[int] = set()
+    i = 0
+    while i < len(words):
+        for span in range(min(4, len(words) - i), 0, -1):
+            run = [word for _, word in words[i:i + span]]
+            # Modifier words alone are never the colour (XKCD has "dark" and "pale").
+            if all(word in MODIFIERS or word in INTENSITY for word in run):
+                continue
+            key = _name_key("".join(run))
+            if key in names:
+                found.append((words[i][0], " ".join(run), names[key]))
+                used.update(range(i, i + span))
+                i += span
+                break
+        else:
+            i += 1
+    modifiers = []
+    scale = 1.0
+    for index, (_, word) in enumerate(words):
+        if index in used:
+            continue
+        if word in INTENSITY:
+            scale = INTENSITY[word]
+        elif word in MODIFIERS:
+            modifiers.append((word, MODIFIERS[word], scale))
+            scale = 1.0
+    if not found:
+        return ParsedText(None, None, tuple(modifiers))
+    _, said, code = max(found)
+    return ParsedText(parse_hex(code, name), said, tuple(modifiers))
+
+
+def apply_modifiers(lab: torch.Tensor, modifiers: Sequence[tuple[str, Modifier, float]]
+                    ) -> torch.Tensor:
+    """Apply instruction modifiers to a Lab colour `[3]` (in LCh)."""
+    lightness, a, b = (float(v) for v in lab)
+    chroma, hue = float(np.hypot(a, b)), float(np.degrees(np.arctan2(b, a)))
+    for _, modifier, scale in modifiers:
+        if modifier.pastel:
+            lightness, chroma = max(lightness, 84.0), min(chroma, 28.0)
+            continue
+        lightness += modifier.lightness * scale
+        chroma *= modifier.chroma ** scale
+        if modifier.hue_towards is not None:
+            delta = (modifier.hue_towards - hue + 180) % 360 - 180
+            hue += float(np.clip(delta, -12 * scale, 12 * scale))
+    lightness = float(np.clip(lightness, 1.0, 99.0))
+    rad = np.radians(hue)
+    return torch.tensor([lightness, chroma * np.cos(rad), chroma * np.sin(rad)],
+                        dtype=torch.float64)
+
+
+# --- swatches ------------------------------------------------------------------------------------
+
+def dominant_colour(swatch: torch.Tensor, clusters: int = 4) -> tuple[float, float, float]:
+    """The dominant colour of a swatch `[H, W, C]` (or `[1, H, W, C]`) in 0..1: the mean Lab of
+    the largest group of k-means clusters, so a patterned swatch gives its main colour and a
+    photographed one its average shade. Transparent pixels (alpha < 0.5) are ignored."""
+    if swatch.ndim == 4:
+        swatch = swatch[0]
+    image = swatch.detach().float().cpu()
+    height, width = image.shape[:2]
+    scale = min(1.0, 96 / max(height, width))
+    if scale < 1:
+        image = F.interpolate(image.movedim(-1, 0)[None], scale_factor=scale, mode="area"
+                              )[0].movedim(0, -1)
+    pixels = image.reshape(-1, image.shape[-1])
+    if pixels.shape[-1] == 4:
+        pixels = pixels[pixels[:, 3] >= 0.5] if bool((pixels[:, 3] >= 0.5).any()) else pixels
+    rgb = pixels[:, :3] if pixels.shape[-1] >= 3 else pixels[:, :1].expand(-1, 3)
+    lab = srgb_to_lab(rgb[None, :, None, :])[0, :, 0].numpy().astype(np.float32)
+    k = min(clusters, len(lab))
+    cv2.setRNGSeed(0)  # k-means++ seeding is random; a fixed seed keeps the target repeatable
+    _, labels, centres = cv2.kmeans(lab, k, None, (cv2.TERM_CRITERIA_EPS
+                                                   + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.1),
+                                    3, cv2.KMEANS_PP_CENTERS)
+    # Noise or shading splits one colour into several clusters: a cluster's weight counts every
+    # cluster within 15 ΔE*ab of it, and the winner's neighbourhood gives the colour.
+    counts = np.bincount(labels.ravel(), minlength=k)
+    close = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < 15
+    main = np.flatnonzero(close[(close * counts[None]).sum(1).argmax()])
+    rgb_out = lab_to_srgb(torch.from_numpy(lab[np.isin(labels.ravel(), main)].mean(0))[None, None])
+    return tuple(float(v) for v in rgb_out.flatten())
+
+
+# --- the target ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    lab: torch.Tensor  # [3] float64
+    notes: tuple[str, ...] = ()
+
+    @property
+    def hex(self) -> str:
+        return lab_hex(self.lab)
+
+
+def lab_hex(lab: torch.Tensor) -> str:
+    rgb = lab_to_srgb(lab.float().reshape(1, 1, 3)).flatten()
+    return "#" + "".join(f"{round(float(v) * 255):02X}" for v in rgb)
+
+
+def rgb_lab(rgb: Sequence[float]) -> torch.Tensor:
+    return srgb_to_lab(torch.tensor(rgb, dtype=torch.float32).reshape(1, 1, 3)).flatten().double()
+
+
+NO_TARGET = ("no recolour target: give at least one of reference_image (a colour swatch), "
+             "reference_text (a hex code such as #2E5A3B or a colour name such as "
+             "'forest green') or instruction (such as 'make it forest green')")
+
+
+def check_target_inputs(has_reference_image: bool, reference_text: str | None,
+                        instruction: str | None) -> None:
+    """The cheap, data-free checks (run when a prompt is queued): at least one target, and texts
+    that parse. Raises ValueError naming the input."""
+    text, instruction = (reference_text or "").strip(), (instruction or "").strip()
+    if not (has_reference_image or text or instruction):
+        raise ValueError(NO_TARGET)
+    if text:
+        parsed = parse_colour_text(text, "reference_text")
+        if parsed.rgb is None:
+            raise ValueError(f"reference_text: {text!r} is neither a hex code (#2E5A3B) nor a "
+                             "known CSS4/XKCD colour name (e.g. 'forest green', 'navy')")
+    if instruction and not has_reference_image and not text:
+        parsed = parse_colour_text(instruction, "instruction")
+        if parsed.rgb is None and not parsed.modifiers:
+            raise ValueError(f"instruction: found no colour (a CSS4/XKCD name or #RRGGBB) and "
+                             f"no modifier (darker, lighter, pastel, muted, ...) in "
+                             f"{instruction!r}")
+
+
+def resolve_target(reference_image: torch.Tensor | None, reference_text: str | None,
+                   instruction: str | None,
+                   current_colour: Callable[[], torch.Tensor] | None = None) -> Target:
+    """The recolour target from the seed's three inputs, which may be combined.
+
+    The base colour comes from the first of: the swatch's dominant colour, the reference text,
+    the instruction's colour. The instruction's modifiers then refine it (the seed's "a
+    reference image to set the colour and an instruction to refine it"); the reference text's
+    own modifiers ("dark forest green" when that is not itself a name) apply first. An
+    instruction with modifiers only ("make it darker") starts from the garment's current colour,
+    `current_colour()`.
+    """
+    text, instruction = (reference_text or "").strip(), (instruction or "").strip()
+    check_target_inputs(reference_image is not None, text, instruction)
+    notes: list[str] = []
+    base: torch.Tensor | None = None
+    if reference_image is not None:
+        rgb = dominant_colour(reference_image)
+        base = rgb_lab(rgb)
+        notes.append(f"colour from reference_image: dominant colour {lab_hex(base)}")
+    if text:
+        parsed = parse_colour_text(text, "reference_text")
+        if base is None:
+            base = apply_modifiers(rgb_lab(parsed.rgb), parsed.modifiers)
+            notes.append(f"colour from reference_text {parsed.colour_text!r}: {lab_hex(base)}")
+        else:
+            notes.append(f"reference_text {text!r} ignored: reference_image sets the colour")
+    if instruction:
+        parsed = parse_colour_text(instruction, "instruction")
+        if base is None and parsed.rgb is not None:
+            base = rgb_lab(parsed.rgb)
+            notes.append(f"colour from instruction {parsed.colour_text!r}: {lab_hex(base)}")
+        elif parsed.rgb is not None:
+            notes.append(f"instruction colour {parsed.colour_text!r} ignored: the reference "
+                         "sets the colour, the instruction's modifiers refine it")
+        if base is None:
+            if current_colour is None:
+                raise ValueError(f"instruction: {instruction!r} has modifiers but no colour, "
+                                 "and there is no garment to start from")
+            base = current_colour().double()
+            notes.append(f"instruction has no colour: starting from the garment's own "
+                         f"{lab_hex(base)}")
+        if parsed.modifiers:
+            base = apply_modifiers(base, parsed.modifiers)
+            words = ", ".join(word if scale == 1 else f"{word} x{scale:g}"
+                              for word, _, scale in parsed.modifiers)
+            notes.append(f"modifiers {words}: {lab_hex(base)}")
+    assert base is not None
+    shown = in_gamut(base)
+    if float(ciede2000(shown, base)) > 0.01:
+        notes.append(f"target outside sRGB: chroma reduced to {lab_hex(shown)} "
+                     f"(ΔE00 {float(ciede2000(shown, base)):.2f})")
+    return Target(shown, tuple(notes))
+
+
+# --- the colour transfer ------------------------------------------------------------------------
+
+def soft_clip_lightness(lightness: torch.Tensor, knee: float = 8.0) -> torch.Tensor:
+    """Keep L* inside 0..100 with smooth shoulders (`knee` at the top, half of it at the bottom,
+    where sRGB has fewer levels to spare), so highlights and deep
+    shadows pushed past the range keep an ordering (texture) instead of flattening at a clip."""
+    high, low = 100 - knee, knee / 2
+    over = high + knee * torch.tanh((lightness - high) / knee)
+    under = low - low * torch.tanh((low - lightness) / low)
+    return torch.where(lightness > high, over, torch.where(lightness < low, under, lightness))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One colour transfer, for V variations: L' = soft_clip(L_eff + gain (L - source_L)); a', b'
+    = (a, b)_eff scaled by (L' + 16) / (L_eff + 16), which is how a*, b* of one reflectance scale
+    with the light falling on it (exactly, where CIELAB's cube root applies)."""
+    source_l: float
+    gain: torch.Tensor       # [V, 1]
+    effective: torch.Tensor  # [V, 3] Lab
+
+
+def map_lab(lab: torch.Tensor, transfer: Transfer) -> torch.Tensor:
+    """Garment pixels `[N, 3]` Lab -> `[V, N, 3]`."""
+    eff = transfer.effective.to(lab.dtype)
+    gain = transfer.gain.to(lab.dtype)
+    lightness = soft_clip_lightness(eff[:, :1] + gain * (lab[None, :, 0] - transfer.source_l))
+    scale = (lightness + 16) / (eff[:, :1] + 16)
+    return torch.stack([lightness, eff[:, 1:2] * scale, eff[:, 2:3] * scale], dim=-1)
+
+
+# Rec. 709 / sRGB luminance weights of linear R, G, B.
+LUMINANCE = (0.2126, 0.7152, 0.0722)
+
+
+def lab_to_srgb_in_gamut(lab: torch.Tensor) -> torch.Tensor:
+    """Lab `[..., 3]` -> sRGB in 0..1. Colours outside sRGB move towards the grey of the *same
+    luminance* in linear light (the largest fraction of their chroma that fits), instead of
+    having each channel clipped: clipping flattens a garment's highlights and folds at the gamut
+    edge (a pastel with R = 255, a saturated navy), this keeps their lightness exactly."""
+    flat = lab.reshape(-1, 1, 1, 3).movedim(-1, 1).float()
+    linear = kornia.color.rgb_to_linear_rgb(kornia.color.lab_to_rgb(flat, clip=False))
+    linear = linear[:, :, 0, 0]
+    weights = torch.tensor(LUMINANCE, device=linear.device, dtype=linear.dtype)
+    luminance = (linear @ weights).clamp(0, 1)[:, None]
+    excess = linear - luminance
+    room = torch.where(excess > 0, (1 - luminance) / excess.clamp_min(1e-12),
+                       torch.where(excess < 0, luminance / (-excess).clamp_min(1e-12),
+                                   torch.ones_like(excess)))
+    fraction = room.amin(dim=1, keepdim=True).clamp(0, 1)
+    mapped = (luminance + fraction * excess).clamp(0, 1)
+    srgb = kornia.color.linear_rgb_to_rgb(mapped[:, :, None, None])[:, :, 0, 0]
+    return srgb.clamp(0, 1).reshape(lab.shape)
+
+
+def in_gamut(lab: torch.Tensor) -> torch.Tensor:
+    """A Lab colour `[3]` with its chroma reduced (same L*, same hue) until sRGB can show it."""
+    rgb = kornia.color.lab_to_rgb(lab.float().reshape(1, 3, 1, 1), clip=False).flatten()
+    if bool(((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all()):
+        return lab.double()
+    low, high = 0.0, 1.0
+    for _ in range(30):
+        middle = (low + high) / 2
+        trial = torch.tensor([float(lab[0]), float(lab[1]) * middle, float(lab[2]) * middle])
+        rgb = kornia.color.lab_to_rgb(trial.reshape(1, 3, 1, 1), clip=False).flatten()
+        low, high = (middle, high) if bool(((rgb >= 0) & (rgb <= 1)).all()) else (low, middle)
+    return torch.tensor([float(lab[0]), float(lab[1]) * low, float(lab[2]) * low],
+                        dtype=torch.float64)
+
+
+def shown_mean(lab: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """`[V, K, 3]` Lab of K levels with pixel `counts` `[K]` -> `[V, 3]`: the mean colour the
+    output image will hold, after the gamut mapping to sRGB."""
+    shown = srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].double()
+    return (shown * counts[None, :, None]).sum(1) / counts.sum()
+
+
+def shading_gain(garment: Garment, source_l: float, goal_l: torch.Tensor,
+                 contrast: float) -> torch.Tensor:
+    """`[V, 1]` gain of the lightness offsets around the garment's mean.
+
+    Shading offsets scale with L* + 16 (a fold that halves the light halves Y on any dye), so a
+    dark-to-light recolour amplifies them and light-to-dark compresses them; held within
+    0.35..3 so sensor noise on black cloth does not explode. Highlights are partly specular
+    (added light, not scaled), so the gain is also capped where it would push the garment's
+    98th-percentile lightness past L* 97: above that the soft clip would flatten them."""
+    gain = ((goal_l + 16) / (source_l + 16)).clamp(0.35, 3.0)
+    bright = garment.quantile(0.98) - source_l
+    if bright > 1e-3:
+        gain = torch.minimum(gain, ((97 - goal_l) / bright).clamp_min(0.15))
+    return gain[:, None] * contrast
+
+
+def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
+          start: torch.Tensor | None = None, iterations: int = 8, tolerance: float = 0.05
+          ) -> tuple[Transfer, torch.Tensor]:
+    """Find the effective Lab per variation whose mapped, gamut-mapped garment mean equals
+    `goal` `[V, 3]` (fixed-point steps: each adds the remaining error). Works on the garment's
+    L* histogram. Returns the transfer and the mean it achieves."""
+    levels = torch.stack([garment.levels, torch.zeros_like(garment.levels),
+                          torch.zeros_like(garment.levels)], -1)
+    effective = (goal if start is None else start).clone()
+    for _ in range(iterations):
+        transfer = Transfer(source_l, gain, effective)
+        achieved = shown_mean(map_lab(levels, transfer), garment.counts)
+        if float(ciede2000(achieved, goal).max()) < tolerance:
+            break
+        effective = effective + (goal - achieved)
+        effective[:, 0].clamp_(0.5, 99.5)
+        effective[:, 1:].clamp_(-160, 160)
+    else:
+        transfer = Transfer(source_l, gain, effective)
+        achieved = shown_mean(map_lab(levels, transfer), garment.counts)
+    return transfer, achieved
+
+
+# --- one set ------------------------------------------------------------------------------------
+
+@dataclass
+class RecolorSettings:
+    use_anchor: bool = True
+    post_process: bool = True
+    anchor_index: int = 0
+    num_variations: int = 1
+    variation_step: float = 8.0  # ΔL* between shade variations
+    contrast: float = 1.0        # multiplies the physical shading gain
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_variations <= MAX_VARIATIONS:
+            raise ValueError(f"num_variations: {self.num_variations} is outside 1..8")
+        if not 0.0 <= self.variation_step <= 40.0:
+            raise ValueError(f"variation_step: {self.variation_step} is outside 0..40")
+        if not 0.1 <= self.contrast <= 3.0:
+            raise ValueError(f"contrast: {self.contrast} is outside 0.1..3")
+
+
+def variation_offsets(count: int, step: float) -> list[float]:
+    """Lightness offsets: 0 (the target itself), then +step, -step, +2 step, -2 step, ..."""
+    return [((index + 1) // 2) * step * (1 if index % 2 else -1) for index in range(count)]
+
+
+def variation_goals(target: torch.Tensor, count: int, step: float) -> torch.Tensor:
+    """`[V, 3]` Lab: the target at shifted lightness, same hue and chroma (less where sRGB
+    cannot show that chroma at the new lightness)."""
+    goals = target.double().repeat(count, 1)
+    offsets = torch.tensor(variation_offsets(count, step), dtype=torch.float64)
+    goals[:, 0] = (goals[:, 0] + offsets).clamp(2.0, 98.0)
+    return torch.stack([goals[0]] + [in_gamut(goal) for goal in goals[1:]])
+
+
+@dataclass
+class Garment:
+    """One image's garment pixels, in the order of `index` (flat positions in H*W)."""
+    index: torch.Tensor      # [N] long
+    weight: torch.Tensor     # [N]
+    lightness: torch.Tensor  # [N]: L*, all the transfer reads of a pixel
+    levels: torch.Tensor     # [K]: mean L* of each occupied histogram bin of the core pixels
+    counts: torch.Tensor     # [K]: core pixels per bin
+    mean: torch.Tensor       # [3] Lab: the core's mean colour
+
+    @property
+    def empty(self) -> bool:
+        return self.levels.shape[0] == 0
+
+    def quantile(self, q: float) -> float:
+        cumulative = torch.cumsum(self.counts, 0)
+        position = int(torch.searchsorted(cumulative, q * float(cumulative[-1])))
+        return float(self.levels[min(position, len(self.levels) - 1)])
+
+
+# CIE Y of linear sRGB (D65), as kornia's rgb_to_xyz, so L* here equals srgb_to_lab's.
+Y_OF_LINEAR_RGB = (0.212671, 0.715160, 0.072169)
+
+
+def lightness_of(rgb: torch.Tensor) -> torch.Tensor:
+    """CIELAB L* of sRGB pixels `[N, 3]`, without computing a* and b*."""
+    linear = kornia.color.rgb_to_linear_rgb(rgb.float().clamp(0, 1).T[:, :, None])[:, :, 0].T
+    y = linear @ torch.tensor(Y_OF_LINEAR_RGB, device=rgb.device)
+    return 116 * torch.where(y > 0.008856, y.clamp_min(1e-12).pow(1 / 3), 7.787 * y + 4 / 29) - 16
+
+
+HISTOGRAM_BINS = 2048  # L* bins of ~0.05: the solver's view of a garment, whatever its size
+MEAN_SAMPLE = 16384   # strided core pixels for mean a*, b* (and the report's measured mean)
+
+
+def strided(count: int, limit: int, device: torch.device) -> torch.Tensor:
+    return torch.linspace(0, count - 1, min(count, limit), device=device).long()
+
+
+def garment_pixels(image: torch.Tensor, mask: torch.Tensor) -> Garment:
+    """A transfer reads only L*, so the solver needs the core's L* histogram (not its pixels)
+    and the core's mean colour."""
+    weight = mask.flatten()
+    index = torch.nonzero(weight > 0).flatten()
+    rgb = image[..., :3].reshape(-1, 3)[index]
+    lightness = lightness_of(rgb) if len(index) else rgb[:, 0].float()
+    core = weight[index] >= CORE_WEIGHT
+    core_l = lightness[core]
+    bins = (core_l.clamp(0, 100) * ((HISTOGRAM_BINS - 1) / 100)).long()
+    counts = torch.bincount(bins, minlength=HISTOGRAM_BINS).double()
+    sums = torch.bincount(bins, weights=core_l.double(), minlength=HISTOGRAM_BINS)
+    occupied = counts > 0
+    levels, counts = sums[occupied] / counts[occupied], counts[occupied]
+    mean = torch.zeros(3, dtype=torch.float64, device=image.device)
+    if len(levels):
+        core_rgb = rgb[core]
+        sample = core_rgb[strided(len(core_rgb), MEAN_SAMPLE, rgb.device)]
+        mean = srgb_to_lab(sample[None, :, None])[0, :, 0].mean(0).double()
+        mean[0] = (levels * counts).sum() / counts.sum()
+    return Garment(index, weight[index], lightness, levels, counts, mean)
+
+
+LUT_SIZE = 4097  # L* steps of 0.025: linear interpolation between them is exact to ~1e-5
+
+
+def apply_transfer(lightness: torch.Tensor, transfer: Transfer) -> torch.Tensor:
+    """Garment pixels' L* `[N]` -> sRGB `[V, N, 3]`. A transfer reads only L*, so it is
+    tabulated once over L* 0..100 (mapping and gamut mapping included) and interpolated."""
+    grid = torch.linspace(0, 100, LUT_SIZE, device=lightness.device)
+    table = lab_to_srgb_in_gamut(map_lab(torch.stack([grid, 0 * grid, 0 * grid], -1),
+                                         transfer))
+    position = lightness.clamp(0, 100) * ((LUT_SIZE - 1) / 100)
+    low = position.floor().long().clamp(max=LUT_SIZE - 2)
+    fraction = (position - low)[None, :, None]
+    return torch.lerp(table[:, low], table[:, low + 1], fraction)
+
+
+@dataclass
+class RecolorResult:
+    images: list[torch.Tensor]  # variation-major: output v * n + i is image i, variation v
+    masks: list[torch.Tensor]   # per image [H, W]
+    report: dict = field(default_factory=dict)
+    info: list[dict] = field(default_factory=list)
+
+
+def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], target: Target,
+                settings: RecolorSettings, check_cancel: Callable[[], None] | None = None
+                ) -> tuple[list[torch.Tensor], list[dict], list[str]]:
+    """Recolour every image's garment. `images`: `[H, W, C]` each (sizes may differ); `masks`:
+    `[H, W]` in 0..1 each. Returns the outputs (variation-major), one record per output, notes."""
+    step = check_cancel or (lambda: None)
+    notes: list[str] = []
+    garments = [garment_pixels(image, mask) for image, mask in zip(images, masks)]
+    for index, garment in enumerate(garments):
+        if garment.empty:
+            notes.append(f"image {index}: empty garment mask, left unchanged")
+    anchor = settings.anchor_index
+    if not 0 <= anchor < len(images):
+        raise ValueError(f"anchor_index: {anchor} is outside 0..{len(images) - 1}")
+    if garments[anchor].empty:
+        usable = [index for index, garment in enumerate(garments) if not garment.empty]
+        if not usable:
+            raise ValueError("every garment mask is empty: nothing to recolour (give masks, or "
+                             "a garment_label that matches what the photos show)")
+        notes.append(f"anchor image {anchor} has no garment; image {usable[0]} is the anchor")
+        anchor = usable[0]
+    goals = variation_goals(target.lab, settings.num_variations, settings.variation_step)
+
+    def own_transfer(garment: Garment, goal: torch.Tensor) -> tuple[Transfer, torch.Tensor]:
+        source_l = float(garment.mean[0])
+        gain = shading_gain(garment, source_l, goal[:, 0], settings.contrast)
+        return solve(garment, source_l, gain, goal)
+
+    anchor_transfer, anchor_mean = own_transfer(garments[anchor], goals)
+    transfers: list[Transfer | None] = []
+    for index, garment in enumerate(garments):
+        step()
+        if garment.empty:
+            transfers.append(None)
+            continue
+        if index == anchor:
+            transfer = anchor_transfer
+        elif settings.use_anchor:
+            transfer = anchor_transfer
+            if settings.post_process:  # keep the anchor's curve, land on the anchor's result
+                transfer, _ = solve(garment, transfer.source_l, transfer.gain,
+                                    anchor_mean, start=transfer.effective)
+        else:
+            transfer, _ = own_transfer(garment, goals)
+            if settings.post_process:
+                transfer, _ = solve(garment, transfer.source_l, transfer.gain,
+                                    anchor_mean, start=transfer.effective)
+        transfers.append(transfer)
+
+    outputs: list[torch.Tensor] = [torch.empty(0)] * (len(images) * settings.num_variations)
+    records: list[dict] = [{}] * len(outputs)
+    means: dict[tuple[int, int], torch.Tensor] = {}
+    for index, (image, garment, transfer) in enumerate(zip(images, garments, transfers)):
+        step()
+        recoloured = None if transfer is None else apply_transfer(garment.lightness, transfer)
+        for variation in range(settings.num_variations):
+            out = image.clone()
+            if recoloured is not None:
+                flat = out.view(-1, out.shape[-1])
+                original = flat[garment.index, :3]
+                flat[garment.index, :3] = torch.lerp(original, recoloured[variation].to(
+                    out.dtype), garment.weight[:, None].to(out.dtype))
+                core = garment.weight >= CORE_WEIGHT
+                shown = flat[garment.index[core], :3]
+                shown = shown[strided(shown.shape[0], MEAN_SAMPLE, shown.device)]
+                means[index, variation] = srgb_to_lab(shown[None, :, None])[0, :, 0].mean(
+                    0).double()
+            outputs[variation * len(images) + index] = out
+            records[variation * len(images) + index] = {
+                "image_index": index, "variation_index": variation,
+                "target_lab": [round(float(v), 3) for v in goals[variation]],
+                "target_hex": lab_hex(goals[variation]),
+                "garment_pixels": int(garment.index.numel()),
+            }
+    for (index, variation), mean in means.items():
+        record = records[variation * len(images) + index]
+        record["garment_mean_lab"] = [round(float(v), 3) for v in mean]
+        record["delta_e_target"] = round(float(ciede2000(mean, goals[variation])), 4)
+        anchor_result = means[anchor, variation]
+        record["delta_e_anchor"] = round(float(ciede2000(mean, anchor_result)), 4)
+    return outputs, records, notes
+
+
+def set_spread(records: Sequence[dict], variation: int) -> float:
+    """The largest ΔE2000 between two images' garment means within one variation."""
+    means = [torch.tensor(r["garment_mean_lab"]) for r in records
+             if r["variation_index"] == variation and "garment_mean_lab" in r]
+    if len(means) < 2:
+        return 0.0
+    stacked = torch.stack(means)
+    return float(ciede2000(stacked[:, None], stacked[None]).max())
+
+
+# --- the whole node's work ----------------------------------------------------------------------
+
+def resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """`[H, W, C]` scaled (bicubic, antialiased when shrinking) so its long side is `size`."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    if scale == 1:
+        return image
+    new = (max(round(height * scale), 1), max(round(width * scale), 1))
+    out = F.interpolate(image.movedim(-1, 0)[None].float(), size=new, mode="bicubic",
+                        antialias=scale < 1, align_corners=False)
+    return out[0].movedim(0, -1).clamp(0, 1)
+
+
+MaskFinder = Callable[[list[torch.Tensor]], tuple[list[torch.Tensor], list[str]]]
+
+
+def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None,
+                     reference_image: torch.Tensor | None, reference_text: str | None,
+                     instruction: str | None, settings: RecolorSettings,
+                     processing_size: ProcessingSize | str = ProcessingSize.NATIVE,
+                     watermark: bool = False, find_masks: MaskFinder | None = None,
+                     check_cancel: Callable[[], None] | None = None) -> RecolorResult:
+    """The node's work: sizes, masks (given, or `find_masks` for the automatic garment mask),
+    target, recolour of the set, watermark, report and info JSON.
+
+    `images` are `[H, W, C]` (sizes may differ); `masks` one `[H, W]` per image, or one for all,
+    resized to each image when their size differs.
+    """
+    notes: list[str] = []
+    if not 1 <= len(images) <= MAX_IMAGES:
+        raise ValueError(f"images: {len(images)} images given; give 1 to {MAX_IMAGES}")
+    check_target_inputs(reference_image is not None, reference_text, instruction)
+    size = ProcessingSize(processing_size)
+    images = [image.float() for image in images]
+    if size is not ProcessingSize.NATIVE:
+        images = [resize_long_side(image, int(size.value)) for image in images]
+        notes.append(f"images scaled to a long side of {size.value} px")
+    if masks:
+        if len(masks) not in (1, len(images)):
+            raise ValueError(f"masks: {len(masks)} masks for {len(images)} images; give 1 "
+                             f"mask or {len(images)}")
+        fitted = []
+        for index, image in enumerate(images):
+            mask = masks[index if len(masks) > 1 else 0].float().clamp(0, 1)
+            if tuple(mask.shape) != tuple(image.shape[:2]):
+                if size is ProcessingSize.NATIVE:
+                    notes.append(f"mask {index} resized from {mask.shape[1]}x{mask.shape[0]} "
+                                 f"to the image's {image.shape[1]}x{image.shape[0]}")
+                mask = F.interpolate(mask[None, None], size=tuple(image.shape[:2]),
+                                     mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
+            fitted.append(mask.to(image.device))
+        masks = fitted
+    else:
+        if find_masks is None:
+            raise ValueError("masks: none given and no automatic garment mask available")
+        masks, mask_notes = find_masks(list(images))
+        notes += mask_notes
+
+    def current_colour() -> torch.Tensor:
+        anchor = min(settings.anchor_index, len(images) - 1)
+        return garment_pixels(images[anchor], masks[anchor]).mean
+
+    target = resolve_target(reference_image, reference_text, instruction, current_colour)
+    notes += target.notes
+    outputs, records, set_notes = recolor_set(images, masks, target, settings, check_cancel)
+    notes += set_notes
+    if watermark:
+        outputs = [add_ai_watermark(out[None])[0] for out in outputs]
+    exact_outside = size is ProcessingSize.NATIVE and not watermark
+    mode = "anchor" if settings.use_anchor else "independent"
+    info = []
+    for number, record in enumerate(records):
+        info.append({
+            "schema": INFO_SCHEMA, "node": NODE_NAME, "image_index": record["image_index"],
+            "candidate_index": record["variation_index"], "seed": None, "engine": "embedded",
+            "mode": mode, "blend": "mask" if exact_outside else "none",
+            "references_used": reference_image is not None,
+            "reference_count": int(reference_image is not None),
+            "notes": list(notes) if number == 0 else [],
+            "target_lab": record["target_lab"], "target_hex": record["target_hex"],
+            **{key: record[key] for key in ("garment_mean_lab", "delta_e_target",
+                                            "delta_e_anchor") if key in record},
+        })
+    report = {
+        "schema": REPORT_SCHEMA,
+        "target": {"lab": [round(float(v), 3) for v in target.lab], "hex": target.hex},
+        "order": "variation-major: output v * images + i is image i in variation v",
+        "images": len(images), "num_variations": settings.num_variations,
+        "variation_lightness_offsets": variation_offsets(settings.num_variations,
+                                                         settings.variation_step),
+        "use_anchor": settings.use_anchor, "post_process": settings.post_process,
+        "anchor_index": settings.anchor_index,
+        "spread_delta_e": [round(set_spread(records, v), 4)
+                           for v in range(settings.num_variations)],
+        "outputs": records, "notes": notes,
+    }
+    return RecolorResult(outputs, list(masks), report, info)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, indent=1)

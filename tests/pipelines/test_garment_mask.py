@@ -1,0 +1,94 @@
+"""pipelines/garment_mask.py: the automatic garment mask on real photos, labels, the product
+path and the missing-mediapipe error."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+import skimage.color
+import skimage.data
+import torch
+
+from region_repair.pipelines import garment_mask
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return torch.from_numpy(skimage.data.astronaut()).float() / 255
+
+
+def orange_suit(image: torch.Tensor) -> np.ndarray:
+    lab = skimage.color.rgb2lab(image.numpy())
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    return (hue > 30) & (hue < 80) & (np.hypot(lab[..., 1], lab[..., 2]) > 35)
+
+
+def test_the_suit_is_found_and_the_face_left_out(astronaut):
+    (mask,), notes = garment_mask.garment_masks([astronaut])
+    found = mask.numpy() > 0.5
+    suit = orange_suit(astronaut)
+    suit[:, :60] = False  # the flag's stripes are orange-red too
+    assert (found & suit).sum() / suit.sum() > 0.8
+    assert (found & suit).sum() / found.sum() > 0.8
+    assert not found[90:180, 180:270].any(), "the face is in the garment mask"
+    assert "upper body" in notes[0]
+
+
+def test_a_head_label_keeps_to_the_top_of_the_head(astronaut):
+    (mask,), _ = garment_mask.garment_masks([astronaut], garment_mask.GarmentRegion.HEAD)
+    rows = np.flatnonzero(mask.numpy().any(axis=1))
+    assert rows.size and rows.max() < 100
+
+
+def test_a_product_on_a_plain_background_is_segmented():
+    image = torch.full((120, 160, 3), 0.93)
+    yy, xx = torch.meshgrid(torch.arange(120), torch.arange(160), indexing="ij")
+    shirt = ((xx - 80) / 45) ** 2 + ((yy - 60) / 40) ** 2 < 1
+    folds = 0.8 + 0.2 * torch.sin(xx[shirt] / 3.0)
+    image[shirt] = torch.tensor([0.2, 0.35, 0.7]) * folds[:, None]
+    (mask,), notes = garment_mask.garment_masks([image], garment_mask.GarmentRegion.PRODUCT)
+    found = mask > 0.5
+    assert (found == shirt).float().mean() > 0.98
+    assert "plain background" in notes[0]
+
+
+def test_no_person_and_no_plain_background_asks_for_masks():
+    noise = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="connect garment masks"):
+        garment_mask.garment_masks([noise])
+
+
+def test_labels_map_to_body_bands_and_unknown_ones_are_refused():
+    assert garment_mask.region_for_label("T-shirt") is garment_mask.GarmentRegion.UPPER
+    assert garment_mask.region_for_label("denim jeans") is garment_mask.GarmentRegion.LOWER
+    assert garment_mask.region_for_label("Dresses") is garment_mask.GarmentRegion.FULL
+    assert garment_mask.region_for_label("") is None
+    with pytest.raises(ValueError, match="garment_label"):
+        garment_mask.region_for_label("spaceship")
+
+
+def test_refine_is_called_with_the_image_and_the_mask(astronaut):
+    seen = []
+
+    def refine(rgb, mask):
+        seen.append((rgb.shape, mask.dtype))
+        return mask
+
+    (mask,), notes = garment_mask.garment_masks([astronaut], garment_mask.GarmentRegion.UPPER,
+                                                refine=refine)
+    assert seen == [((512, 512, 3), np.dtype(bool))] and "refined by SAM" in notes[0]
+
+
+def test_without_mediapipe_the_error_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_mediapipe(name, *args, **kwargs):
+        if name.startswith("mediapipe"):
+            raise ImportError("No module named 'mediapipe'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
+    with pytest.raises(ImportError, match=r"pip install --no-deps mediapipe==0\.10\.21"):
+        garment_mask.garment_masks([torch.rand(32, 32, 3)])

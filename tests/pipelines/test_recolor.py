@@ -1,0 +1,198 @@
+"""pipelines/recolor.py: target parsing, the colour transfer, anchors, variations, the outside of
+the mask. The real-photo figures of the issue live in test_recolor_photos.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from region_repair.pipelines import recolor
+from region_repair.pipelines.colour import ciede2000, srgb_to_lab
+
+
+def lab_of(hex_code: str) -> torch.Tensor:
+    return recolor.rgb_lab(recolor.parse_hex(hex_code))
+
+
+def textured(height: int = 48, width: int = 64, seed: int = 0, base=(0.8, 0.4, 0.2)):
+    """A shaded, folded 'fabric': a base colour times smooth shading and fine texture."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 6.28, height)[:, None]
+    x = torch.linspace(0, 9.42, width)[None]
+    shading = 0.75 + 0.2 * torch.sin(x + 0.5 * y) + 0.05 * torch.rand(height, width,
+                                                                        generator=generator)
+    return (torch.tensor(base)[None, None] * shading[..., None]).clamp(0, 1)
+
+
+def blob_mask(height: int = 48, width: int = 64) -> torch.Tensor:
+    mask = torch.zeros(height, width)
+    mask[8:40, 10:54] = 1
+    return mask
+
+
+# --- target parsing ----------------------------------------------------------------------------
+
+def test_names_come_from_css4_then_xkcd():
+    assert recolor.parse_colour_text("forest green").rgb == recolor.parse_hex("#228B22")
+    assert recolor.parse_colour_text("xkcd forest green").rgb == recolor.parse_hex("#06470c")
+    # XKCD-only names, with an apostrophe and four words
+    assert recolor.parse_colour_text("robin's egg blue").colour_text == "robin's egg blue"
+    assert recolor.parse_colour_text("mustard").rgb == recolor.parse_hex("#ceb301")
+
+
+def test_instructions_give_a_colour_and_modifiers():
+    parsed = recolor.parse_colour_text("Make it forest green!")
+    assert parsed.colour_text == "forest green" and parsed.modifiers == ()
+    parsed = recolor.parse_colour_text("a slightly darker navy")
+    assert parsed.colour_text == "navy"
+    assert [(word, scale) for word, _, scale in parsed.modifiers] == [("darker", 0.5)]
+    assert recolor.parse_colour_text("change the red jacket to teal").colour_text == "teal"
+    assert recolor.parse_colour_text("use #2e5a3b please").rgb == recolor.parse_hex("#2E5A3B")
+    # modifier words are never the colour itself (XKCD has colours named "dark" and "pale")
+    parsed = recolor.parse_colour_text("make it darker")
+    assert parsed.rgb is None and parsed.modifiers[0][0] == "darker"
+
+
+def test_modifiers_move_the_colour_the_way_they_say():
+    navy = lab_of("#000080")
+    darker = recolor.resolve_target(None, None, "a much lighter navy").lab
+    assert darker[0] > navy[0] + 20
+    pastel = recolor.resolve_target(None, None, "pastel forest green").lab
+    assert pastel[0] >= 84 and torch.hypot(pastel[1], pastel[2]) <= 28.01
+    muted = recolor.resolve_target(None, "red", "muted").lab
+    red = lab_of("#FF0000")
+    assert torch.hypot(muted[1], muted[2]) < 0.7 * torch.hypot(red[1], red[2])
+
+
+def test_text_sets_the_colour_and_the_instruction_refines_it():
+    target = recolor.resolve_target(None, "#2E5A3B", "make it darker")
+    assert target.lab[0] == pytest.approx(float(lab_of("#2E5A3B")[0]) - 12, abs=0.01)
+    assert any("modifiers darker" in note for note in target.notes)
+
+
+def test_a_modifier_only_instruction_starts_from_the_garment():
+    garment = torch.tensor([50.0, 20.0, 30.0], dtype=torch.float64)
+    target = recolor.resolve_target(None, None, "lighter", lambda: garment)
+    assert target.lab[0] == pytest.approx(62.0, abs=1e-6)
+
+
+def test_no_target_names_all_three_inputs_and_bad_text_is_refused():
+    with pytest.raises(ValueError) as error:
+        recolor.resolve_target(None, "", "  ")
+    for name in ("reference_image", "reference_text", "instruction"):
+        assert name in str(error.value)
+    with pytest.raises(ValueError, match="reference_text"):
+        recolor.resolve_target(None, "not a colour at all", None)
+    with pytest.raises(ValueError, match="instruction"):
+        recolor.resolve_target(None, None, "do something nice")
+
+
+def test_a_patterned_swatch_gives_its_dominant_colour():
+    swatch = torch.zeros(60, 60, 3)
+    swatch[:] = torch.tensor(recolor.parse_hex("#8E44AD"))
+    swatch[:, ::3] = 1.0  # white stripes on a third of the columns
+    swatch += 0.02 * torch.randn(60, 60, 3, generator=torch.Generator().manual_seed(1))
+    rgb = recolor.dominant_colour(swatch.clamp(0, 1))
+    assert float(ciede2000(recolor.rgb_lab(rgb), lab_of("#8E44AD"))) < 1.0
+
+
+# --- the transfer ------------------------------------------------------------------------------
+
+def run_set(images, masks, text, **options):
+    return recolor.recolor_garments(images, masks, None, text, None,
+                                    recolor.RecolorSettings(**options))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), lightness=st.floats(25, 85), hue=st.floats(0, 6.28),
+       chroma=st.floats(0, 40), base=st.tuples(*[st.floats(0.1, 0.9)] * 3))
+def test_the_garment_mean_reaches_in_gamut_targets_and_the_outside_is_untouched(
+        seed, lightness, hue, chroma, base):
+    target = torch.tensor([lightness, chroma * torch.cos(torch.tensor(hue)),
+                           chroma * torch.sin(torch.tensor(hue))], dtype=torch.float64)
+    image = textured(seed=seed, base=base)
+    mask = blob_mask()
+    before = image.clone()
+    outputs, records, _ = recolor.recolor_set([image], [mask],
+                                              recolor.Target(recolor.in_gamut(target)),
+                                              recolor.RecolorSettings())
+    assert torch.equal(image, before)
+    outside = mask == 0
+    assert torch.equal(outputs[0][outside], image[outside])
+    assert records[0]["delta_e_target"] < 0.5
+
+
+def test_folds_keep_their_contrast_light_to_dark_and_dark_to_light():
+    for base, target in (((0.9, 0.9, 0.88), "#1B2A4A"), ((0.08, 0.08, 0.09), "#F2E6C8")):
+        image, mask = textured(base=base), blob_mask()
+        result = run_set([image], [mask], target)
+        inside = mask > 0
+        before = srgb_to_lab(image[None])[0][inside][:, 0]
+        after = srgb_to_lab(result.images[0][None])[0][inside][:, 0]
+        correlation = torch.corrcoef(torch.stack([before, after]))[0, 1]
+        assert correlation > 0.97, (target, correlation)
+        assert after.std() > 1.0, f"{target}: the garment came out flat"
+
+
+def test_a_set_of_different_sizes_and_light_lands_on_one_colour_with_the_anchor():
+    images = [textured(48, 64, 0), textured(30, 50, 1) * 0.6, textured(64, 40, 2)]
+    masks = [blob_mask(48, 64), torch.ones(30, 50), torch.ones(64, 40)]
+    result = run_set(images, masks, "steel blue")
+    assert [tuple(image.shape) for image in result.images] == [(48, 64, 3), (30, 50, 3),
+                                                               (64, 40, 3)]
+    assert result.report["spread_delta_e"][0] < 0.3
+    assert all(record["delta_e_anchor"] < 0.3 for record in result.report["outputs"])
+    # Without the finishing pass the anchor's single transfer keeps each shot's own light.
+    loose = run_set(images, masks, "steel blue", post_process=False)
+    assert loose.report["spread_delta_e"][0] > 3
+
+
+def test_variations_are_shade_steps_in_variation_major_order():
+    images = [textured(20, 20, 0), textured(24, 30, 1)]
+    masks = [torch.ones(20, 20), torch.ones(24, 30)]
+    result = run_set(images, masks, "#2E5A3B", num_variations=3, variation_step=6.0)
+    assert len(result.images) == 6
+    assert [(r["image_index"], r["variation_index"]) for r in result.report["outputs"]] == [
+        (0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+    lightness = [r["target_lab"][0] for r in result.report["outputs"][::2]]
+    assert lightness[1] == pytest.approx(lightness[0] + 6, abs=1e-3)
+    assert lightness[2] == pytest.approx(lightness[0] - 6, abs=1e-3)
+    assert [info["candidate_index"] for info in result.info] == [0, 0, 1, 1, 2, 2]
+
+
+def test_info_follows_the_contract_and_says_when_the_outside_changed():
+    image, mask = textured(), blob_mask()
+    result = run_set([image], [mask], "navy")
+    (info,) = result.info
+    for key in ("schema", "node", "image_index", "candidate_index", "seed", "engine", "mode",
+                "blend", "references_used", "reference_count", "notes", "target_lab",
+                "target_hex"):
+        assert key in info
+    assert info["blend"] == "mask" and info["target_hex"] == "#000080"
+    marked = recolor.recolor_garments([image], [mask], None, "navy", None,
+                                      recolor.RecolorSettings(), "1024", watermark=True)
+    assert marked.info[0]["blend"] == "none"
+    assert max(marked.images[0].shape[:2]) == 1024
+
+
+def test_soft_mask_edges_blend_and_a_wrong_sized_mask_is_resized():
+    image = textured()
+    mask = blob_mask()
+    mask[8:40, 10] = 0.3
+    result = run_set([image], [mask[::2, ::2]], "#2E5A3B")
+    assert any("resized" in note for note in result.report["notes"])
+    result = run_set([image], [mask], "#2E5A3B")
+    assert torch.equal(result.images[0][mask == 0], image[mask == 0])
+
+
+def test_bad_settings_are_refused_with_their_names():
+    with pytest.raises(ValueError, match="num_variations"):
+        recolor.RecolorSettings(num_variations=9)
+    with pytest.raises(ValueError, match="images"):
+        run_set([textured()] * 11, None, "red")
+    with pytest.raises(ValueError, match="anchor_index"):
+        run_set([textured()], [blob_mask()], "red", anchor_index=3)
+    with pytest.raises(ValueError, match="every garment mask is empty"):
+        run_set([textured()], [torch.zeros(48, 64)], "red")
