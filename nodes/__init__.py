@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import mask_nodes, region_nodes
+from . import mask_nodes, region_nodes, remote_nodes
 
 # Every node id starts with this prefix; ids never change after release.
 NODE_ID_PREFIX = "RegionRepair_"
@@ -13,6 +13,7 @@ NODE_ID_PREFIX = "RegionRepair_"
 NODE_MODULES = (
     mask_nodes,
     region_nodes,
+    remote_nodes,
 )
 
 NODES: list[type[io.ComfyNode]] = [node for module in NODE_MODULES for node in module.NODES]

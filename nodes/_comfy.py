@@ -46,3 +46,8 @@ def report(node_id: str | None, notes: list[str]) -> None:
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if node_id is not None and instance is not None:
         instance.send_progress_text(text, node_id)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user cancelled; advances no progress."""
+    model_management.throw_exception_if_processing_interrupted()
