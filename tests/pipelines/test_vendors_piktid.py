@@ -35,7 +35,6 @@ def bodies(fake, route):
 def test_detail_repair_happy_path_over_sse(fake):
     image, mask = scene(batch=2)
     references = torch.rand(2, 32, 32, 3)
-    statuses = []
     result, _ = run(image, mask, EP, fake.url, candidates=3, prompt="fix the logo",
                     references=references, options={"model": "seedream", "mode": "guided",
                                                     "context_factor": 2.0,
@@ -67,7 +66,6 @@ def test_detail_repair_happy_path_over_sse(fake):
     assert len(info) == 6 and info[0]["job_id"] != info[1]["job_id"]
     assert info[0]["mode"] == "guided" and info[0]["references_used"]
     assert info[0]["reference_count"] == 2 and info[0]["engine"] == "vendor:piktid"
-    del statuses
 
 
 def test_garment_recolor_one_job_for_the_batch(fake):

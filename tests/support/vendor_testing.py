@@ -4,6 +4,7 @@ always bounded in time (every client call goes through `bounded`)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import torch
@@ -72,3 +73,10 @@ def inside_changed(result: torch.Tensor, image: torch.Tensor, mask: torch.Tensor
     inside = (mask.expand(image.shape[0], -1, -1) > 0.5).repeat(k, 1, 1)
     changed = (result - image.repeat(k, 1, 1, 1)).abs().amax(-1) > 0.05
     return changed[inside].float().mean().item()
+
+
+def closed_url() -> str:
+    """A loopback URL where nothing listens (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
