@@ -180,7 +180,7 @@ class _Run:
         client = self.piktid()
         project_name = str(self.opts.pop("project_name", "comfyui-region-repair"))
         project_id = await client.project(project_name)
-        ref_ids = [await client.upload(images.png(ref), f"reference_{i}.png", project_name)
+        ref_ids = [await client.upload(await _png(ref), f"reference_{i}.png", project_name)
                    for i, ref in enumerate(refs)]
         k = self.settings.candidates
         prompt = self.settings.prompt.strip() or None
@@ -196,14 +196,14 @@ class _Run:
                 extra = {"needs_review": result.needs_review} if result.needs_review else {}
                 if result.model_used:
                     extra["model_used"] = result.model_used
-                slot.append(Candidate(images.decode(data, "piktid", "a result") if data
+                slot.append(Candidate(await _decode(data, "piktid", "a result") if data
                                       else None, None, job_id, notes, extra))
             return per_image
 
         if self.settings.endpoint is Endpoint.PIKTID_DETAIL_REPAIR:
             def unit(b: int) -> Callable[[], Awaitable]:
                 async def run() -> list[list[Candidate]]:
-                    image_id = await client.upload(images.png(image[b]), f"image_{b}.png",
+                    image_id = await client.upload(await _png(image[b]), f"image_{b}.png",
                                                    project_name)
                     mask_id = await client.upload(images.mask_png(mask[b]), f"mask_{b}.png",
                                                   project_name)
@@ -219,7 +219,7 @@ class _Run:
 
         def chunk(start: int) -> Callable[[], Awaitable]:
             async def run() -> list[list[Candidate]]:
-                ids = [await client.upload(images.png(image[b]), f"image_{b}.png", project_name)
+                ids = [await client.upload(await _png(image[b]), f"image_{b}.png", project_name)
                        for b in range(start, min(start + 10, image.shape[0]))]
                 request = piktid.GarmentRecolorRequest(
                     project_id, ids, reference_image=ref_ids[0] if ref_ids else None,
@@ -245,11 +245,11 @@ class _Run:
 
         def unit(b: int) -> Callable[[], Awaitable]:
             async def run() -> list[list[Candidate]]:
-                listed = [images.data_uri(images.png(image[b])),
+                listed = [images.data_uri(await _png(image[b])),
                           images.data_uri(images.mask_png(mask[b]))]
                 extra = None
                 if refs:  # the first reference, as Image2Image's extra image
-                    listed.append(images.data_uri(images.png(refs[0])))
+                    listed.append(images.data_uri(await _png(refs[0])))
                     extra = {"ImageIndex": 2, "ReferStrength": strength}
                 request = picpik.ModifyMaskedPixelsRequest(
                     listed, positive_prompts=[self.settings.prompt] if self.settings.prompt
@@ -258,7 +258,7 @@ class _Run:
                     image2image=extra, **{**size, **opts})
                 detail, blobs = await client.run(request)
                 self.jobs.append(detail.task_uid)
-                return [[Candidate(images.decode(blob, "picpik", "a result"),
+                return [[Candidate(await _decode(blob, "picpik", "a result"),
                                    seed if seed >= 0 else detail.seed, detail.task_uid)
                          for blob in blobs[:k]]]
             return run
@@ -272,13 +272,13 @@ class _Run:
             async def run() -> list[list[Candidate]]:
                 seed = _vendor_seed(self.settings.seed, i, 4294967296)
                 request = photio.RegenRequest(
-                    images.b64(images.png(image[b])),
+                    images.b64(await _png(image[b])),
                     images.b64(images.mask_png(mask[b], edit_is_black=True)),
                     prompt=self.settings.prompt,
                     negative_prompt=self.settings.negative_prompt or photio.DEFAULT_NEGATIVE,
                     seed=seed, **self.opts)
                 data = await client.regen(request)
-                return [[Candidate(images.decode(data, "photio", "regen's image"),
+                return [[Candidate(await _decode(data, "photio", "regen's image"),
                                    None if seed < 0 else seed)]]
             return run
         return [unit(b, i) for i in range(self.settings.candidates)
@@ -295,7 +295,7 @@ class _Run:
                 seed = _vendor_seed(self.settings.seed, i, 2 ** 32 - 1)
                 sent = images.resize(image[b], target_h, target_w)
                 request = octoai.AdetailerRequest(
-                    init_image=images.b64(images.png(sent)),
+                    init_image=images.b64(await _png(sent)),
                     prompt=self.settings.prompt or None,
                     negative_prompt=self.settings.negative_prompt or None,
                     seed=None if seed < 0 else seed, **self.opts)
@@ -308,12 +308,21 @@ class _Run:
                          "mask)"]
                 if (target_w, target_h) != (width, height):
                     notes.append(f"sent at {target_w}x{target_h}, a {base_model} resolution")
-                return [[Candidate(images.decode(answer.image, "octoai", "image_b64"),
+                return [[Candidate(await _decode(answer.image, "octoai", "image_b64"),
                                    None if seed < 0 else seed, None, notes,
                                    {"num_objects_detected": answer.num_objects_detected})]]
             return run
         return [unit(b, i) for i in range(self.settings.candidates)
                 for b in range(image.shape[0])]
+
+
+async def _png(image: torch.Tensor) -> bytes:
+    # Encoding and decoding run in threads (zlib releases the GIL), so candidates overlap.
+    return await asyncio.to_thread(images.png, image)
+
+
+async def _decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
+    return await asyncio.to_thread(images.decode, data, vendor, what)
 
 
 async def _run_units(units: list[Callable[[], Awaitable]], concurrency: int,

@@ -8,7 +8,6 @@ import base64
 import binascii
 
 import aiohttp
-import numpy as np
 from aiohttp import web
 
 from .base import FakeVendor, decode, edit, encode, unbase64
