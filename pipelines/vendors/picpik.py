@@ -189,8 +189,3 @@ class PICPIK:
     async def download(self, url: str) -> bytes:
         response: Response = await self.http.request("GET", url, auth=False)
         return response.body
-
-    async def run(self, request: ModifyMaskedPixelsRequest) -> tuple[TaskDetail, list[bytes]]:
-        """Submit, wait, and download every image of the task."""
-        detail = await self.wait(await self.modify_masked_pixels(request))
-        return detail, [await self.download(url) for url in detail.img_list]

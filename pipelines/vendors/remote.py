@@ -189,8 +189,7 @@ class _Run:
             self.jobs.append(job_id)
             per_image: list[list[Candidate]] = [[] for _ in range(count)]
             for result, data in await client.finish(job_id):
-                slot = per_image[min(result.image_index, count - 1)] if count > 1 else \
-                    per_image[0]
+                slot = per_image[min(result.image_index, count - 1)]
                 notes = [] if data else [f"candidate failed at PiktID: "
                                          f"{result.error_message or 'no reason given'}"]
                 extra = {"needs_review": result.needs_review} if result.needs_review else {}
@@ -256,8 +255,11 @@ class _Run:
                     else [], negative_prompts=[self.settings.negative_prompt]
                     if self.settings.negative_prompt else [], seed=seed, batch_size=k,
                     image2image=extra, **{**size, **opts})
-                detail, blobs = await client.run(request)
-                self.jobs.append(detail.task_uid)
+                uid = await client.modify_masked_pixels(request)
+                self.jobs.append(uid)
+                detail = await client.wait(uid)
+                # Downloaded at once: PICPIK keeps the images 24 h.
+                blobs = [await client.download(url) for url in detail.img_list]
                 return [[Candidate(await _decode(blob, "picpik", "a result"),
                                    seed if seed >= 0 else detail.seed, detail.task_uid)
                          for blob in blobs[:k]]]
