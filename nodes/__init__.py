@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import (detect_nodes, mask_nodes, quality_nodes, recolor_nodes, region_nodes,
-               repair_nodes)
+               remote_nodes, repair_nodes)
 
 # Every node id starts with this prefix; ids never change after release.
 NODE_ID_PREFIX = "RegionRepair_"
@@ -18,6 +18,7 @@ NODE_MODULES = (
     quality_nodes,
     detect_nodes,
     recolor_nodes,
+    remote_nodes,
 )
 
 NODES: list[type[io.ComfyNode]] = [node for module in NODE_MODULES for node in module.NODES]

@@ -66,3 +66,8 @@ def model_files(name: str) -> dict[str, Path]:
 
 def model_folders(name: str) -> list[str]:
     return folder_paths.get_folder_paths(name)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user cancelled; advances no progress."""
+    model_management.throw_exception_if_processing_interrupted()

@@ -54,7 +54,7 @@ class ComfyServer:
 
     def __init__(self, base_dir: Path, extra_packs: dict[str, Path] | None = None,
                  python: str = sys.executable, startup_timeout: float = 180.0,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()):
         self.base_dir = Path(base_dir)
         self.packs = {PACK_LINK_NAME: PACK_ROOT, **(extra_packs or {})}
         self.python = python
@@ -62,6 +62,7 @@ class ComfyServer:
         self.port = free_port()
         self.log_path = self.base_dir / "comfyui.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.extra_args = tuple(extra_args)  # more main.py flags, e.g. ("--verbose", "DEBUG")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,7 +79,7 @@ class ComfyServer:
         command = [self.python, str(COMFYUI / "main.py"), "--cpu", "--listen", "127.0.0.1",
                    "--port", str(self.port), "--disable-auto-launch",
                    "--base-directory", str(self.base_dir),
-                   "--database-url", "sqlite:///:memory:"]
+                   "--database-url", "sqlite:///:memory:", *self.extra_args]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, cwd=COMFYUI, stdout=log,
                                             stderr=subprocess.STDOUT, env=self.env)

@@ -1,0 +1,72 @@
+"""Image and mask encoding for the vendors: PNG bytes, base64, data URIs, and back to tensors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .http import VendorError
+
+
+def png(image: torch.Tensor) -> bytes:
+    """An RGB PNG of one image `[H, W, 3]` (0..1)."""
+    array = (image[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_png(mask: torch.Tensor, edit_is_black: bool = False) -> bytes:
+    """A black-and-white PNG of one mask `[H, W]` (1 = edit): white = edit, or black = edit for
+    Photio. Soft values are cut at 0.5, as the vendors expect a binary mask."""
+    edit = (mask > 0.5).cpu().numpy()
+    array = np.where(edit ^ edit_is_black, 255, 0).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array, "L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{b64(data)}"
+
+
+def b64decode(text: str, vendor: str, what: str) -> bytes:
+    """Base64 with or without a `data:` prefix, whitespace or padding."""
+    text = re.sub(r"^data:[^,]*,", "", text.strip())
+    text = re.sub(r"\s+", "", text)
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise VendorError(vendor, "protocol", f"{what} is not valid base64") from None
+
+
+def decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
+    """Image bytes (PNG, JPEG, WebP ...) to a float `[H, W, 3]` tensor."""
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            array = np.asarray(opened.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise VendorError(vendor, "protocol", f"{what} is not an image ({len(data)} bytes)"
+                          ) from None
+    return torch.from_numpy(array.copy())
+
+
+def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`[H, W, C]` to `[height, width, C]` (bilinear, antialiased)."""
+    if tuple(image.shape[:2]) == (height, width):
+        return image
+    bchw = image.movedim(-1, 0)[None]
+    out = F.interpolate(bchw, size=(height, width), mode="bilinear", align_corners=False,
+                        antialias=True)
+    return out[0].movedim(0, -1).clamp(0, 1)

@@ -1,0 +1,465 @@
+"""RemoteVendorInpaint's pipeline: one IMAGE batch and MASK through a vendor's API, back to IMAGE
+batches at the original size, optionally confined to the mask by the pack's exact blend.
+
+Work is split into units that run concurrently (at most `concurrency` at a time):
+- PiktID Detail Repair and PICPIK: one job per image, all candidates in it (`num_candidates`,
+  `BatchSize`), as the vendors bill and rate-limit per job;
+- PiktID Garment Recolor: one job for up to 10 images, candidates as `num_variations`;
+- Photio and OctoAI-compatible /adetailer return one image per call: one call per image and
+  candidate, with seeds seed, seed+1, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from .. import masks as mask_ops
+from ..choices import Choice
+from ..regions import blend_masked
+from . import images, keys, octoai, photio, picpik, piktid
+from .http import HttpClient, RetryPolicy, Timeouts, VendorError, new_session
+
+SCHEMA = "region_repair.info/1"
+NODE = "RemoteVendorInpaint"
+
+
+class Endpoint(Choice):
+    PIKTID_DETAIL_REPAIR = "piktid/detail-repair"
+    PIKTID_GARMENT_RECOLOR = "piktid/garment-recolor"
+    PICPIK_MODIFY_MASKED_PIXELS = "picpik/ModifyMaskedPixels"
+    PHOTIO_REGEN = "photio/regen"
+    OCTOAI_ADETAILER = "octoai-compatible/adetailer"
+
+    @property
+    def vendor(self) -> str:
+        return self.value.split("/")[0].removesuffix("-compatible")
+
+
+DEFAULT_URLS = {"piktid": piktid.BASE_URL, "picpik": picpik.BASE_URL, "photio": photio.BASE_URL,
+                "octoai": ""}
+# What the `options` JSON may set per endpoint; everything else comes from the node's inputs.
+OPTIONS: dict[Endpoint, tuple[str, ...]] = {
+    Endpoint.PIKTID_DETAIL_REPAIR: ("project_name", "category", "image_notes", "model",
+                                    "add_ai_watermark", "mode", "context_factor", "transport"),
+    Endpoint.PIKTID_GARMENT_RECOLOR: ("project_name", "garment_label", "reference_text",
+                                      "model", "processing_size", "post_process", "use_anchor",
+                                      "add_ai_watermark", "transport"),
+    Endpoint.PICPIK_MODIFY_MASKED_PIXELS: (
+        "main_model", "inference_params", "sub_models", "translate_prompts", "width", "height",
+        "use_main_model_vae", "image2image_strength", "refer_strength", "mask_blur",
+        "prompts_more_important"),
+    Endpoint.PHOTIO_REGEN: ("quality", "cfg_scale"),
+    Endpoint.OCTOAI_ADETAILER: (
+        "detector", "inpainting_base_model", "sampler", "steps", "checkpoint", "loras",
+        "use_refiner", "style_preset", "strength", "cfg_scale", "mask_dilation", "mask_blur",
+        "mask_padding", "max_num_detections", "confidence", "union_masks", "image_encoding"),
+}
+
+
+@dataclass
+class RemoteSettings:
+    endpoint: Endpoint | str
+    base_url: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    candidates: int = 1
+    seed: int = -1          # -1: the vendor picks
+    options: dict[str, Any] = field(default_factory=dict)
+    blend: bool = True
+    feather: int = 4
+    timeout: float = 900.0  # the whole run
+    concurrency: int = 4
+    retry: RetryPolicy = RetryPolicy()
+    timeouts: Timeouts = Timeouts()
+    poll_interval: float | None = None  # None: the vendor client's default
+    sse_idle: float = 45.0
+    not_visible_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        self.endpoint = Endpoint(self.endpoint)
+        allowed = OPTIONS[self.endpoint]
+        unknown = sorted(set(self.options) - set(allowed))
+        if unknown:
+            raise ValueError(f"options: {', '.join(unknown)} not accepted by {self.endpoint.value}"
+                             f"; allowed: {', '.join(allowed)}")
+        if not 1 <= self.candidates <= 16:
+            raise ValueError(f"candidates: 1-16, got {self.candidates}")
+        if self.endpoint.vendor == "octoai" and not self.base_url.strip():
+            raise ValueError(f"base_url: {octoai.SHUTDOWN}")
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """The node's `options` string: a JSON object (empty = none)."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"options: not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno})") from None
+    if not isinstance(value, dict):
+        raise ValueError("options: must be a JSON object, e.g. {\"quality\": \"HIGH\"}")
+    return value
+
+
+def unit_count(endpoint: Endpoint | str, batch: int, candidates: int) -> int:
+    """How many concurrent units (jobs or calls) a run makes, for the progress bar."""
+    endpoint = Endpoint(endpoint)
+    if endpoint is Endpoint.PIKTID_GARMENT_RECOLOR:
+        return -(-batch // 10)
+    if endpoint in (Endpoint.PIKTID_DETAIL_REPAIR, Endpoint.PICPIK_MODIFY_MASKED_PIXELS):
+        return batch
+    return batch * candidates
+
+
+@dataclass
+class Candidate:
+    """One vendor output for one image: the image (None when that candidate failed)."""
+
+    image: torch.Tensor | None
+    seed: int | None = None
+    job_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RemoteResult:
+    images: torch.Tensor  # [k*B, H, W, C], candidate-major
+    mask: torch.Tensor    # [B, H, W], fitted to the image
+    info: list[dict[str, Any]]
+    notes: list[str]
+
+
+def _vendor_seed(seed: int, index: int, top: int) -> int:
+    """Candidate `index`'s seed in 1..top (-1 stays -1: the vendor picks)."""
+    return -1 if seed < 0 else (max(1, seed) + index - 1) % top + 1
+
+
+class _Run:
+    def __init__(self, settings: RemoteSettings, session: Any, secrets: dict[str, keys.Secret],
+                 on_status: Callable[[str], None]):
+        self.settings, self.on_status = settings, on_status
+        self.opts = dict(settings.options)
+        self.jobs: list[str] = []
+        vendor = settings.endpoint.vendor
+        key = secrets["key"].reveal() if "key" in secrets else ""
+        auth = {"photio": {"X-Photio-Key": key}, "picpik": {}}.get(
+            vendor, {"Authorization": f"Bearer {key}"})
+        retry = settings.retry
+        if vendor == "octoai":  # a dead service: fail fast
+            retry = replace(retry, attempts=min(retry.attempts, 3))
+        self.http = HttpClient(session, vendor, settings.base_url.strip() or DEFAULT_URLS[vendor],
+                               auth=auth, secrets=[s.reveal() for s in secrets.values()],
+                               key_hint=keys.hint(vendor), retry=retry,
+                               timeouts=settings.timeouts)
+        self.secrets = secrets
+
+    def poll(self, default: float) -> float:
+        return self.settings.poll_interval if self.settings.poll_interval is not None else \
+            default
+
+    # --- PiktID -----------------------------------------------------------------------------
+    def piktid(self) -> piktid.PiktID:
+        transport = self.opts.pop("transport", "sse")
+        if transport not in ("sse", "poll"):
+            raise ValueError(f"options.transport: 'sse' or 'poll', got {transport!r}")
+        return piktid.PiktID(self.http, poll_interval=self.poll(5.0), sse=transport == "sse",
+                             sse_idle=self.settings.sse_idle,
+                             not_visible_delay=self.settings.not_visible_delay,
+                             on_status=self.on_status)
+
+    async def piktid_units(self, image, mask, refs) -> list[Callable[[], Awaitable]]:
+        client = self.piktid()
+        project_name = str(self.opts.pop("project_name", "comfyui-region-repair"))
+        project_id = await client.project(project_name)
+        ref_ids = [await client.upload(await _png(ref), f"reference_{i}.png", project_name)
+                   for i, ref in enumerate(refs)]
+        k = self.settings.candidates
+        prompt = self.settings.prompt.strip() or None
+
+        async def finish(job_id: str, count: int) -> list[list[Candidate]]:
+            self.jobs.append(job_id)
+            per_image: list[list[Candidate]] = [[] for _ in range(count)]
+            for result, data in await client.finish(job_id):
+                slot = per_image[min(result.image_index, count - 1)]
+                notes = [] if data else [f"candidate failed at PiktID: "
+                                         f"{result.error_message or 'no reason given'}"]
+                extra = {"needs_review": result.needs_review} if result.needs_review else {}
+                if result.model_used:
+                    extra["model_used"] = result.model_used
+                slot.append(Candidate(await _decode(data, "piktid", "a result") if data
+                                      else None, None, job_id, notes, extra))
+            return per_image
+
+        if self.settings.endpoint is Endpoint.PIKTID_DETAIL_REPAIR:
+            def unit(b: int) -> Callable[[], Awaitable]:
+                async def run() -> list[list[Candidate]]:
+                    image_id = await client.upload(await _png(image[b]), f"image_{b}.png",
+                                                   project_name)
+                    mask_id = await client.upload(images.mask_png(mask[b]), f"mask_{b}.png",
+                                                  project_name)
+                    request = piktid.DetailRepairRequest(
+                        project_id, image_id, mask_image=mask_id, references=ref_ids,
+                        num_candidates=k, category=self.opts.get("category", "general"),
+                        reviewer_note=prompt, **{key: self.opts[key] for key in (
+                            "image_notes", "model", "add_ai_watermark", "mode",
+                            "context_factor") if key in self.opts})
+                    return await finish(await client.start_detail_repair(request), 1)
+                return run
+            return [unit(b) for b in range(image.shape[0])]
+
+        def chunk(start: int) -> Callable[[], Awaitable]:
+            async def run() -> list[list[Candidate]]:
+                ids = [await client.upload(await _png(image[b]), f"image_{b}.png", project_name)
+                       for b in range(start, min(start + 10, image.shape[0]))]
+                request = piktid.GarmentRecolorRequest(
+                    project_id, ids, reference_image=ref_ids[0] if ref_ids else None,
+                    instruction=prompt, num_variations=k, **{key: self.opts[key] for key in (
+                        "garment_label", "reference_text", "model", "processing_size",
+                        "post_process", "use_anchor", "add_ai_watermark") if key in self.opts})
+                return await finish(await client.start_garment_recolor(request), len(ids))
+            return run
+        return [chunk(start) for start in range(0, image.shape[0], 10)]
+
+    # --- PICPIK -----------------------------------------------------------------------------
+    def picpik_units(self, image, mask, refs) -> list[Callable[[], Awaitable]]:
+        client = picpik.PICPIK(self.http, self.secrets["public_key"].reveal(),
+                               self.secrets["private_key"].reveal(),
+                               poll_interval=self.poll(3.0), on_status=self.on_status)
+        height, width = image.shape[1:3]
+        scale = min(1.0, 2560 / max(height, width))
+        size = {"width": max(64, round(width * scale / 8) * 8),
+                "height": max(64, round(height * scale / 8) * 8)}
+        opts = dict(self.opts)
+        strength = opts.pop("image2image_strength", 0.5)
+        k, seed = self.settings.candidates, self.settings.seed
+
+        def unit(b: int) -> Callable[[], Awaitable]:
+            async def run() -> list[list[Candidate]]:
+                listed = [images.data_uri(await _png(image[b])),
+                          images.data_uri(images.mask_png(mask[b]))]
+                extra = None
+                if refs:  # the first reference, as Image2Image's extra image
+                    listed.append(images.data_uri(await _png(refs[0])))
+                    extra = {"ImageIndex": 2, "ReferStrength": strength}
+                request = picpik.ModifyMaskedPixelsRequest(
+                    listed, positive_prompts=[self.settings.prompt] if self.settings.prompt
+                    else [], negative_prompts=[self.settings.negative_prompt]
+                    if self.settings.negative_prompt else [], seed=seed, batch_size=k,
+                    image2image=extra, **{**size, **opts})
+                uid = await client.modify_masked_pixels(request)
+                self.jobs.append(uid)
+                detail = await client.wait(uid)
+                # Downloaded at once: PICPIK keeps the images 24 h.
+                blobs = [await client.download(url) for url in detail.img_list]
+                return [[Candidate(await _decode(blob, "picpik", "a result"),
+                                   seed if seed >= 0 else detail.seed, detail.task_uid)
+                         for blob in blobs[:k]]]
+            return run
+        return [unit(b) for b in range(image.shape[0])]
+
+    # --- Photio and OctoAI ------------------------------------------------------------------
+    def photio_units(self, image, mask) -> list[Callable[[], Awaitable]]:
+        client = photio.Photio(self.http)
+
+        def unit(b: int, i: int) -> Callable[[], Awaitable]:
+            async def run() -> list[list[Candidate]]:
+                seed = _vendor_seed(self.settings.seed, i, 4294967296)
+                request = photio.RegenRequest(
+                    images.b64(await _png(image[b])),
+                    images.b64(images.mask_png(mask[b], edit_is_black=True)),
+                    prompt=self.settings.prompt,
+                    negative_prompt=self.settings.negative_prompt or photio.DEFAULT_NEGATIVE,
+                    seed=seed, **self.opts)
+                data = await client.regen(request)
+                return [[Candidate(await _decode(data, "photio", "regen's image"),
+                                   None if seed < 0 else seed)]]
+            return run
+        return [unit(b, i) for i in range(self.settings.candidates)
+                for b in range(image.shape[0])]
+
+    def octoai_units(self, image) -> list[Callable[[], Awaitable]]:
+        client = octoai.OctoAI(self.http)
+        base_model = self.opts.get("inpainting_base_model", "sdxl")
+        height, width = image.shape[1:3]
+        target_w, target_h = octoai.nearest_resolution(width, height, base_model)
+
+        def unit(b: int, i: int) -> Callable[[], Awaitable]:
+            async def run() -> list[list[Candidate]]:
+                seed = _vendor_seed(self.settings.seed, i, 2 ** 32 - 1)
+                sent = images.resize(image[b], target_h, target_w)
+                request = octoai.AdetailerRequest(
+                    init_image=images.b64(await _png(sent)),
+                    prompt=self.settings.prompt or None,
+                    negative_prompt=self.settings.negative_prompt or None,
+                    seed=None if seed < 0 else seed, **self.opts)
+                answer = await client.adetailer(request)
+                if answer.image is None:
+                    raise VendorError("octoai", "safety", f"the image was removed for safety "
+                                      f"({answer.num_removed_for_safety} request(s))")
+                notes = [f"adetailer detected {answer.num_objects_detected}, inpainted "
+                         f"{answer.num_objects_inpainted} object(s) on its own (it takes no "
+                         "mask)"]
+                if (target_w, target_h) != (width, height):
+                    notes.append(f"sent at {target_w}x{target_h}, a {base_model} resolution")
+                return [[Candidate(await _decode(answer.image, "octoai", "image_b64"),
+                                   None if seed < 0 else seed, None, notes,
+                                   {"num_objects_detected": answer.num_objects_detected})]]
+            return run
+        return [unit(b, i) for i in range(self.settings.candidates)
+                for b in range(image.shape[0])]
+
+
+async def _png(image: torch.Tensor) -> bytes:
+    # Encoding and decoding run in threads (zlib releases the GIL), so candidates overlap.
+    return await asyncio.to_thread(images.png, image)
+
+
+async def _decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
+    return await asyncio.to_thread(images.decode, data, vendor, what)
+
+
+async def _run_units(units: list[Callable[[], Awaitable]], concurrency: int,
+                     check_cancel: Callable[[], None], on_progress: Callable[[], None]
+                     ) -> list[Any]:
+    """Run the units concurrently; check for an interrupt every 0.2 s; the first failure (or
+    the interrupt) cancels the rest."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated(unit: Callable[[], Awaitable]) -> Any:
+        async with gate:
+            return await unit()
+
+    tasks = [asyncio.ensure_future(gated(unit)) for unit in units]
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=0.2,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            check_cancel()
+            for task in done:
+                task.result()
+                on_progress()
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSettings,
+                     references: torch.Tensor | None = None, *,
+                     env: Mapping[str, str] = os.environ,
+                     check_cancel: Callable[[], None] = lambda: None,
+                     on_progress: Callable[[], None] = lambda: None,
+                     on_status: Callable[[str], None] = lambda text: None) -> RemoteResult:
+    """Send each image of `image` ([B, H, W, C]) and its mask to the vendor; return k results per
+    image at the original size (candidate-major), the fitted mask, the info list and notes."""
+    endpoint = Endpoint(settings.endpoint)
+    batch, height, width = image.shape[:3]
+    mask, notes = mask_ops.fit_to_image(mask, batch, height, width)
+    mask = mask.repeat(batch // mask.shape[0], 1, 1).to(image.device)
+    for b in range(batch):
+        if not (mask[b] > 0.5).any():
+            raise ValueError(f"mask: image {b} has no masked pixel (values > 0.5); nothing "
+                             "to send")
+    rgb = image[..., :3] if image.shape[-1] >= 3 else image[..., :1].repeat(1, 1, 1, 3)
+    refs = [] if references is None else [ref[..., :3] for ref in references]
+    if len(refs) > 10:
+        raise ValueError(f"references: at most 10 images, got {len(refs)}")
+    vendor = endpoint.vendor
+    secrets = keys.credentials(vendor, env)
+    if vendor == "octoai":
+        notes.append(f"{octoai.SHUTDOWN}; using {settings.base_url.strip()}")
+    if refs and endpoint in (Endpoint.PHOTIO_REGEN, Endpoint.OCTOAI_ADETAILER):
+        notes.append(f"references ignored: {endpoint.value} takes none")
+    refs_used = bool(refs) and endpoint not in (Endpoint.PHOTIO_REGEN, Endpoint.OCTOAI_ADETAILER)
+    ref_count = (len(refs) if endpoint is Endpoint.PIKTID_DETAIL_REPAIR else min(1, len(refs))
+                 ) if refs_used else 0
+
+    async def main() -> list[Any]:
+        async with new_session() as session:
+            run = _Run(settings, session, secrets, on_status)
+            try:
+                if vendor == "piktid":
+                    units = await run.piktid_units(rgb, mask, refs)
+                elif vendor == "picpik":
+                    units = run.picpik_units(rgb, mask, refs)
+                elif vendor == "photio":
+                    units = run.photio_units(rgb, mask)
+                else:
+                    units = run.octoai_units(rgb)
+                return await _run_units(units, settings.concurrency, check_cancel, on_progress)
+            except BaseException:
+                if run.jobs:
+                    on_status(f"stopped; {vendor} documents no cancel, so job(s) "
+                              f"{', '.join(run.jobs)} may still finish (and be billed) there")
+                raise
+
+    try:
+        outputs = await asyncio.wait_for(main(), settings.timeout)
+    except asyncio.TimeoutError:
+        raise VendorError(vendor, "timeout", f"no result within {settings.timeout:g} s "
+                          "(timeout_s)") from None
+    per_image = _per_image(endpoint, outputs, batch)
+    return _assemble(image, rgb, mask, per_image, settings, notes, refs_used, ref_count)
+
+
+def _per_image(endpoint: Endpoint, outputs: list[Any], batch: int) -> list[list[Candidate]]:
+    """Unit outputs to candidates per image, in candidate order."""
+    if endpoint in (Endpoint.PHOTIO_REGEN, Endpoint.OCTOAI_ADETAILER):
+        # units ran candidate-major: unit i*B + b
+        per_image: list[list[Candidate]] = [[] for _ in range(batch)]
+        for index, output in enumerate(outputs):
+            per_image[index % batch] += output[0]
+        return per_image
+    return [candidates for output in outputs for candidates in output]
+
+
+def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
+              per_image: list[list[Candidate]], settings: RemoteSettings, notes: list[str],
+              refs_used: bool, ref_count: int) -> RemoteResult:
+    endpoint = Endpoint(settings.endpoint)
+    batch, height, width = rgb.shape[:3]
+    k = settings.candidates
+    results, info = [], []
+    for i in range(k):
+        for b in range(batch):
+            found = per_image[b][i] if i < len(per_image[b]) else Candidate(
+                None, notes=[f"the vendor returned {len(per_image[b])} of {k} candidates"])
+            own = list(found.notes)
+            new = found.image
+            if new is None:
+                new = rgb[b]
+                own.append("output is the unchanged input")
+            elif tuple(new.shape[:2]) != (height, width):
+                own.append(f"the vendor returned {new.shape[1]}x{new.shape[0]}; resized to the "
+                           f"original {width}x{height}")
+                new = images.resize(new.to(rgb.device), height, width)
+            results.append(new.to(rgb.device, rgb.dtype))
+            entry = {"schema": SCHEMA, "node": NODE, "image_index": b, "candidate_index": i,
+                     "seed": found.seed, "engine": f"vendor:{endpoint.vendor}",
+                     "mode": settings.options.get("mode") if endpoint is
+                     Endpoint.PIKTID_DETAIL_REPAIR else None,
+                     "blend": "mask" if settings.blend else "none",
+                     "references_used": refs_used, "reference_count": ref_count,
+                     "notes": own, "vendor": endpoint.vendor, "endpoint": endpoint.value}
+            if found.job_id:
+                entry["job_id"] = found.job_id
+            entry.update(found.extra)
+            info.append(entry)
+            notes += [f"image {b} candidate {i}: {note}" for note in own]
+    new = torch.stack(results)
+    out = blend_masked(rgb, new, mask, settings.feather) if settings.blend else new
+    if image.shape[-1] == 4:  # the input's alpha comes back unchanged
+        out = torch.cat([out, image[..., 3:].repeat(k, 1, 1, 1)], dim=-1)
+    return RemoteResult(out, mask, info, notes)
+

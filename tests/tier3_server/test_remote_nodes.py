@@ -1,0 +1,92 @@
+"""RemoteVendorInpaint through POST /prompt on a real server, against fake vendors on 127.0.0.1:
+the keys reach the server only through its environment, and afterwards appear nowhere (saved
+PNG metadata, /history, the workflow JSON, the server log at DEBUG level)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import uuid
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfy_server import ComfyServer
+from fake_vendors import ENV, FakePhotio, FakePiktID, serve
+from pack_paths import PACK_ROOT
+
+pytestmark = pytest.mark.server
+
+PHOTO = PACK_ROOT / "assets" / "photos" / "astronaut.png"
+BOX = (0.35, 0.13, 0.19, 0.19)
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    with serve(FakePiktID()) as piktid, serve(FakePhotio()) as photio:
+        yield {"piktid/detail-repair": piktid, "photio/regen": photio}
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory):
+    """A server of its own: the vendor keys are in its environment (the session server's is
+    shared), and it logs at DEBUG so the vendor clients' request lines are in the log."""
+    base = tmp_path_factory.mktemp("comfyui-vendors")
+    with ComfyServer(base, env={"OMP_NUM_THREADS": "1", **ENV},
+                     extra_args=("--verbose", "DEBUG")) as running:
+        (base / "input").mkdir(exist_ok=True)
+        shutil.copy(PHOTO, base / "input" / PHOTO.name)
+        yield running
+
+
+def workflow(endpoint: str, url: str) -> dict:
+    return {
+        "load": {"class_type": "LoadImage", "inputs": {"image": PHOTO.name}},
+        "box": {"class_type": "RegionRepair_MaskFromBBox",
+                "inputs": {"image": ["load", 0], "bbox": ", ".join(map(str, BOX)),
+                           "units": "normalized"}},
+        "remote": {"class_type": "RegionRepair_RemoteVendorInpaint",
+                   "inputs": {"image": ["load", 0], "mask": ["box", 0], "endpoint": endpoint,
+                              "base_url": url, "prompt": "repair the visor",
+                              "negative_prompt": "", "candidates": 2, "seed": 11,
+                              "options": "{}", "blend": True, "feather": 0,
+                              "timeout_s": 120}},
+        "save": {"class_type": "SaveImage",
+                 "inputs": {"images": ["remote", 0], "filename_prefix": uuid.uuid4().hex}},
+    }
+
+
+@pytest.mark.parametrize("endpoint", ["piktid/detail-repair", "photio/regen"])
+def test_remote_inpaint_runs_and_the_keys_leak_nowhere(keyed_server, fakes, endpoint):
+    prompt = workflow(endpoint, fakes[endpoint].url)
+    prompt_id = keyed_server.post_prompt(prompt)
+    history = keyed_server.wait(prompt_id, timeout=180)
+    pngs = keyed_server.output_files(history, "save")
+    assert len(pngs) == 2
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    height, width = photo.shape[:2]
+    x, y, w, h = BOX
+    inside = np.zeros((height, width), bool)
+    inside[round(y * height):round((y + h) * height), round(x * width):round((x + w) * width)] = 1
+    for png in pngs:
+        result = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        assert result.shape == photo.shape
+        np.testing.assert_array_equal(result[~inside], photo[~inside])
+        assert (result != photo).any(-1)[inside].mean() > 0.9
+    assert fakes[endpoint].seen, "the vendor was called"
+
+    log = keyed_server.log()
+    assert f"{endpoint.split('/')[0]} POST" in log and "<redacted>" in log
+    surfaces = {"workflow JSON": json.dumps(prompt),
+                "/history": json.dumps(keyed_server.get_json(f"/history/{prompt_id}")),
+                "server log": log}
+    for index, png in enumerate(pngs):
+        surfaces[f"PNG {index}"] = png.decode("latin-1")
+        assert "prompt" in Image.open(io.BytesIO(png)).info  # metadata is there, keyless
+    for name, secret in ENV.items():
+        if name.endswith("KEYS_FILE"):
+            continue
+        for surface, text in surfaces.items():
+            assert secret not in text, f"{name} leaked into the {surface}"
