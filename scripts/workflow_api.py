@@ -55,3 +55,14 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
         prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs,
                                    "_meta": {"title": title}}
     return prompt
+
+
+def fill_defaults(prompt: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+    """An API prompt with every widget input it leaves out set to the node's default, as the
+    editor would have saved it (POST /prompt requires every required input)."""
+    for node in prompt.values():
+        for name, spec in widget_inputs(object_info[node["class_type"]]):
+            options = spec[1] if len(spec) > 1 else {}
+            if name not in node["inputs"] and "default" in options:
+                node["inputs"][name] = options["default"]
+    return prompt

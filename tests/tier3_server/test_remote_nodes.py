@@ -16,6 +16,7 @@ from PIL import Image
 from comfy_server import ComfyServer
 from fake_vendors import ENV, FakePhotio, FakePiktID, serve
 from pack_paths import PACK_ROOT
+from workflow_api import fill_defaults
 
 pytestmark = pytest.mark.server
 
@@ -90,3 +91,32 @@ def test_remote_inpaint_runs_and_the_keys_leak_nowhere(keyed_server, fakes, endp
             continue
         for surface, text in surfaces.items():
             assert secret not in text, f"{name} leaked into the {surface}"
+
+
+@pytest.mark.parametrize("blend", [True, False])
+def test_quality_check_catches_a_vendor_that_shifts_the_frame(keyed_server, fakes, blend):
+    """A fake Photio that moves its whole result by 3 px: unblended, Quality Check flags
+    framing_shift; blended, the pack confines the change to the mask and nothing is flagged
+    outside it."""
+    fake = fakes["photio/regen"]
+    fake.shift = 3
+    try:
+        prompt = workflow("photio/regen", fake.url)
+        prompt["remote"]["inputs"]["blend"] = blend
+        prompt["qc"] = {"class_type": "RegionRepair_QualityCheck", "inputs": {
+            "original": ["load", 0], "candidates": ["remote", 0], "mask": ["remote", 1],
+            "info": ["remote", 2]}}
+        prompt["report"] = {"class_type": "PreviewAny", "inputs": {"source": ["qc", 0]}}
+        history = keyed_server.run(fill_defaults(prompt, keyed_server.get_json("/object_info")),
+                                   timeout=180)
+    finally:
+        fake.shift = 0
+    report = json.loads(history["outputs"]["report"]["text"][0])
+    candidates = report["candidates"]
+    assert len(candidates) == 2
+    for candidate in candidates:
+        if blend:
+            assert "framing_shift" not in candidate["reasons"]
+            assert candidate["scores"]["outside_max"] == 0
+        else:
+            assert candidate["needs_review"] and "framing_shift" in candidate["reasons"]

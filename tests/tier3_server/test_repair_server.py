@@ -96,3 +96,33 @@ def test_every_mode_and_candidate_count(server, photo, kind, mode):
         assert np.array_equal(first, second)
     # Candidate k of any run uses seed 11 + k: the same pixels whatever the candidate count.
     assert np.array_equal(results["c1"][0], results["c4"][0])
+
+
+def test_four_candidates_into_quality_check(server, photo):
+    """GuidedBlendInpaint (4 candidates) -> QualityCheck: the exact blends pass the framing and
+    outside checks, the job without references is flagged no_reference, and the best output
+    is one of the candidates."""
+    from workflow_api import fill_defaults
+
+    prompt = prompt_for(CHECKPOINTS["inpaint"], "guided-blend")
+    for name in ("c1", "c2", "c3", "again", "save_c1", "save_c2", "save_c3", "save_again",
+                 "info_c1", "info_c2", "info_c3", "info_again"):
+        del prompt[name]
+    prompt["qc"] = {"class_type": "RegionRepair_QualityCheck", "inputs": {
+        "original": ["load", 0], "candidates": ["c4", 0], "mask": ["c4", 1],
+        "info": ["c4", 3]}}
+    prompt["report"] = {"class_type": "PreviewAny", "inputs": {"source": ["qc", 0]}}
+    prompt["save_best"] = {"class_type": "SaveImage", "inputs": {
+        "images": ["qc", 2], "filename_prefix": uuid.uuid4().hex}}
+    history = server.run(fill_defaults(prompt, server.get_json("/object_info")))
+    report = json.loads(history["outputs"]["report"]["text"][0])
+    assert len(report["candidates"]) == 4
+    for candidate in report["candidates"]:
+        assert candidate["scores"]["outside_max"] == 0
+        assert "framing_shift" not in candidate["reasons"]
+        assert "scale_drift" not in candidate["reasons"]
+        assert "no_reference" in candidate["reasons"] and candidate["needs_review"]
+    (best,) = [decode(png) for png in server.output_files(history, "save_best")]
+    candidates = [decode(png) for png in server.output_files(history, "save_c4")]
+    assert any(np.array_equal(best, c) for c in candidates)
+    assert np.array_equal(best, candidates[report["best"][0]])
