@@ -65,6 +65,15 @@ def save(g: Graph, images, prefix: str, title: str = "Save") -> Node:
                   filename_prefix=f"region_repair/{prefix}")
 
 
+def quality_check(g: Graph, original, candidates: Node, mask, info=None) -> Node:
+    """Quality Check on a generator's output, its report shown (and written by the demo)."""
+    links = {"info": info} if info is not None else {}
+    qc = g.node("RegionRepair_QualityCheck", "Quality Check", "Review", original=original,
+                candidates=candidates[0], mask=mask, **links)
+    g.node("PreviewAny", "Quality Check report", "Review", source=qc[0])
+    return qc
+
+
 def mask_from_bbox() -> Graph:
     g = Graph()
     g.note("**Mask From BBox** turns a normalized rectangle `[x, y, w, h]` (origin top-left, "
@@ -133,7 +142,7 @@ def detail_repair_logo(diffusion: bool) -> Graph:
                    references=reference[0], category="logo",
                    reviewer_note="match the reference patch exactly")
     save(g, fixed, "detail_repair_logo")
-    g.node("PreviewAny", "info JSON", "Output", source=fixed[3])
+    quality_check(g, photo, fixed, fixed[1], fixed[3])
     return g
 
 
@@ -151,6 +160,7 @@ def detail_repair_general(diffusion: bool) -> Graph:
                    reviewer_note="remove the name tag, plain orange fabric",
                    num_candidates=2 if diffusion else 1)
     save(g, fixed, "detail_repair_general")
+    quality_check(g, photo, fixed, fixed[1], fixed[3])
     return g
 
 
@@ -170,6 +180,7 @@ def photio_regen(diffusion: bool, prompt: str) -> Graph:
     fixed = repair(g, photo, mask, "Regen: add object" if adds else "Regen: remove", engines,
                    category="general", reviewer_note=prompt, cfg=2.5, steps=20)
     save(g, fixed, "photio_regen_add" if adds else "photio_regen_remove")
+    quality_check(g, photo, fixed, fixed[1], fixed[3])
     return g
 
 
@@ -195,6 +206,7 @@ def picpik_inpaint(diffusion: bool) -> Graph:
                    reference_denoise=0.5, feather=12, category="general",
                    reviewer_note="an embroidered mission patch")
     save(g, fixed, "picpik_inpaint")
+    quality_check(g, photo, fixed, fixed[1], fixed[3])
     return g
 
 
@@ -210,10 +222,92 @@ def picpik_outpaint(diffusion: bool) -> Graph:
     fixed = repair(g, padded[0], padded[1], "Fill the new border", engines, category="general",
                    reviewer_note="continue the scene", context_factor=1.5, processing_size=0)
     save(g, fixed, "picpik_outpaint")
+    quality_check(g, padded[0], fixed, fixed[1], fixed[3])
     return g
 
 
-# name -> (builder, needs weights)
+def garment_recolor_set() -> Graph:
+    g = Graph()
+    g.note("**PiktID Garment Recolor, locally: one garment, one colour, consistent across a "
+           "set.** Three shots of the same suit (different crops, sizes and lighting) load as "
+           "a list. With no masks connected, the garment is found automatically by the "
+           "bundled mediapipe models (person, pose, face, hands) and GrabCut.\n\n"
+           "- Target: `reference_text` (hex or colour name), `instruction` (\"a darker "
+           "navy\"), or a swatch image.\n- `use_anchor`: one colour transfer from the anchor "
+           "image for every image. `post_process`: pull each garment onto the anchor's "
+           "result.\n- The **report** gives ΔE2000 to the target and to the anchor per image.")
+    photos = g.node("LoadImageDataSetFromFolder", "The set (input/garment_set)", "Input",
+                    folder="garment_set")
+    recolored = g.node("RegionRepair_GarmentRecolorAnchor", "Garment Recolor (anchor)",
+                       "Recolour", images=photos, reference_text="forest green",
+                       garment_label="jacket")
+    save(g, recolored, "garment_recolor_set")
+    g.node("PreviewAny", "Recolour report (ΔE2000)", "Review", source=recolored[2])
+    return g
+
+
+ADETAILER_TARGETS = {"face": ("face_mesh_mediapipe", "astronaut.png", "a detailed face"),
+                     "hand": ("hands_mediapipe", "hand_call.jpg", "a detailed hand"),
+                     "eyes": ("eyes_mesh_mediapipe", "astronaut.png", "detailed eyes")}
+
+
+def adetailer(target: str, diffusion: bool) -> Graph:
+    detector, photo_name, prompt = ADETAILER_TARGETS[target]
+    g = Graph()
+    g.note(f"**OctoAI adetailer, locally: {target}.** Detect Objects finds every {target} "
+           f"offline (`{detector}`, bundled mediapipe model); the Detailer grows each mask by "
+           "`mask_dilation` 4, blurs it by `mask_blur` 4, pads it by `mask_padding` 32, snaps "
+           "the crop to the SD1.5 resolutions, inpaints at strength 0.9 and stitches it back; "
+           "nothing outside the grown masks changes. Per-detection prompts: `a [SEP] b`."
+           + ("" if diffusion else "\n\n**Embedded variant:** no model; classical fill "
+              "repairs each detection (an offline blur-out, e.g. for anonymising)."))
+    photo = g.node("LoadImage", "Photo", "Input", image=photo_name)
+    found = g.node("RegionRepair_Detect", f"Detect: {target}", "Detect", image=photo,
+                   detector=detector)
+    engines = sd15_inpaint(g, prompt, "blurry, deformed") if diffusion else {}
+    detailed = g.node("RegionRepair_Detailer", "Detailer", "Repair", image=photo,
+                      detections=found[0], prompt=prompt if diffusion else "", **engines)
+    save(g, detailed, f"adetailer_{target}")
+    quality_check(g, photo, detailed, found[1])
+    g.node("PreviewAny", "Detailer counts", "Review", source=detailed[4])
+    return g
+
+
+VENDOR_NOTES = {
+    "piktid/detail-repair": "PiktID v2 `POST /detail-repair`: uploads the image, mask and "
+                            "references, follows the job over SSE, downloads the candidates.",
+    "piktid/garment-recolor": "PiktID v2 `POST /garment-recolor` (options: target colour "
+                              "fields as documented, e.g. `{\"reference_text\": \"#2E5A3B\"}`).",
+    "picpik/ModifyMaskedPixels": "PICPIK `Action=ModifyMaskedPixels`, signed with your public "
+                                 "and private key, polled through ListTasksDetails.",
+    "photio/regen": "Photio `POST /v1/inference/regen` (black = edit: the node inverts the "
+                    "pack's mask for you). Empty prompt removes, a prompt adds.",
+    "octoai-compatible/adetailer": "An OctoAI-compatible `/adetailer` server. OctoAI shut "
+                                   "down in 2024: set `base_url` to a compatible server.",
+}
+
+
+def vendor(endpoint: str) -> Graph:
+    g = Graph()
+    g.note(f"**{endpoint} through Remote Vendor Inpaint.** {VENDOR_NOTES[endpoint]}\n\n"
+           "Keys never go in the workflow: set the environment variables or the keys file "
+           "(docs/vendors.md) before starting ComfyUI. `blend` (on) confines the vendor's "
+           "change to the mask with the pack's exact blend; Quality Check flags a vendor that "
+           "shifted or rescaled the frame.")
+    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    mask = g.node("RegionRepair_MaskFromBBox", "Mask", "Input", image=photo,
+                  bbox="0.35, 0.13, 0.19, 0.19")
+    remote = g.node("RegionRepair_RemoteVendorInpaint", f"Remote: {endpoint}", "Vendor",
+                    image=photo, mask=mask, endpoint=endpoint,
+                    prompt="" if endpoint.startswith("piktid/garment") else "a clean face",
+                    options='{"reference_text": "#2E5A3B"}'
+                    if endpoint == "piktid/garment-recolor" else "{}")
+    save(g, remote, "vendor_" + endpoint.split("/")[0].replace("-compatible", ""))
+    quality_check(g, photo, remote, remote[1], remote[2])
+    return g
+
+
+# name -> builder
 WORKFLOW_BUILDERS: dict[str, Callable[[], Graph]] = {
     "mask_from_bbox": mask_from_bbox,
     "region_blur": region_blur,
@@ -228,6 +322,11 @@ WORKFLOW_BUILDERS: dict[str, Callable[[], Graph]] = {
     "picpik_inpaint_reference_embedded": lambda: picpik_inpaint(False),
     "picpik_outpaint": lambda: picpik_outpaint(True),
     "picpik_outpaint_embedded": lambda: picpik_outpaint(False),
+    "garment_recolor_set": garment_recolor_set,
+    **{f"adetailer_{target}{suffix}": (lambda t=target, d=diffusion: adetailer(t, d))
+       for target in ADETAILER_TARGETS for suffix, diffusion in (("", True), ("_embedded", False))},
+    **{"vendor_" + e.replace("/", "_").replace("-", "_").lower(): (lambda e=e: vendor(e))
+       for e in VENDOR_NOTES},
 }
 
 

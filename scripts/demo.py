@@ -115,6 +115,9 @@ def main() -> int:
             for path in sorted(WORKFLOWS.glob("*.json")):
                 prompt = ui_to_api(json.loads(path.read_text()), object_info)
                 missing = missing_models(prompt, object_info)
+                if any(n["class_type"] == "RegionRepair_RemoteVendorInpaint"
+                       for n in prompt.values()):
+                    missing.append("a vendor API key and network access (docs/vendors.md)")
                 if missing:
                     skipped.append((path.name, missing))
                     continue
@@ -126,8 +129,9 @@ def main() -> int:
     for name, missing in skipped:
         print(f"skip  {name}: needs {', '.join(missing)}")
     if skipped:
-        print("      To run these too, put the files in a ComfyUI models folder and run "
-              "REGION_REPAIR_MODELS=/path/to/models make demo (README: Workflows).")
+        print("      To run the diffusion variants too, put the files in a ComfyUI models "
+              "folder and run REGION_REPAIR_MODELS=/path/to/models make demo (README: "
+              "Workflows). Vendor workflows run in ComfyUI with your own keys.")
     if not written:
         print("demo: no workflow wrote an image", file=sys.stderr)
         return 1

@@ -17,7 +17,10 @@ MUTED, BYPASSED = 2, 4
 
 
 def is_widget(spec: list[Any]) -> bool:
-    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+    """A value typed in the node, not a socket (`forceInput` turns a widget into a socket)."""
+    options = spec[1] if len(spec) > 1 else {}
+    return (isinstance(spec[0], list) or spec[0] in WIDGET_TYPES) and not options.get(
+        "forceInput")
 
 
 def widget_inputs(info: dict[str, Any]) -> list[tuple[str, list[Any]]]:

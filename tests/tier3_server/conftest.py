@@ -7,9 +7,12 @@ linked in too; they are never shipped.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from comfy_server import COMFYUI, ComfyServer
+from fake_vendors import ENV, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, serve
 from pack_paths import PACK_ROOT
 
 TEST_NODES = PACK_ROOT / "tests" / "support" / "test_nodes"
@@ -22,6 +25,17 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfyui-base")
     # One OpenMP thread: on a 2-core shared CI machine, two threads made the same tiny inpaint
     # take 0.5 s or 60 s at random (a barrier waiting on a descheduled thread).
+    # The fake vendors' keys (never real ones) reach the nodes the documented way: the
+    # server's environment.
     with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES},
-                     env={"OMP_NUM_THREADS": "1"}) as running:
+                     env={"OMP_NUM_THREADS": "1", **ENV}) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def fake_vendors():
+    """Every vendor's fake server on 127.0.0.1, by vendor name (`.url` is its base URL)."""
+    fakes = {"piktid": FakePiktID(), "picpik": FakePICPIK(), "photio": FakePhotio(),
+             "octoai": FakeOctoAI()}
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serve(fake)) for name, fake in fakes.items()}
