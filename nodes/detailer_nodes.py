@@ -26,8 +26,8 @@ class Detailer(io.ComfyNode):
                 "(sliding inward at borders), rescaled to the nearest SD1.5/SDXL resolution, "
                 "inpainted at `denoise` (adetailer strength), and stitched back; every pixel "
                 "outside the grown, blurred masks is bit-identical. Detections run in order, "
-                "each on the previous result. Without a model, classical fill repairs "
-                "(an offline blur-out). Per-detection prompts: separate them with [SEP]."),
+                "each on the previous result. Without a model, a strong blur hides each "
+                "detection (offline anonymising). Per-detection prompts: separate them with [SEP]."),
             inputs=[
                 io.Image.Input("image", tooltip="The image batch the detections came from."),
                 Detections.Input("detections", tooltip="From Detect Objects or SAM Refine."),
@@ -88,7 +88,7 @@ class Detailer(io.ComfyNode):
         report(cls.hidden.unique_id, [f"{result.num_objects_inpainted} of "
                                       f"{result.num_objects_detected} objects inpainted"])
         info = {"node": "Detailer", "detector": detections.detector,
-                "engine": "diffusion" if model is not None else "classical_fill",
+                "engine": "diffusion" if model is not None else "blur",
                 "windows": result.windows, "num_objects_detected": result.num_objects_detected,
                 "num_objects_inpainted": result.num_objects_inpainted}
         return io.NodeOutput(to_output(result.image), result.num_objects_detected,

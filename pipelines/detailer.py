@@ -8,7 +8,8 @@ result of the previous one:
    (pipelines.regions, the seed's semantics);
 2. the window is rescaled to the nearest SD1.5 or SDXL resolution of the seed's lists;
 3. a Generator (diffusion from the node, as GuidedBlendInpaint's) regenerates the mask at
-   `strength`; without one, classical fill does (an offline "blur the faces" variant);
+   `strength`; without one, a strong Gaussian blur does (the offline variant: anonymising
+   faces, hands or people);
 4. the crop is stitched back through the processed mask: "the contextual area is not
    modified", so every pixel outside the grown, blurred mask is bit-identical.
 """
@@ -22,7 +23,7 @@ import torch
 
 from . import regions as region_ops
 from .choices import Choice
-from .classical_fill import classical_fill
+from .masks import gaussian_blur
 from .detail_repair import Generator
 
 PROMPT_SEPARATOR = "[SEP]"
@@ -69,6 +70,15 @@ def prompt_for(prompts: Sequence[str], index: int) -> str:
     return prompts[min(index, len(prompts) - 1)]
 
 
+def blur_out(crops: torch.Tensor) -> torch.Tensor:
+    """A Gaussian blur of `[N, h, w, C]` crops strong enough to hide identity: its radius is an
+    eighth of the crop's shorter side."""
+    count, height, width, channels = crops.shape
+    radius = max(4, min(height, width) // 8)
+    planes = crops.movedim(-1, 1).reshape(count * channels, height, width)
+    return gaussian_blur(planes, radius).reshape(count, channels, height, width).movedim(1, -1)
+
+
 @dataclass
 class DetailerResult:
     image: torch.Tensor
@@ -83,7 +93,7 @@ def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
            generator_for: Callable[[int], Generator] | None = None,
            step: Callable[[], None] | None = None) -> DetailerResult:
     """Repair `objects` (batch index, `[H, W]` shape mask) of `image` ([B, H, W, C]) in order.
-    `generator_for(i)` gives the generator for job i (its prompt); None uses classical fill.
+    `generator_for(i)` gives the generator for job i (its prompt); None blurs (blur_out).
     `step` is called once per job (progress and interrupt)."""
     batch, height, width = image.shape[:3]
     jobs: list[torch.Tensor] = []
@@ -103,7 +113,7 @@ def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
             continue
         regions, crops, crop_masks = region_ops.prepare_regions(current, mask, settings.window())
         if generator_for is None:
-            new = classical_fill(crops, crop_masks)
+            new = blur_out(crops)
         else:
             new = generator_for(number)(crops, crop_masks, crop_masks, settings.seed,
                                         settings.strength)

@@ -259,8 +259,8 @@ def adetailer(target: str, diffusion: bool) -> Graph:
            "`mask_dilation` 4, blurs it by `mask_blur` 4, pads it by `mask_padding` 32, snaps "
            "the crop to the SD1.5 resolutions, inpaints at strength 0.9 and stitches it back; "
            "nothing outside the grown masks changes. Per-detection prompts: `a [SEP] b`."
-           + ("" if diffusion else "\n\n**Embedded variant:** no model; classical fill "
-              "repairs each detection (an offline blur-out, e.g. for anonymising)."))
+           + ("" if diffusion else "\n\n**Embedded variant:** no model; a strong blur "
+              "hides each detection (offline anonymising)."))
     photo = g.node("LoadImage", "Photo", "Input", image=photo_name)
     found = g.node("RegionRepair_Detect", f"Detect: {target}", "Detect", image=photo,
                    detector=detector)

@@ -85,6 +85,10 @@ def run_workflow(server: ComfyServer, path: Path, prompt: dict, base: Path) -> i
     history = server.run(prompt, timeout=900)
     before = [(node["inputs"]["image"], Image.open(base / "input" / node["inputs"]["image"]))
               for node in prompt.values() if node["class_type"] == "LoadImage"]
+    for node in prompt.values():
+        if node["class_type"] == "LoadImageDataSetFromFolder":
+            folder = base / "input" / node["inputs"]["folder"]
+            before += [(path.name, Image.open(path)) for path in sorted(folder.iterdir())]
     after, written = [], 0
     for node_id, output in history["outputs"].items():
         title = prompt[node_id]["_meta"]["title"]

@@ -76,7 +76,7 @@ def test_each_object_is_repaired_on_the_previous_result():
     assert torch.allclose(result.image[0, 30, 30], torch.full((3,), 0.1), atol=0.02)
 
 
-def test_without_a_generator_classical_fill_repairs():
+def test_without_a_generator_a_blur_hides_each_object():
     image, objects = objects_scene()
     settings = DetailerSettings()
     result = detail(image, objects, settings)
