@@ -18,10 +18,15 @@ PACK_ROOT = Path(__file__).resolve().parents[1]
 COMFYUI = PACK_ROOT / ".venv" / "ComfyUI"
 PACKAGE = "region_repair"
 
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
+
+
+def import_pack() -> Path:
+    """Make `region_repair` importable (the stub package above); returns the pack root."""
+    if PACKAGE not in sys.modules:
+        stub = types.ModuleType(PACKAGE)
+        stub.__path__ = [str(PACK_ROOT)]
+        sys.modules[PACKAGE] = stub
+    return PACK_ROOT
 
 
 def sync(device: torch.device) -> None:

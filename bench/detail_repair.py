@@ -18,7 +18,9 @@ import sys
 
 import torch
 
-from _common import PACK_ROOT, timed, with_comfyui
+from _common import import_pack, timed, with_comfyui
+
+PACK_ROOT = import_pack()
 
 with_comfyui()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))

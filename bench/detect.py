@@ -18,21 +18,15 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "region_repair"
+from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
 
-# The pack imported through a stub package, as the tests do (see bench/geometry.py).
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
+PACK_ROOT = import_pack()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
 from region_repair.pipelines import detect as det  # noqa: E402

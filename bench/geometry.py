@@ -25,7 +25,9 @@ from pathlib import Path
 
 import torch
 
-from _common import COMFYUI, sync, timed  # noqa: E402  (bench/ is the script's folder)
+from _common import COMFYUI, import_pack, timed  # noqa: E402  (bench/ is on sys.path)
+
+import_pack()
 from region_repair.pipelines.geometry import mask_from_bbox_text  # noqa: E402
 from region_repair.pipelines.regions import WindowSettings, prepare_regions, stitch  # noqa: E402
 

@@ -24,20 +24,14 @@ import argparse
 import statistics
 import sys
 import time
-import types
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "region_repair"
-# Imported through a stub package, as the tests do (see bench/geometry.py).
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
+from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
+
+PACK_ROOT = import_pack()
 
 from region_repair.pipelines.quality import quality_check  # noqa: E402
 from region_repair.pipelines.regions import blend_masked  # noqa: E402

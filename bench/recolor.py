@@ -16,22 +16,15 @@ import argparse
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "region_repair"
+from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
 
-# The pack is imported as a package through a stub whose __path__ is the pack root, as the tests
-# do (see bench/geometry.py).
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
+import_pack()
 
 from region_repair.pipelines import recolor  # noqa: E402
 from region_repair.pipelines.colour import srgb_to_lab  # noqa: E402

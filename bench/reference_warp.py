@@ -26,22 +26,15 @@ import math
 import statistics
 import sys
 import time
-import types
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from skimage import data
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "region_repair"
+from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
 
-# The pack is imported through a stub package whose __path__ is the pack root, as the tests do.
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
+import_pack()
 
 from region_repair.pipelines.classical_fill import classical_fill  # noqa: E402
 from region_repair.pipelines.harmonize import match_low_frequency  # noqa: E402

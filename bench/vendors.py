@@ -18,16 +18,10 @@ import asyncio
 import statistics
 import sys
 import time
-import types
-from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "region_repair"
-# The pack as a package through a stub (as the tests do), and the fakes from tests/support.
-if PACKAGE not in sys.modules:
-    _stub = types.ModuleType(PACKAGE)
-    _stub.__path__ = [str(PACK_ROOT)]
-    sys.modules[PACKAGE] = _stub
+from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
+
+PACK_ROOT = import_pack()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
 import torch  # noqa: E402

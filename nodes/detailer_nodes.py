@@ -70,21 +70,17 @@ class Detailer(io.ComfyNode):
         objects = [(item.batch_index, item.mask) for item in detections.items]
         jobs = 1 if union_masks and objects else len(objects)
         step = progress_and_cancel(max(jobs, 1) * (steps + 1 if model is not None else 1))
-        generator_for = None
-        if model is not None:
-            if vae is None:
-                raise ValueError("vae: a model is connected, so its VAE is needed too")
-            prompts = detailer.split_prompts(prompt)
-            negatives = detailer.split_prompts(negative_prompt)
+        if model is not None and vae is None:
+            raise ValueError("vae: a model is connected, so its VAE is needed too")
+        prompts = detailer.split_prompts(prompt)
+        negatives = detailer.split_prompts(negative_prompt)
 
-            def generator_for(number: int):
-                texts = (detailer.prompt_for(prompts, number),
-                         detailer.prompt_for(negatives, number))
-                return diffusion_generator(model, vae, *conditioning(clip, positive, negative,
-                                                                     texts),
-                                           steps, cfg, sampler_name, scheduler, step)
-        result = detailer.detail(image.to(compute_device()), objects, settings, generator_for,
-                                 step)
+        def generator_for(number: int):
+            texts = (detailer.prompt_for(prompts, number), detailer.prompt_for(negatives, number))
+            return diffusion_generator(model, vae, *conditioning(clip, positive, negative, texts),
+                                       steps, cfg, sampler_name, scheduler, step)
+        result = detailer.detail(image.to(compute_device()), objects, settings,
+                                 generator_for if model is not None else None, step)
         report(cls.hidden.unique_id, [f"{result.num_objects_inpainted} of "
                                       f"{result.num_objects_detected} objects inpainted"])
         info = {"node": "Detailer", "detector": detections.detector,
