@@ -88,3 +88,14 @@ def test_bad_input_names_the_input(node, tiny, overrides, match):
 def test_more_than_ten_references_is_an_error(node, tiny):
     with pytest.raises(ValueError, match="at most 10"):
         run(node, tiny, references=torch.rand(11, 32, 32, 3))
+
+
+def test_an_interrupt_stops_sampling(node, tiny):
+    import comfy.model_management as model_management
+
+    model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(model_management.InterruptProcessingException):
+            run(node, tiny)
+    finally:
+        model_management.interrupt_current_processing(False)
