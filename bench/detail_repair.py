@@ -49,15 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     generate = diffusion_generator(model, vae, cond, cond, options.steps, 7.0, "euler", "normal",
                                    on_step=lambda: None)
     settings = RepairSettings(processing_size=0, seed=1)
-    repair(image[:, :256, :256], mask[:, :256, :256] * 0 + 1, settings, generator=generate)  # warm-up
+    warm_up = torch.ones_like(mask[:, :256, :256])
+    repair(image[:, :256, :256], warm_up, settings, generator=generate)
 
-    result, t_context = timed(device, repair, image, mask, settings, generator=generate)
-    _, t_full = timed(device, generate, image, mask, mask, 1, 1.0)
-    width, height = result.regions.processing_size
-    area_ratio = size * size / (width * height)
     print(f"tiny SD1.5 inpaint, {options.steps} euler steps, {size}x{size} image, mask "
-          f"{side}x{side} ({side * side / size / size:.1%}), {torch.get_num_threads()} threads")
-    print(f"context crop ({width}x{height}): {t_context:.2f} s")
+          f"{side}x{side} ({side * side / size / size:.1%}), {torch.get_num_threads()} threads",
+          flush=True)
+    result, t_context = timed(device, repair, image, mask, settings, generator=generate)
+    width, height = result.regions.processing_size
+    print(f"context crop ({width}x{height}): {t_context:.2f} s", flush=True)
+    try:
+        _, t_full = timed(device, generate, image, mask, mask, 1, 1.0)
+    except (RuntimeError, MemoryError) as error:  # a memory cap (ulimit -v) turns OOM into this
+        print(f"full image ({size}x{size}): failed, {type(error).__name__}: "
+              f"{str(error).splitlines()[0][:120]}")
+        return 0
+    area_ratio = size * size / (width * height)
     print(f"full image ({size}x{size}):      {t_full:.2f} s")
     print(f"full / context time: {t_full / t_context:.1f}x   area ratio: {area_ratio:.1f}x")
     return 0
