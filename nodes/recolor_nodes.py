@@ -74,7 +74,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
                               "one per image, or one for all; resized when sizes differ."),
                 io.Image.Input("reference_image", optional=True, tooltip="A colour swatch; a "
                                "patterned one gives its dominant colour."),
-                *diffusion_inputs(steps=20, cfg=5.0, denoise=0.3),
+                *diffusion_inputs(steps=20, cfg=5.0, denoise=0.3, optional_widgets=True),
             ],
             outputs=[
                 io.Image.Output("recolored", display_name="images", is_output_list=True),
