@@ -8,6 +8,7 @@ from comfy_api.latest import io
 from ..pipelines import garment_mask, recolor
 from ..pipelines.masks import as_bhw, is_placeholder
 from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 
 
 def _first(value, default=None):
@@ -34,7 +35,10 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 "applied to the whole set; post_process pulls every image onto the anchor's "
                 "result. Pixels outside the garment mask are bit-identical. Without masks the "
                 "garment is found automatically (mediapipe pose + segmentation + GrabCut, or "
-                "the product on a plain background). Outputs are lists, variation-major."),
+                "the product on a plain background). Outputs are lists, variation-major. "
+                "Optional: connect model, vae and conditioning (or clip, which composes "
+                "'a <garment> in <colour>') to refine the garment's texture at low denoise; "
+                "post_process then pulls the refined set back onto one colour."),
             is_input_list=True,
             inputs=[
                 io.Image.Input("images", tooltip="1-10 images of the same garment: a batch, or "
@@ -70,6 +74,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
                               "one per image, or one for all; resized when sizes differ."),
                 io.Image.Input("reference_image", optional=True, tooltip="A colour swatch; a "
                                "patterned one gives its dominant colour."),
+                *diffusion_inputs(steps=20, cfg=5.0, denoise=0.3, optional_widgets=True),
             ],
             outputs=[
                 io.Image.Output("recolored", display_name="images", is_output_list=True),
@@ -99,15 +104,31 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 variation_step: list[float], contrast: list[float],
                 processing_size: list[str], add_ai_watermark: list[bool],
                 masks: list[torch.Tensor] | None = None,
-                reference_image: list[torch.Tensor] | None = None) -> io.NodeOutput:
+                reference_image: list[torch.Tensor] | None = None, model=None, vae=None,
+                positive=None, negative=None, clip=None, seed=None, steps=None, cfg=None,
+                sampler_name=None, scheduler=None, denoise=None) -> io.NodeOutput:
         device = compute_device()
         frames = [frame.to(device) for batch in images for frame in batch]
         given = [m for mask in masks or [] if not is_placeholder(mask) for m in as_bhw(mask)]
         settings = recolor.RecolorSettings(_first(use_anchor), _first(post_process),
                                            _first(anchor_index), _first(num_variations),
                                            _first(variation_step), _first(contrast))
-        region = garment_mask.region_for_label(_first(garment_label, ""))
-        step = progress_and_cancel(2 * len(frames) + (0 if given else len(frames)))
+        label = _first(garment_label, "")
+        region = garment_mask.region_for_label(label)
+        model, vae, steps = _first(model), _first(vae), _first(steps, 20)
+        # Per image: transfer, output, the mask when found here, and sampling steps + stitch.
+        step = progress_and_cancel(len(frames) * (2 + (not given)
+                                                  + (steps + 1 if model is not None else 0)))
+        refine = None
+        if model is not None:
+            if vae is None:
+                raise ValueError("vae: a model is connected, so its VAE is needed too")
+
+            def refine(texts: tuple[str, str]):
+                return diffusion_generator(model, vae, *conditioning(
+                    _first(clip), _first(positive), _first(negative), texts), steps,
+                    _first(cfg, 5.0), _first(sampler_name, "euler"),
+                    _first(scheduler, "normal"), step)
 
         def find_masks(found_for: list[torch.Tensor]):
             return garment_mask.garment_masks(found_for, region, check_cancel=step)
@@ -115,7 +136,8 @@ class GarmentRecolorAnchor(io.ComfyNode):
         result = recolor.recolor_garments(
             frames, given or None, _first(reference_image), _first(reference_text),
             _first(instruction), settings, _first(processing_size), _first(add_ai_watermark),
-            find_masks, step)
+            find_masks, step, refine,
+            recolor.RefineSettings(_first(denoise, 0.3), _first(seed, 0), label))
         report(cls.hidden.unique_id, result.report["notes"])
         return io.NodeOutput([to_output(image[None]) for image in result.images],
                              [to_output(mask[None]) for mask in result.masks],

@@ -12,6 +12,9 @@ across a whole set of product images.
 - **Set.** `use_anchor` fits that mapping once, on the anchor image, and applies it to every image;
   `post_process` then pulls each image's garment mean onto the anchor's result. Pixels outside the
   garment mask are copied, never converted.
+- **Refinement (optional).** A diffusion `Generator` (pipelines/detail_repair.py) re-renders the
+  recoloured garment's texture at low denoise in a context crop; the anchor correction then runs
+  on the refined pixels, so the set stays on one colour (`refine_garment`).
 
 Everything is batched torch on the images' device. A transfer reads only a pixel's L*, so the
 solver works on the garment's L* histogram and the final mapping is a table over L*, interpolated
@@ -32,8 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import regions as region_ops
 from .choices import Choice
 from .colour import ciede2000, lab_to_srgb, parse_hex, srgb_to_lab
+from .detail_repair import Generator
 from .watermark import add_ai_watermark
 
 INFO_SCHEMA = "region_repair.info/1"
@@ -429,6 +434,87 @@ def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Ten
     return transfer, achieved
 
 
+# --- diffusion refinement -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RefineSettings:
+    denoise: float = 0.3
+    seed: int = 0        # image i is refined with seed + i
+    label: str = ""      # the garment, for the prompt
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.denoise <= 1.0:
+            raise ValueError(f"denoise: {self.denoise} is outside 0..1")
+
+
+# The generator's crop: area about 640^2 in multiples of 8 (SD1.5's 512-768 comfort zone), with
+# 32 px of context around the garment's box and a 4 px inward feather at the mask's edge.
+REFINE_SIZE = 640
+REFINE_PADDING = 32
+REFINE_FEATHER = 4
+
+
+@functools.lru_cache(maxsize=1)
+def _named_labs() -> tuple[list[str], torch.Tensor]:
+    """XKCD's survey names (spelled with spaces, as people say them) and their Lab colours."""
+    from matplotlib import colors
+
+    names = [name[len("xkcd:"):] for name in colors.XKCD_COLORS]
+    rgb = torch.tensor([colors.to_rgb(value) for value in colors.XKCD_COLORS.values()])
+    return names, srgb_to_lab(rgb[:, None]).reshape(-1, 3).double()
+
+
+def colour_words(lab: torch.Tensor) -> str:
+    """A colour as a text encoder reads it: the nearest XKCD name (ΔE2000) and the hex code."""
+    names, labs = _named_labs()
+    nearest = int(ciede2000(labs, lab.double().cpu()).argmin())
+    return f"{names[nearest]} ({lab_hex(lab)})"
+
+
+def refine_prompt(label: str, target: Target) -> tuple[str, str]:
+    """(positive, negative) for the refinement, from the garment label and the target colour."""
+    garment = label.strip() or "garment"
+    return (f"a {garment} in {colour_words(target.lab)}, fabric texture, photo",
+            "blotchy, stained, colour shift, blurry, smeared, text, watermark")
+
+
+def refine_garment(image: torch.Tensor, mask: torch.Tensor, garment: Garment,
+                   colours: torch.Tensor, generator: Generator, denoise: float, seed: int,
+                   correct_to: torch.Tensor | None) -> torch.Tensor:
+    """Diffusion refinement of one image's recoloured garment, all variations in one batch.
+
+    `colours` `[V, N, 3]` are the garment pixels' recoloured sRGB (in `garment.index` order);
+    returns them refined, same shape. The garment is cropped with the pack's region geometry,
+    regenerated at `denoise` under the mask (nothing hidden: the model sees the recoloured
+    garment, and only its texture should change), and stitched back with the inward blend. The
+    crop is usually smaller than the garment at full size, so what comes back is the
+    generator's *change*, upsampled and added to the full-size pixels: native detail survives.
+    With `correct_to` (`[V, 3]` Lab) a shading-preserving transfer (gain 1) then moves each
+    refined garment's mean onto that colour, as post_process does for the unrefined set."""
+    count = colours.shape[0]
+    full = image[..., :3].repeat(count, 1, 1, 1)  # [V, H, W, 3]
+    full.view(count, -1, 3)[:, garment.index] = colours.to(full.dtype)
+    window = region_ops.WindowSettings(dilation=0, blur=REFINE_FEATHER, padding=REFINE_PADDING,
+                                       resize_mode=region_ops.ResizeMode.MULTIPLE_OF_8,
+                                       processing_size=REFINE_SIZE)
+    regions, crops, crop_masks = region_ops.prepare_regions(full, mask[None], window)
+    new = generator(crops, crop_masks, torch.zeros_like(crop_masks), seed, denoise).detach()
+    stitched = region_ops.stitch(full, regions, new[..., :3], region_ops.Blend.INWARD)
+    round_trip = region_ops.stitch(full, regions, crops, region_ops.Blend.INWARD)
+    refined = (full + (stitched - round_trip)).clamp(0, 1).view(count, -1, 3)[:, garment.index]
+    if correct_to is None:
+        return refined
+    corrected = []
+    for variation in range(count):
+        shown = full[variation].clone()
+        shown.view(-1, 3)[garment.index] = refined[variation]
+        ref = garment_pixels(shown, mask)
+        gain = torch.ones(1, 1, dtype=torch.float64, device=image.device)
+        transfer, _ = solve(ref, float(ref.mean[0]), gain, correct_to[variation:variation + 1])
+        corrected.append(apply_transfer(ref.lightness, transfer)[0])
+    return torch.stack(corrected)
+
+
 # --- one set ------------------------------------------------------------------------------------
 
 @dataclass
@@ -549,10 +635,15 @@ class RecolorResult:
 
 
 def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], target: Target,
-                settings: RecolorSettings, check_cancel: Callable[[], None] | None = None
+                settings: RecolorSettings, check_cancel: Callable[[], None] | None = None,
+                refine: Generator | None = None, refine_settings: RefineSettings | None = None
                 ) -> tuple[list[torch.Tensor], list[dict], list[str]]:
     """Recolour every image's garment. `images`: `[H, W, C]` each (sizes may differ); `masks`:
-    `[H, W]` in 0..1 each. Returns the outputs (variation-major), one record per output, notes."""
+    `[H, W]` in 0..1 each. Returns the outputs (variation-major), one record per output, notes.
+
+    With `refine`, each image's recoloured garment is refined by the generator
+    (`refine_garment`, seed + image index) before the post_process correction, which then pulls
+    the refined garment onto the anchor's result."""
     step = check_cancel or (lambda: None)
     notes: list[str] = []
     garments = [garment_pixels(image, mask) for image, mask in zip(images, masks)]
@@ -603,6 +694,12 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     for index, (image, garment, transfer) in enumerate(zip(images, garments, transfers)):
         step()
         recoloured = None if transfer is None else apply_transfer(garment.lightness, transfer)
+        if recoloured is not None and refine is not None:
+            options = refine_settings or RefineSettings()
+            recoloured = refine_garment(image, masks[index], garment, recoloured, refine,
+                                        options.denoise, options.seed + index,
+                                        anchor_mean if settings.post_process else None)
+            step()
         for variation in range(settings.num_variations):
             out = image.clone()
             if recoloured is not None:
@@ -663,9 +760,14 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
                      instruction: str | None, settings: RecolorSettings,
                      processing_size: ProcessingSize | str = ProcessingSize.NATIVE,
                      watermark: bool = False, find_masks: MaskFinder | None = None,
-                     check_cancel: Callable[[], None] | None = None) -> RecolorResult:
+                     check_cancel: Callable[[], None] | None = None,
+                     refine: Callable[[tuple[str, str]], Generator] | None = None,
+                     refine_settings: RefineSettings | None = None) -> RecolorResult:
     """The node's work: sizes, masks (given, or `find_masks` for the automatic garment mask),
-    target, recolour of the set, watermark, report and info JSON.
+    target, recolour of the set, optional diffusion refinement, watermark, report and info JSON.
+
+    `refine`, when given, builds the generator from the (positive, negative) prompt that
+    `refine_prompt` composes for the garment and target.
 
     `images` are `[H, W, C]` (sizes may differ); `masks` one `[H, W]` per image, or one for all,
     resized to each image when their size differs.
@@ -706,7 +808,17 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
 
     target = resolve_target(reference_image, reference_text, instruction, current_colour)
     notes += target.notes
-    outputs, records, set_notes = recolor_set(images, masks, target, settings, check_cancel)
+    options = refine_settings or RefineSettings()
+    generator = None
+    if refine is not None:
+        prompt = refine_prompt(options.label, target)
+        generator = refine(prompt)
+        notes.append(f"diffusion refinement inside the mask at denoise {options.denoise:g}, "
+                     f"seed {options.seed} + image index, prompt {prompt[0]!r}; "
+                     + ("then the anchor correction" if settings.post_process else
+                        "post_process is off, so the refinement may move the colour"))
+    outputs, records, set_notes = recolor_set(images, masks, target, settings, check_cancel,
+                                              generator, options)
     notes += set_notes
     if watermark:
         outputs = [add_ai_watermark(out[None])[0] for out in outputs]
@@ -716,7 +828,9 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
     for number, record in enumerate(records):
         info.append({
             "schema": INFO_SCHEMA, "node": NODE_NAME, "image_index": record["image_index"],
-            "candidate_index": record["variation_index"], "seed": None, "engine": "embedded",
+            "candidate_index": record["variation_index"],
+            "seed": options.seed + record["image_index"] if refine is not None else None,
+            "engine": "embedded+diffusion" if refine is not None else "embedded",
             "mode": mode, "blend": "mask" if exact_outside else "none",
             "references_used": reference_image is not None,
             "reference_count": int(reference_image is not None),
@@ -734,6 +848,7 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
                                                          settings.variation_step),
         "use_anchor": settings.use_anchor, "post_process": settings.post_process,
         "anchor_index": settings.anchor_index,
+        "refine": None if refine is None else {"denoise": options.denoise, "seed": options.seed},
         "spread_delta_e": [round(set_spread(records, v), 4)
                            for v in range(settings.num_variations)],
         "outputs": records, "notes": notes,
