@@ -226,7 +226,7 @@ def picpik_outpaint(diffusion: bool) -> Graph:
     return g
 
 
-def garment_recolor_set() -> Graph:
+def garment_recolor_set(diffusion: bool = False) -> Graph:
     g = Graph()
     g.note("**PiktID Garment Recolor, locally: one garment, one colour, consistent across a "
            "set.** Three shots of the same suit (different crops, sizes and lighting) load as "
@@ -235,13 +235,17 @@ def garment_recolor_set() -> Graph:
            "- Target: `reference_text` (hex or colour name), `instruction` (\"a darker "
            "navy\"), or a swatch image.\n- `use_anchor`: one colour transfer from the anchor "
            "image for every image. `post_process`: pull each garment onto the anchor's "
-           "result.\n- The **report** gives ΔE2000 to the target and to the anchor per image.")
+           "result.\n- The **report** gives ΔE2000 to the target and to the anchor per image."
+           + ("\n\n**Diffusion variant:** an SD1.5 inpaint model refines the fabric texture "
+              "inside each garment mask at denoise 0.3; the anchor correction runs afterwards, "
+              "so the set stays on target." if diffusion else ""))
     photos = g.node("LoadImageDataSetFromFolder", "The set (input/garment_set)", "Input",
                     folder="garment_set")
+    engines = sd15_inpaint(g, "a jacket, fabric texture, photo", "blurry") if diffusion else {}
     recolored = g.node("RegionRepair_GarmentRecolorAnchor", "Garment Recolor (anchor)",
                        "Recolour", images=photos, reference_text="forest green",
-                       garment_label="jacket")
-    save(g, recolored, "garment_recolor_set")
+                       garment_label="jacket", **engines)
+    save(g, recolored, "garment_recolor_set_refined" if diffusion else "garment_recolor_set")
     g.node("PreviewAny", "Recolour report (ΔE2000)", "Review", source=recolored[2])
     return g
 
@@ -323,6 +327,7 @@ WORKFLOW_BUILDERS: dict[str, Callable[[], Graph]] = {
     "picpik_outpaint": lambda: picpik_outpaint(True),
     "picpik_outpaint_embedded": lambda: picpik_outpaint(False),
     "garment_recolor_set": garment_recolor_set,
+    "garment_recolor_set_refined": lambda: garment_recolor_set(True),
     **{f"adetailer_{target}{suffix}": (lambda t=target, d=diffusion: adetailer(t, d))
        for target in ADETAILER_TARGETS for suffix, diffusion in (("", True), ("_embedded", False))},
     **{"vendor_" + e.replace("/", "_").replace("-", "_").lower(): (lambda e=e: vendor(e))
