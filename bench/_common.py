@@ -49,3 +49,16 @@ def with_comfyui(cpu: bool = True) -> None:
         sys.path.insert(0, str(COMFYUI))
     from comfy.cli_args import args
     args.cpu = cpu
+
+
+def add_threads_option(parser) -> None:
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch and OpenCV CPU threads (default: their own choice)")
+
+
+def use_threads(threads: int) -> None:
+    """Pin torch's and OpenCV's CPU threads (0 leaves their defaults)."""
+    if threads > 0:
+        import cv2
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import COMFYUI, import_pack, timed  # noqa: E402  (bench/ is on sys.path)
+from _common import COMFYUI, add_threads_option, import_pack, timed, use_threads  # noqa: E402
 
 import_pack()
 from region_repair.pipelines.geometry import mask_from_bbox_text  # noqa: E402
@@ -141,11 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1024,2048,4096",
                         help="square image sides, comma separated (default 1024,2048,4096)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (default 5)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default: torch's own choice)")
+    add_threads_option(parser)
     options = parser.parse_args(argv)
-    if options.threads > 0:
-        torch.set_num_threads(options.threads)
+    use_threads(options.threads)
     device = torch.device(options.device)
     sizes = [int(size) for size in options.sizes.split(",")]
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
+from _common import add_threads_option, import_pack, use_threads  # noqa: E402
 
 PACK_ROOT = import_pack()
 
@@ -93,12 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1024,2048", help="square sides (default 1024,2048)")
     parser.add_argument("--candidates", type=int, default=4, help="candidates (default 4)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (default 5)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch and OpenCV CPU threads (default: their own choice)")
+    add_threads_option(parser)
     options = parser.parse_args(argv)
-    if options.threads > 0:
-        torch.set_num_threads(options.threads)
-        cv2.setNumThreads(options.threads)
+    use_threads(options.threads)
     device = torch.device(options.device)
     print(f"QualityCheck benchmark: device {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads, OpenCV {cv2.__version__} "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
+from _common import add_threads_option, import_pack, use_threads  # noqa: E402
 
 import_pack()
 
@@ -61,11 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default: torch's own choice)")
+    add_threads_option(parser)
     options = parser.parse_args(argv)
-    if options.threads > 0:
-        torch.set_num_threads(options.threads)
+    use_threads(options.threads)
     device = torch.device(options.device)
     sources = photos()
     images = [scaled(sources[i % len(sources)], options.size).to(device)

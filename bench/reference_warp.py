@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from skimage import data
 
-from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
+from _common import add_threads_option, import_pack, use_threads  # noqa: E402
 
 import_pack()
 
@@ -103,12 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="512,2048",
                         help="square image sides, comma separated (default 512,2048)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per size (default 3)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch and OpenCV CPU threads (default: their own choice)")
+    add_threads_option(parser)
     options = parser.parse_args(argv)
-    if options.threads > 0:
-        torch.set_num_threads(options.threads)
-        cv2.setNumThreads(options.threads)
+    use_threads(options.threads)
     print(f"embedded engines benchmark: OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), CPU, "
           f"{options.repeats} timed runs after 1 warm-up; times are medians in seconds")

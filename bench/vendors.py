@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 
-from _common import import_pack  # noqa: E402  (bench/ is the script's folder)
+from _common import import_pack  # noqa: E402
 
 PACK_ROOT = import_pack()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))

@@ -28,3 +28,14 @@ def pack():
     sys.modules[PACKAGE] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def interrupted():
+    """ComfyUI's interrupt flag raised (as the Cancel button does) for one test; yields the
+    exception a node must then raise."""
+    import comfy.model_management as model_management
+
+    model_management.interrupt_current_processing(True)
+    yield model_management.InterruptProcessingException
+    model_management.interrupt_current_processing(False)

@@ -119,13 +119,7 @@ def test_refinement_needs_a_vae_and_conditioning(node, tiny):
         run(node, tiny, positive=None)
 
 
-def test_an_interrupt_stops_the_refinement(node, tiny):
-    import comfy.model_management as model_management
-
-    model_management.interrupt_current_processing(True)
-    try:
-        with pytest.raises(model_management.InterruptProcessingException):
-            run(node, tiny)
-    finally:
-        model_management.interrupt_current_processing(False)
+def test_an_interrupt_stops_the_refinement(node, tiny, interrupted):
+    with pytest.raises(interrupted):
+        run(node, tiny)
 

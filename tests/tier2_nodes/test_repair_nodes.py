@@ -90,12 +90,6 @@ def test_more_than_ten_references_is_an_error(node, tiny):
         run(node, tiny, references=torch.rand(11, 32, 32, 3))
 
 
-def test_an_interrupt_stops_sampling(node, tiny):
-    import comfy.model_management as model_management
-
-    model_management.interrupt_current_processing(True)
-    try:
-        with pytest.raises(model_management.InterruptProcessingException):
-            run(node, tiny)
-    finally:
-        model_management.interrupt_current_processing(False)
+def test_an_interrupt_stops_sampling(node, tiny, interrupted):
+    with pytest.raises(interrupted):
+        run(node, tiny)
