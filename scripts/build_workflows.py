@@ -74,6 +74,11 @@ def quality_check(g: Graph, original, candidates: Node, mask, info=None) -> Node
     return qc
 
 
+def save_and_review(g: Graph, original, fixed: Node, prefix: str) -> None:
+    """Save a Guided Blend Inpaint result and put Quality Check on it (mask and info)."""
+    save_and_review(g, original, fixed, prefix)
+
+
 def mask_from_bbox() -> Graph:
     g = Graph()
     g.note("**Mask From BBox** turns a normalized rectangle `[x, y, w, h]` (origin top-left, "
@@ -141,8 +146,7 @@ def detail_repair_logo(diffusion: bool) -> Graph:
     fixed = repair(g, photo, mask, "Detail Repair: logo, with reference", engines,
                    references=reference[0], category="logo",
                    reviewer_note="match the reference patch exactly")
-    save(g, fixed, "detail_repair_logo")
-    quality_check(g, photo, fixed, fixed[1], fixed[3])
+    save_and_review(g, photo, fixed, "detail_repair_logo")
     return g
 
 
@@ -159,8 +163,7 @@ def detail_repair_general(diffusion: bool) -> Graph:
     fixed = repair(g, photo, mask, "Detail Repair: general edit", engines, category="general",
                    reviewer_note="remove the name tag, plain orange fabric",
                    num_candidates=2 if diffusion else 1)
-    save(g, fixed, "detail_repair_general")
-    quality_check(g, photo, fixed, fixed[1], fixed[3])
+    save_and_review(g, photo, fixed, "detail_repair_general")
     return g
 
 
@@ -179,8 +182,7 @@ def photio_regen(diffusion: bool, prompt: str) -> Graph:
                            "painting, cartoons, sketch") if diffusion else None
     fixed = repair(g, photo, mask, "Regen: add object" if adds else "Regen: remove", engines,
                    category="general", reviewer_note=prompt, cfg=2.5, steps=20)
-    save(g, fixed, "photio_regen_add" if adds else "photio_regen_remove")
-    quality_check(g, photo, fixed, fixed[1], fixed[3])
+    save_and_review(g, photo, fixed, "photio_regen_add" if adds else "photio_regen_remove")
     return g
 
 
@@ -205,8 +207,7 @@ def picpik_inpaint(diffusion: bool) -> Graph:
     fixed = repair(g, photo, mask, "ModifyMaskedPixels", engines, references=reference[0],
                    reference_denoise=0.5, feather=12, category="general",
                    reviewer_note="an embroidered mission patch")
-    save(g, fixed, "picpik_inpaint")
-    quality_check(g, photo, fixed, fixed[1], fixed[3])
+    save_and_review(g, photo, fixed, "picpik_inpaint")
     return g
 
 
@@ -221,8 +222,7 @@ def picpik_outpaint(diffusion: bool) -> Graph:
     engines = sd15_inpaint(g, "a cat on a wooden floor", "") if diffusion else None
     fixed = repair(g, padded[0], padded[1], "Fill the new border", engines, category="general",
                    reviewer_note="continue the scene", context_factor=1.5, processing_size=0)
-    save(g, fixed, "picpik_outpaint")
-    quality_check(g, padded[0], fixed, fixed[1], fixed[3])
+    save_and_review(g, padded[0], fixed, "picpik_outpaint")
     return g
 
 
