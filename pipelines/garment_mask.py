@@ -7,7 +7,8 @@ carved from what ships inside mediapipe 0.10.21 and OpenCV:
   only bundled one) gives shoulders, hips, knees and ankles, which bound the body band the label
   asks for (upper body, lower body, full body, head); face mesh and hands are carved out, and so
   are pixels close to the skin colour sampled on the face (bare arms, neck, legs). GrabCut then
-  refines the band from the photo's own colours.
+  refines the band from the photo's own colours. Colours are compared after undoing the shot's
+  exposure and white balance, so a dim or tinted shot of the garment gives the same mask.
 - **Product-only photos on a plain background** (no person found): the background colour is read
   on the border, and the foreground is what differs from it, refined by GrabCut.
 - **SAM.** `refine(image_uint8, mask_bool) -> mask_bool` may refine each mask afterwards (the
@@ -296,8 +297,8 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     # A strap, a zip or a bag can cut the garment in two; the core only sees one side (the far
     # arm's sleeve, a half the pose's torso misses), so large parts of the garment's own colour
     # count as seeds too.
-    return _connected_to(garment, seeded | _large_parts(garment & ~seeded, near,
-                                                        0.1 * seeded.sum())), region
+    min_area = max(0.1 * seeded.sum(), 0.01 * seeded.size)
+    return _connected_to(garment, seeded | _large_parts(garment & ~seeded, near, min_area)), region
 
 
 def _large_parts(mask: np.ndarray, near: np.ndarray, min_area: float) -> np.ndarray:
