@@ -7,7 +7,8 @@ carved from what ships inside mediapipe 0.10.21 and OpenCV:
   only bundled one) gives shoulders, hips, knees and ankles, which bound the body band the label
   asks for (upper body, lower body, full body, head); face mesh and hands are carved out, and so
   are pixels close to the skin colour sampled on the face (bare arms, neck, legs). GrabCut then
-  refines the band from the photo's own colours.
+  refines the band from the photo's own colours. Colours are compared after undoing the shot's
+  exposure and white balance, so a dim or tinted shot of the garment gives the same mask.
 - **Product-only photos on a plain background** (no person found): the background colour is read
   on the border, and the foreground is what differs from it, refined by GrabCut.
 - **SAM.** `refine(image_uint8, mask_bool) -> mask_bool` may refine each mask afterwards (the
@@ -135,6 +136,23 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return lab
 
 
+def _balanced_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB after undoing the shot's exposure and white balance, so the fixed colour
+    tolerances below mean the same in a dim, warm shot as in a studio one.
+
+    Exposure and white balance are per-channel gains on linear light (and, near enough, on the
+    sRGB values): each channel is divided by its own bright level (99th percentile), the
+    highlights a studio shot keeps near white. The white-balance part is held to 0.8..1.25 of
+    the exposure gain, so a shot whose brightest pixels are a saturated colour is not bleached.
+    """
+    values = rgb.astype(np.float32) / 255
+    linear = np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+    bright = np.percentile(linear.reshape(-1, 3), 99, axis=0).astype(np.float32)
+    exposure = max(float(bright.max()), 1e-3)
+    white = np.clip(bright, 0.8 * exposure, 1.25 * exposure)
+    return cv2.cvtColor(np.clip(linear / white, 0, 1).astype(np.float32), cv2.COLOR_LRGB2LAB)
+
+
 def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Colour distance that half-ignores lightness: shading and folds change L*, not the dye."""
     diff = lab - centre
@@ -232,7 +250,7 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     for hand_landmarks in detectors.hands.process(rgb).multi_hand_landmarks or []:
         points = np.array([(p.x * width, p.y * height) for p in hand_landmarks.landmark])
         hands |= _hull_mask(shape, points, grow=max(shape) // 60)
-    lab = _lab(rgb)
+    lab = _balanced_lab(rgb)
 
     shoulders, hips, knees = pose[[11, 12], :2], pose[[23, 24], :2], pose[[25, 26], :2]
     shoulder_y = float(shoulders[:, 1].mean())
@@ -275,7 +293,21 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     garment = _grabcut(rgb, sure, inside & near, sure_bg) & inside
     garment = cv2.morphologyEx(garment.astype(np.uint8), cv2.MORPH_OPEN,
                                np.ones((3, 3), np.uint8)).astype(bool)
-    return _connected_to(garment, sure | (core & garment)), region
+    seeded = _connected_to(garment, sure | (core & garment))
+    # A strap, a zip or a bag can cut the garment in two; the core only sees one side (the far
+    # arm's sleeve, a half the pose's torso misses), so large parts of the garment's own colour
+    # count as seeds too.
+    min_area = max(0.1 * seeded.sum(), 0.01 * seeded.size)
+    return _connected_to(garment, seeded | _large_parts(garment & ~seeded, near, min_area)), region
+
+
+def _large_parts(mask: np.ndarray, near: np.ndarray, min_area: float) -> np.ndarray:
+    """The connected parts of `mask` with at least `min_area` pixels, most of them `near`."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    area = stats[:, cv2.CC_STAT_AREA]
+    near_share = np.bincount(labels.ravel(), near.ravel(), count) / np.maximum(area, 1)
+    keep = np.flatnonzero((area >= min_area) & (near_share >= 0.8))
+    return np.isin(labels, keep[keep > 0])
 
 
 def _auto_region(lab: np.ndarray, person: np.ndarray, torso_core: np.ndarray,

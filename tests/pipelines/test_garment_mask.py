@@ -4,7 +4,9 @@ path and the missing-mediapipe error."""
 from __future__ import annotations
 
 import builtins
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import skimage.color
@@ -12,6 +14,8 @@ import skimage.data
 import torch
 
 from region_repair.pipelines import garment_mask
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +96,39 @@ def test_without_mediapipe_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mediapipe)
     with pytest.raises(ImportError, match=r"pip install --no-deps mediapipe==0\.10\.21"):
         garment_mask.garment_masks([torch.rand(32, 32, 3)])
+
+
+# The demo set's two derived shots: (x0, y0, x1, y1) crop of the studio shot, (width, height)
+# of the resize, and the exposure / white balance applied (see assets/photos/CREDITS.md).
+DERIVED_SHOTS = {"suit_closeup": ((30, 40, 450, 512), (294, 330)),
+                 "suit_dim_warm": ((0, 96, 512, 512), (614, 499))}
+
+
+def _photo(name: str) -> torch.Tensor:
+    path = ROOT / "assets" / "photos" / "garment_set" / f"{name}.png"
+    rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb).float() / 255
+
+
+def set_agreement() -> dict[str, tuple[float, float]]:
+    """For each derived shot: the share of the studio mask (mapped through the shot's known
+    crop and resize) that the shot's own mask covers, and the share of the shot's mask outside
+    it."""
+    names = ["suit_studio", *DERIVED_SHOTS]
+    masks, _ = garment_mask.garment_masks([_photo(name) for name in names],
+                                          garment_mask.region_for_label("jacket"))
+    studio = masks[0].numpy()
+    figures = {}
+    for (name, ((x0, y0, x1, y1), size)), mask in zip(DERIVED_SHOTS.items(), masks[1:]):
+        expected = cv2.resize(studio[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR) >= 0.5
+        found = mask.numpy() > 0.5
+        figures[name] = (float((found & expected).sum() / expected.sum()),
+                         float((found & ~expected).sum() / max(found.sum(), 1)))
+    return figures
+
+
+def test_the_mask_holds_across_crops_exposure_and_white_balance():
+    figures = set_agreement()
+    for name, (coverage, false_share) in figures.items():
+        assert coverage >= 0.9, f"{name}: the mask covers {coverage:.3f} of the suit"
+        assert false_share <= 0.1, f"{name}: {false_share:.3f} of the mask is off the suit"
