@@ -46,12 +46,8 @@ def diffusion_generator(model, vae, positive: list, negative: list, steps: int, 
     return generate
 
 
-def diffusion_inputs(steps: int = 20, cfg: float = 7.0, denoise: float = 1.0,
-                     optional_widgets: bool = False) -> list:
-    """The optional sampler sockets and widgets shared by the generating nodes.
-    `optional_widgets` marks the widgets optional too, for a node that gained them later:
-    API prompts written before still validate (the node then falls back to these defaults)."""
-    widgets = optional_widgets
+def diffusion_inputs(steps: int = 20, cfg: float = 7.0, denoise: float = 1.0) -> list:
+    """The optional sampler sockets and widgets shared by the generating nodes."""
     return [
         io.Model.Input("model", optional=True, tooltip="A diffusion model: an inpaint model "
                        "(9-channel, best) or an ordinary one (sampled under a noise mask). "
@@ -63,18 +59,18 @@ def diffusion_inputs(steps: int = 20, cfg: float = 7.0, denoise: float = 1.0,
                               "Unused when `clip` is connected."),
         io.Clip.Input("clip", optional=True, tooltip="Optional text encoder: the node then "
                       "writes the prompt itself from its template and notes."),
-        io.Int.Input("seed", optional=widgets, default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                      control_after_generate=True,
                      tooltip="Seed of the first candidate; candidate k uses seed + k."),
-        io.Int.Input("steps", optional=widgets, default=steps, min=1, max=150,
+        io.Int.Input("steps", default=steps, min=1, max=150,
                      tooltip="Sampling steps."),
-        io.Float.Input("cfg", optional=widgets, default=cfg, min=0.0, max=30.0, step=0.1,
+        io.Float.Input("cfg", default=cfg, min=0.0, max=30.0, step=0.1,
                        tooltip="Classifier-free guidance scale."),
-        io.Combo.Input("sampler_name", optional=widgets,
-                       options=comfy.samplers.SAMPLER_NAMES, tooltip="Sampler, as in KSampler."),
-        io.Combo.Input("scheduler", optional=widgets, options=comfy.samplers.SCHEDULER_NAMES,
+        io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES,
+                       tooltip="Sampler, as in KSampler."),
+        io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES,
                        default="normal", tooltip="Noise schedule, as in KSampler."),
-        io.Float.Input("denoise", optional=widgets, default=denoise, min=0.0, max=1.0,
+        io.Float.Input("denoise", default=denoise, min=0.0, max=1.0,
                        step=0.01,
                        tooltip="Strength of regeneration inside the mask (1 = from noise)."),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from comfy_api.latest import io
 
@@ -74,7 +76,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
                               "one per image, or one for all; resized when sizes differ."),
                 io.Image.Input("reference_image", optional=True, tooltip="A colour swatch; a "
                                "patterned one gives its dominant colour."),
-                *diffusion_inputs(steps=20, cfg=5.0, denoise=0.3, optional_widgets=True),
+                *diffusion_inputs(steps=20, cfg=5.0, denoise=0.3),
             ],
             outputs=[
                 io.Image.Output("recolored", display_name="images", is_output_list=True),
@@ -102,11 +104,12 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 instruction: list[str], garment_label: list[str], use_anchor: list[bool],
                 post_process: list[bool], anchor_index: list[int], num_variations: list[int],
                 variation_step: list[float], contrast: list[float],
-                processing_size: list[str], add_ai_watermark: list[bool],
+                processing_size: list[str], add_ai_watermark: list[bool], seed: list[int],
+                steps: list[int], cfg: list[float], sampler_name: list[str],
+                scheduler: list[str], denoise: list[float],
                 masks: list[torch.Tensor] | None = None,
                 reference_image: list[torch.Tensor] | None = None, model=None, vae=None,
-                positive=None, negative=None, clip=None, seed=None, steps=None, cfg=None,
-                sampler_name=None, scheduler=None, denoise=None) -> io.NodeOutput:
+                positive=None, negative=None, clip=None) -> io.NodeOutput:
         device = compute_device()
         frames = [frame.to(device) for batch in images for frame in batch]
         given = [m for mask in masks or [] if not is_placeholder(mask) for m in as_bhw(mask)]
@@ -115,20 +118,17 @@ class GarmentRecolorAnchor(io.ComfyNode):
                                            _first(variation_step), _first(contrast))
         label = _first(garment_label, "")
         region = garment_mask.region_for_label(label)
-        model, vae, steps = _first(model), _first(vae), _first(steps, 20)
+        model, vae, steps = _first(model), _first(vae), _first(steps)
         # Per image: transfer, output, the mask when found here, and sampling steps + stitch.
         step = progress_and_cancel(len(frames) * (2 + (not given)
                                                   + (steps + 1 if model is not None else 0)))
-        refine = None
-        if model is not None:
-            if vae is None:
-                raise ValueError("vae: a model is connected, so its VAE is needed too")
+        if model is not None and vae is None:
+            raise ValueError("vae: a model is connected, so its VAE is needed too")
 
-            def refine(texts: tuple[str, str]):
-                return diffusion_generator(model, vae, *conditioning(
-                    _first(clip), _first(positive), _first(negative), texts), steps,
-                    _first(cfg, 5.0), _first(sampler_name, "euler"),
-                    _first(scheduler, "normal"), step)
+        def refine(texts: tuple[str, str]):
+            return diffusion_generator(model, vae, *conditioning(
+                _first(clip), _first(positive), _first(negative), texts), steps, _first(cfg),
+                _first(sampler_name), _first(scheduler), step)
 
         def find_masks(found_for: list[torch.Tensor]):
             return garment_mask.garment_masks(found_for, region, check_cancel=step)
@@ -136,12 +136,12 @@ class GarmentRecolorAnchor(io.ComfyNode):
         result = recolor.recolor_garments(
             frames, given or None, _first(reference_image), _first(reference_text),
             _first(instruction), settings, _first(processing_size), _first(add_ai_watermark),
-            find_masks, step, refine,
-            recolor.RefineSettings(_first(denoise, 0.3), _first(seed, 0), label))
+            find_masks, step, refine if model is not None else None,
+            recolor.RefineSettings(_first(denoise), _first(seed), label))
         report(cls.hidden.unique_id, result.report["notes"])
         return io.NodeOutput([to_output(image[None]) for image in result.images],
                              [to_output(mask[None]) for mask in result.masks],
-                             recolor.dumps(result.report), recolor.dumps(result.info))
+                             json.dumps(result.report, indent=1), json.dumps(result.info, indent=1))
 
 
 NODES = [GarmentRecolorAnchor]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from comfy_api.latest import io
 
@@ -98,7 +100,7 @@ class GuidedBlendInpaint(io.ComfyNode):
                                settings, refs, generator, region, step)
         report(cls.hidden.unique_id, result.regions.notes)
         return io.NodeOutput(to_output(result.images), to_output(result.mask), result.regions,
-                             repair.info_json(result.info))
+                             json.dumps(result.info))
 
 
 NODES = [GuidedBlendInpaint]

@@ -43,15 +43,12 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor,
     support = (mask > 0).expand(batch, height, width).cpu().numpy()
     out = image.clone()
     for index in range(batch):
-        if not support[index].any():
-            continue
         # Only the mask's bounding box plus the radius (and a margin for the fast-marching band)
         # is read, so a small mask on a large image costs little.
-        rows = np.flatnonzero(support[index].any(axis=1))
-        cols = np.flatnonzero(support[index].any(axis=0))
-        margin = int(radius) + 2
-        y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, height)
-        x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, width)
+        box = mask_ops.support_box(support[index], int(radius) + 2)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
         hole = support[index, y0:y1, x0:x1]
         window = image[index, y0:y1, x0:x1].detach().float().clamp(0, 1).cpu().numpy()
         # 16-bit channels one at a time: 8-bit colour would quantise the fill, and OpenCV 4.14's

@@ -17,7 +17,6 @@ The pieces, in order (`repair`):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -28,6 +27,7 @@ from . import classical_fill, harmonize, reference_warp
 from . import masks as mask_ops
 from . import regions as region_ops
 from .choices import Choice
+from .info import record as info_record
 from .tensors import image_size
 from .watermark import add_ai_watermark
 
@@ -261,19 +261,14 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     # an untouched outside.
     promise = ("none" if settings.add_ai_watermark
                else "mask" if settings.mode.confined else "window")
-    info = [{"schema": "region_repair.info/1", "node": "GuidedBlendInpaint", "image_index": b,
-             "candidate_index": k, "seed": settings.seed + k if engine is Engine.DIFFUSION
-             else None, "engine": engine.value, "mode": settings.mode.value,
-             "blend": promise,
-             "references_used": alignments[b] is not None, "reference_count": len(references),
-             "alignment": alignments[b], "processing_size": list(regions.processing_size),
-             "windows": [[w.x0, w.y0, w.x1, w.y1] for w in regions.windows
-                         if w.batch_index == b],
-             "watermark": settings.add_ai_watermark, "size": [width, height],
-             "notes": regions.notes + notes}
+    info = [info_record("GuidedBlendInpaint", b, k,
+                        seed=settings.seed + k if engine is Engine.DIFFUSION else None,
+                        engine=engine.value, mode=settings.mode.value, blend=promise,
+                        references_used=alignments[b] is not None,
+                        reference_count=len(references), notes=regions.notes + notes,
+                        alignment=alignments[b], processing_size=list(regions.processing_size),
+                        windows=[[w.x0, w.y0, w.x1, w.y1] for w in regions.windows
+                                 if w.batch_index == b],
+                        watermark=settings.add_ai_watermark, size=[width, height])
             for k in range(settings.num_candidates) for b in range(batch)]
     return RepairResult(out, user_mask, regions, info)
-
-
-def info_json(info: list[dict]) -> str:
-    return json.dumps(info)

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from .choices import Choice
+from .masks import support_box
+from .tensors import to_uint8
 
 MEDIAPIPE_INSTALL = ("pip install --no-deps mediapipe==0.10.21\n"
                      "pip install -r requirements-mediapipe.txt")
@@ -189,8 +191,7 @@ def to_uint8_frames(image: torch.Tensor) -> np.ndarray:
         raise ValueError(f"image: expected an IMAGE [B, H, W, C] with C = 1, 3 or 4; got shape "
                          f"{tuple(image.shape)}")
     rgb = image[..., :3] if image.shape[-1] != 1 else image.expand(-1, -1, -1, 3)
-    return np.ascontiguousarray(
-        (rgb.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+    return np.ascontiguousarray(to_uint8(rgb))
 
 
 def _clip_box(x0: float, y0: float, x1: float, y1: float, height: int, width: int
@@ -216,13 +217,6 @@ def _hull_mask(points: np.ndarray, height: int, width: int, grow: int = 0) -> np
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         canvas = cv2.dilate(canvas, kernel)
     return canvas.astype(bool)
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if len(xs) == 0:
-        return None
-    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
 
 
 def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -301,7 +295,7 @@ def _mediapipe_mesh(eyes: bool, confidence: float) -> Iterator[Callable]:
             for landmarks in mesh.process(frame).multi_face_landmarks or []:
                 points = _landmark_points(landmarks, height, width)
                 face = _hull_mask(points[oval], height, width)
-                box = _mask_box(face)
+                box = support_box(face)
                 if box is None:
                     continue
                 matches = [(_iou(box, other), score) for other, score in scored]
@@ -312,7 +306,7 @@ def _mediapipe_mesh(eyes: bool, confidence: float) -> Iterator[Callable]:
                     continue
                 for label, index in eye_parts.items():
                     eye = _hull_mask(points[index], height, width)
-                    eye_box = _mask_box(eye)
+                    eye_box = support_box(eye)
                     if eye_box is not None:
                         found.append(_Found(eye_box, score, label, eye))
             return found
@@ -336,7 +330,7 @@ def _mediapipe_hands(confidence: float) -> Iterator[Callable]:
                 # finger's width so the mask covers the skin.
                 span = float(np.ptp(points, axis=0).max())
                 mask = _hull_mask(points, height, width, grow=max(1, round(0.08 * span)))
-                box = _mask_box(mask)
+                box = support_box(mask)
                 if box is None:
                     continue
                 # mediapipe names handedness for a mirrored (selfie) image; photos are not.

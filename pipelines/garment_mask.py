@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .choices import Choice
+from .tensors import to_uint8
 
 WORK_SIZE = 512
 MEDIAPIPE_HELP = ("the automatic garment mask needs mediapipe 0.10.21 (the last release that "
@@ -330,7 +331,7 @@ def _to_work(image: torch.Tensor) -> np.ndarray:
         chw = F.interpolate(chw, size=(max(round(height * scale), 1),
                                        max(round(width * scale), 1)),
                             mode="area")
-    return (chw[0].movedim(0, -1).clamp(0, 1) * 255).round().byte().cpu().numpy()
+    return to_uint8(chw[0].movedim(0, -1))
 
 
 def _to_full(mask: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:

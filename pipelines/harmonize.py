@@ -35,15 +35,6 @@ _MIN_RING_PIXELS = 16
 _MIN_STD = 1.0
 
 
-def _bbox(support: torch.Tensor, margin: int) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the True pixels of `[H, W]` grown by `margin`, clamped."""
-    rows = torch.nonzero(support.any(dim=1)).flatten()
-    cols = torch.nonzero(support.any(dim=0)).flatten()
-    height, width = support.shape
-    return (max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, height),
-            max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, width))
-
-
 def match_low_frequency(new: torch.Tensor, original: torch.Tensor, mask: torch.Tensor,
                         ring_width: int = 8, *, valid: torch.Tensor | None = None,
                         sigma: float | None = None, gain: bool = True, max_gain: float = 2.0
@@ -82,7 +73,7 @@ def match_low_frequency(new: torch.Tensor, original: torch.Tensor, mask: torch.T
 
     # Everything happens in the masks' bounding box plus the ring: nothing outside it is read.
     ring_width = int(ring_width)
-    y0, y1, x0, x1 = _bbox(support.any(dim=0), ring_width)
+    x0, y0, x1, y1 = mask_ops.support_box(support.any(dim=0), ring_width)
     inside = support[:, y0:y1, x0:x1]
     ring = mask_ops.ring(mask[:, y0:y1, x0:x1], ring_width)
     if valid is not None:
@@ -112,8 +103,8 @@ def match_low_frequency(new: torch.Tensor, original: torch.Tensor, mask: torch.T
     # Normalised convolution of the ring's residual differences, on a coarse grid.
     box_height, box_width = inside.shape[1:]
     if sigma is None:
-        support_box = _bbox(support.any(dim=0), 0)
-        long_side = max(support_box[1] - support_box[0], support_box[3] - support_box[2])
+        bx0, by0, bx1, by1 = mask_ops.support_box(support.any(dim=0))
+        long_side = max(by1 - by0, bx1 - bx0)
         sigma = max(2.0 * ring_width, long_side / 4)
     step = max(1, math.ceil(max(box_height, box_width) / _GRID))
     difference = ((lab_old - lab_new) * weight).permute(0, 3, 1, 2)  # [B, 3, h, w]

@@ -119,6 +119,23 @@ def gaussian_blur(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return out[:, 0].clamp(0, 1)
 
 
+def support_box(support, margin: int = 0) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), end exclusive, of the set pixels of a 2-D bool tensor or array, grown
+    by `margin` and clamped to it; None when no pixel is set."""
+    height, width = support.shape
+
+    def span(flags) -> tuple[int, int] | None:
+        index = flags.nonzero()
+        index = index[0] if isinstance(index, tuple) else index.flatten()
+        return (int(index[0]), int(index[-1]) + 1) if len(index) else None
+
+    rows, cols = span(support.any(1)), span(support.any(0))
+    if rows is None:
+        return None
+    return (max(cols[0] - margin, 0), max(rows[0] - margin, 0), min(cols[1] + margin, width),
+            min(rows[1] + margin, height))
+
+
 def grow_and_blur(mask: torch.Tensor, dilation: int, blur: int) -> torch.Tensor:
     """dilate then gaussian_blur, computed only inside the masked part's bounding box plus the
     reach of both (the result is zero beyond it), so a small mask on a large image costs little.
@@ -126,11 +143,7 @@ def grow_and_blur(mask: torch.Tensor, dilation: int, blur: int) -> torch.Tensor:
     support = mask.amax(dim=0) > 0
     if not support.any():
         return torch.zeros_like(mask)
-    margin = abs(dilation) + blur + 2
-    rows = torch.nonzero(support.any(dim=1)).flatten()
-    cols = torch.nonzero(support.any(dim=0)).flatten()
-    y0, y1 = max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, mask.shape[1])
-    x0, x1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, mask.shape[2])
+    x0, y0, x1, y1 = support_box(support, abs(dilation) + blur + 2)
     out = torch.zeros_like(mask)
     out[:, y0:y1, x0:x1] = gaussian_blur(dilate(mask[:, y0:y1, x0:x1], dilation), blur)
     return out

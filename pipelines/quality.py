@@ -35,9 +35,9 @@ import torch.nn.functional as F
 
 from . import masks as mask_ops
 from .colour import ciede2000, srgb_to_lab
+from .tensors import resize
 
 SCHEMA = "region_repair.quality/1"
-INFO_SCHEMA = "region_repair.info/1"
 # About the long side of the images the geometry is estimated on (pooled by an integer
 # factor); ECC keeps a few hundredths of a pixel of accuracy there.
 GEOMETRY_SIZE = 512
@@ -245,14 +245,6 @@ def _geometry_scores(fit: dict | None) -> dict:
 
 # --- seam ---------------------------------------------------------------------------------------
 
-def _bbox(support: torch.Tensor, margin: int) -> tuple[int, int, int, int]:
-    ys = torch.nonzero(support.any(dim=1)).flatten()
-    xs = torch.nonzero(support.any(dim=0)).flatten()
-    height, width = support.shape
-    return (max(int(ys[0]) - margin, 0), min(int(ys[-1]) + 1 + margin, height),
-            max(int(xs[0]) - margin, 0), min(int(xs[-1]) + 1 + margin, width))
-
-
 def seam(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
          ) -> list[tuple[float, float]]:
     """Discontinuity across the edge of `inside` ([H, W] bool) for the original ([H, W, 3])
@@ -261,7 +253,7 @@ def seam(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor,
     just outside (within `width` px, in a box of 2*width+1 px), and the mean luminance gradient
     (Sobel, L* per pixel). Everything is gathered at the line pixels, so the cost follows the
     edge's length, not the mask's area."""
-    y0, y1, x0, x1 = _bbox(inside, 2 * width + 2)
+    x0, y0, x1, y1 = mask_ops.support_box(inside, 2 * width + 2)
     support = inside[y0:y1, x0:x1][None].float()
     inner = ((mask_ops.dilate(1 - support, width) > 0) & (support > 0))[0]
     outer = mask_ops.ring(support, width)[0]
@@ -338,7 +330,7 @@ def reference_similarity(images: torch.Tensor, inside: torch.Tensor, reference: 
     them: 1 for the same detail, lower for other or missing detail (a smeared patch loses
     variance, so unlike a plain correlation it scores low). None when the warped reference
     covers too little of the mask."""
-    y0, y1, x0, x1 = _bbox(inside, 4)
+    x0, y0, x1, y1 = mask_ops.support_box(inside, 4)
     size = _scaled((y1 - y0, x1 - x0), REGION_SIZE)
     g = size[1] / (x1 - x0), size[0] / (y1 - y0)
     # original pixel -> region pixel (pixel centres, area scaling)
@@ -454,8 +446,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
     if cands.shape[1:3] != (height, width):
         notes.append(f"candidates resized from {cands.shape[2]}x{cands.shape[1]} to the "
                      f"original's {width}x{height} for the checks")
-        cands = F.interpolate(cands.movedim(-1, 1), size=(height, width), mode="bilinear",
-                              align_corners=False, antialias=True).clamp(0, 1).movedim(1, -1)
+        cands = resize(cands, height, width)
     refs = [] if references is None else list(_rgb(references).float().cpu())
 
     factor = max(1, round(max(height, width) / GEOMETRY_SIZE))

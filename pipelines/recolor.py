@@ -24,7 +24,6 @@ for every garment pixel.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import masks as mask_ops
 from . import regions as region_ops
 from .choices import Choice
 from .colour import ciede2000, lab_to_srgb, parse_hex, srgb_to_lab
+from .info import record as info_record
 from .detail_repair import Generator
 from .watermark import add_ai_watermark
 
-INFO_SCHEMA = "region_repair.info/1"
 REPORT_SCHEMA = "region_repair.recolor_report/1"
 NODE_NAME = "GarmentRecolorAnchor"
 MAX_IMAGES = 10
@@ -788,13 +788,11 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
         fitted = []
         for index, image in enumerate(images):
             mask = masks[index if len(masks) > 1 else 0].float().clamp(0, 1)
-            if tuple(mask.shape) != tuple(image.shape[:2]):
-                if size is ProcessingSize.NATIVE:
-                    notes.append(f"mask {index} resized from {mask.shape[1]}x{mask.shape[0]} "
-                                 f"to the image's {image.shape[1]}x{image.shape[0]}")
-                mask = F.interpolate(mask[None, None], size=tuple(image.shape[:2]),
-                                     mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
-            fitted.append(mask.to(image.device))
+            mask, resized = mask_ops.fit_to_image(mask, 1, *image.shape[:2],
+                                                  name=f"mask {index}")
+            if size is ProcessingSize.NATIVE:
+                notes += resized
+            fitted.append(mask[0].to(image.device))
         masks = fitted
     else:
         if find_masks is None:
@@ -826,19 +824,17 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
     mode = "anchor" if settings.use_anchor else "independent"
     info = []
     for number, record in enumerate(records):
-        info.append({
-            "schema": INFO_SCHEMA, "node": NODE_NAME, "image_index": record["image_index"],
-            "candidate_index": record["variation_index"],
-            "seed": options.seed + record["image_index"] if refine is not None else None,
-            "engine": "embedded+diffusion" if refine is not None else "embedded",
-            "mode": mode, "blend": "mask" if exact_outside else "none",
-            "references_used": reference_image is not None,
-            "reference_count": int(reference_image is not None),
-            "notes": list(notes) if number == 0 else [],
-            "target_lab": record["target_lab"], "target_hex": record["target_hex"],
+        info.append(info_record(
+            NODE_NAME, record["image_index"], record["variation_index"],
+            seed=options.seed + record["image_index"] if refine is not None else None,
+            engine="embedded+diffusion" if refine is not None else "embedded",
+            mode=mode, blend="mask" if exact_outside else "none",
+            references_used=reference_image is not None,
+            reference_count=int(reference_image is not None),
+            notes=list(notes) if number == 0 else [],
+            target_lab=record["target_lab"], target_hex=record["target_hex"],
             **{key: record[key] for key in ("garment_mean_lab", "delta_e_target",
-                                            "delta_e_anchor") if key in record},
-        })
+                                            "delta_e_anchor") if key in record}))
     report = {
         "schema": REPORT_SCHEMA,
         "target": {"lab": [round(float(v), 3) for v in target.lab], "hex": target.hex},
@@ -854,7 +850,3 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
         "outputs": records, "notes": notes,
     }
     return RecolorResult(outputs, list(masks), report, info)
-
-
-def dumps(value: object) -> str:
-    return json.dumps(value, indent=1)

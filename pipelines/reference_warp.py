@@ -25,6 +25,7 @@ import torch
 
 from .classical_fill import FillMethod, classical_fill
 from .harmonize import match_low_frequency
+from .masks import support_box
 from .regions import blend_masked
 
 MAX_REFERENCES = 10
@@ -122,11 +123,10 @@ def _context_box(support: np.ndarray, context: float) -> tuple[int, int, int, in
     """[x0, y0, x1) x [y0, y1): the mask's bounding box grown `context` times about its centre,
     at least MIN_CONTEXT_SIDE a side, clamped to the image."""
     height, width = support.shape
-    rows = np.flatnonzero(support.any(axis=1))
-    cols = np.flatnonzero(support.any(axis=0))
-    centre_x, centre_y = (cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2
-    half_w = max((cols[-1] + 1 - cols[0]) * context, MIN_CONTEXT_SIDE) / 2
-    half_h = max((rows[-1] + 1 - rows[0]) * context, MIN_CONTEXT_SIDE) / 2
+    x0, y0, x1, y1 = support_box(support)
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w = max((x1 - x0) * context, MIN_CONTEXT_SIDE) / 2
+    half_h = max((y1 - y0) * context, MIN_CONTEXT_SIDE) / 2
     return (max(int(centre_x - half_w), 0), max(int(centre_y - half_h), 0),
             min(int(math.ceil(centre_x + half_w)), width),
             min(int(math.ceil(centre_y + half_h)), height))
@@ -326,9 +326,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
                               "references"]
     box, box_gray, band, factor = features.box, features.gray, features.band, features.factor
     target_points, descriptors = features.points, features.descriptors
-    rows = np.flatnonzero(support.any(axis=1))
-    cols = np.flatnonzero(support.any(axis=0))
-    centre = np.array([(cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2])
+    x0, y0, x1, y1 = support_box(support)
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     threshold = 3.0 / factor
     # MAGSAC++ (what the USAC_MAGSAC flag selects), with its sampler's seed set explicitly.
     usac = cv2.UsacParams()
@@ -461,13 +460,10 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     # Everything happens in the context box, grown to hold the colour ring and what the classical
     # fill reads: the rest of the frame is only copied.
     support = mask > 0
-    rows = torch.nonzero(support.any(dim=1)).flatten()
-    cols = torch.nonzero(support.any(dim=0)).flatten()
     margin = max(int(ring_width), 3 + 2)  # classical_fill reads radius (3) + 2 around the mask
+    mx0, my0, mx1, my1 = support_box(support, margin)
     bx0, by0, bx1, by1 = alignment.context_box
-    x0, y0 = min(bx0, max(int(cols[0]) - margin, 0)), min(by0, max(int(rows[0]) - margin, 0))
-    x1 = max(bx1, min(int(cols[-1]) + 1 + margin, image.shape[1]))
-    y1 = max(by1, min(int(rows[-1]) + 1 + margin, image.shape[0]))
+    x0, y0, x1, y1 = min(bx0, mx0), min(by0, my0), max(bx1, mx1), max(by1, my1)
     window, window_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
     valid = alignment.valid[y0:y1, x0:x1]
     base = window if method is None else classical_fill(window[None], window_mask[None],

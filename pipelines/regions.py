@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import masks as mask_ops
 from .choices import Choice
+from .tensors import resize
 
 
 # The resolutions OctoAI's /adetailer accepts for `init_image` (seed 004), width x height.
@@ -148,12 +148,6 @@ def _grow(start: int, end: int, size: int, limit: int) -> tuple[int, int]:
     return _slide(start - (size - (end - start)) // 2, size, limit)
 
 
-def _bbox(support: torch.Tensor) -> tuple[int, int, int, int]:
-    ys = torch.nonzero(support.any(dim=1)).flatten()
-    xs = torch.nonzero(support.any(dim=0)).flatten()
-    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
-
-
 def _pad_box(box: tuple[int, int, int, int], settings: WindowSettings, height: int,
              width: int) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = box
@@ -235,7 +229,7 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
         image_boxes, image_labels = [], []
         label_map = torch.from_numpy(labels[b])
         for label in range(1, count):
-            box = _bbox(label_map == label)
+            box = mask_ops.support_box(label_map == label)
             image_boxes.append(_pad_box(box, settings, height, width))
             image_labels.append([label])
         if settings.merge_overlapping:
@@ -268,13 +262,6 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
     return Regions(windows, (target_w, target_h), user_mask, mask, label_tensor, settings.blur)
 
 
-def _resize(bchw: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    if tuple(bchw.shape[-2:]) == (height, width):
-        return bchw
-    return F.interpolate(bchw, size=(height, width), mode="bilinear", align_corners=False,
-                         antialias=True).clamp(0, 1)
-
-
 def crop(image: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Tensor]:
     """Each window of `image` ([B, H, W, C]) and of the processed mask, at the processing size.
 
@@ -284,11 +271,11 @@ def crop(image: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Ten
     width, height = regions.processing_size
     crops, crop_masks = [], []
     for w in regions.windows:
-        window = image[w.batch_index:w.batch_index + 1, w.y0:w.y1, w.x0:w.x1].movedim(-1, 1)
+        window = image[w.batch_index:w.batch_index + 1, w.y0:w.y1, w.x0:w.x1]
         own = regions.labels[w.batch_index, w.y0:w.y1, w.x0:w.x1] == w.label
         window_mask = regions.mask[w.batch_index, w.y0:w.y1, w.x0:w.x1] * own
-        crops.append(_resize(window, width, height).movedim(1, -1))
-        crop_masks.append(_resize(window_mask[None, None], width, height)[:, 0])
+        crops.append(resize(window, height, width))
+        crop_masks.append(resize(window_mask[None, ..., None], height, width)[..., 0])
     return torch.cat(crops), torch.cat(crop_masks)
 
 
@@ -343,8 +330,8 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
             check_cancel()
         w, alpha = regions.windows[index % count], weights[index % count]
         target = (index // count) * batch + w.batch_index
-        new = _resize(crops[index:index + 1].movedim(-1, 1).to(image.dtype), w.width,
-                      w.height).movedim(1, -1)[0][..., :image.shape[-1]]
+        new = resize(crops[index:index + 1].to(image.dtype), w.height,
+                     w.width)[0][..., :image.shape[-1]]
         old = out[target, w.y0:w.y1, w.x0:w.x1]
         out[target, w.y0:w.y1, w.x0:w.x1] = torch.where(alpha > 0, torch.lerp(old, new, alpha),
                                                         old)

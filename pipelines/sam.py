@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .detect import Detection, Detections, MissingDependencyError, to_uint8_frames
+from .masks import support_box
 
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".safetensors")
 OFFICIAL_CHECKPOINTS = "sam_vit_b_01ec64.pth (375 MB), sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth"
@@ -270,8 +271,7 @@ def from_points(sam, image: torch.Tensor, points: list[tuple[float, float, int]]
                       check_cancel)
     items = []
     for b, (mask, score) in enumerate(results):
-        ys, xs = torch.nonzero(mask.any(dim=1)).flatten(), torch.nonzero(mask.any(dim=0)).flatten()
-        if len(xs):
-            box = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
+        box = support_box(mask)
+        if box is not None:
             items.append(Detection(b, box, min(max(score, 0.0), 1.0), "sam", mask))
     return Detections("sam_points", batch, height, width, items)

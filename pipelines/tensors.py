@@ -6,7 +6,9 @@ IMAGE is `[B, H, W, C]` float in 0..1 (C is 3, or 4 with alpha). MASK is `[B, H,
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def image_size(image: torch.Tensor, name: str = "image") -> tuple[int, int, int]:
@@ -16,3 +18,19 @@ def image_size(image: torch.Tensor, name: str = "image") -> tuple[int, int, int]
                          f"got shape {tuple(image.shape)}")
     batch, height, width, _ = image.shape
     return batch, height, width
+
+
+def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`[B, H, W, C]` to `[B, height, width, C]`: bilinear, antialiased, clamped to 0..1. An
+    image already of that size is returned as it is."""
+    if tuple(image.shape[1:3]) == (height, width):
+        return image
+    out = F.interpolate(image.movedim(-1, 1), size=(height, width), mode="bilinear",
+                        align_corners=False, antialias=True)
+    return out.movedim(1, -1).clamp(0, 1)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """Float 0..1 values (any shape) as a uint8 array of 0..255, rounded, on the CPU: what
+    OpenCV, mediapipe and PNG encoders take."""
+    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from comfy_server import PACK_ROOT, ComfyServer
-from workflow_api import ui_to_api
+from workflow_api import combo_options, ui_to_api
 
 WORKFLOWS = PACK_ROOT / "workflows"
 PHOTOS = PACK_ROOT / "assets" / "photos"
@@ -44,15 +44,9 @@ def missing_models(prompt: dict, object_info: dict) -> list[str]:
                 **object_info[node["class_type"]]["input"].get("optional", {})}
         for name, folder in MODEL_INPUTS.items():
             value = node["inputs"].get(name)
-            if isinstance(value, str) and value not in _options(spec.get(name)):
+            if isinstance(value, str) and value not in combo_options(spec[name]):
                 missing.append(f"models/{folder}/{value}")
     return missing
-
-
-def _options(spec) -> list:
-    if not spec:
-        return []
-    return spec[0] if isinstance(spec[0], list) else spec[1].get("options", [])
 
 
 def thumbnail(image: Image.Image, label: str) -> Image.Image:

@@ -23,6 +23,25 @@ def is_widget(spec: list[Any]) -> bool:
         "forceInput")
 
 
+def combo_options(spec: list[Any]) -> list[Any] | None:
+    """A combo input's allowed values (old and V3 spellings); None for any other input."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO":
+        return spec[1].get("options", [])
+    return None
+
+
+def ui_only_value(spec: list[Any]) -> str | None:
+    """The extra value the editor saves after this widget's own (seed control, image upload)."""
+    options = spec[1] if len(spec) > 1 else {}
+    if options.get("control_after_generate"):
+        return "fixed"
+    if options.get("image_upload"):
+        return "image"
+    return None
+
+
 def widget_inputs(info: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
     order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
@@ -51,9 +70,7 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
             if position >= len(values):
                 raise ValueError(f"node {node['id']} ({kind}): no widget value for {name!r}")
             inputs.setdefault(name, values[position])
-            options = spec[1] if len(spec) > 1 else {}
-            position += 2 if options.get("control_after_generate") or options.get(
-                "image_upload") else 1
+            position += 2 if ui_only_value(spec) else 1
         title = node.get("title") or object_info[kind]["display_name"]
         prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs,
                                    "_meta": {"title": title}}

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow_api import widget_inputs
+from workflow_api import combo_options, ui_only_value, widget_inputs
 
 COLUMN_WIDTH, NODE_WIDTH, ROW_GAP = 400, 340, 40
 GROUP_COLOURS = ["#3f789e", "#8a6e3c", "#4f7a4f", "#7a4f7a", "#8a4f4f", "#4f6f8a"]
@@ -70,15 +70,13 @@ def _widget_values(node: Node, info: dict[str, Any]) -> list[Any]:
         elif "default" in options:
             value = options["default"]
         else:
-            choices = spec[0] if isinstance(spec[0], list) else options.get("options", [])
+            choices = combo_options(spec)
             if not choices:
                 raise ValueError(f"{node.type}.{name}: no value given and no default")
             value = choices[0]
         values.append(value)
-        if options.get("control_after_generate"):
-            values.append("fixed")
-        elif options.get("image_upload"):
-            values.append("image")
+        if ui_only_value(spec):
+            values.append(ui_only_value(spec))
     unknown = set(node.values) - {name for name, _ in widget_inputs(info)}
     if unknown:
         raise ValueError(f"{node.type}: no widget named {sorted(unknown)}")

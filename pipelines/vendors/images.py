@@ -9,15 +9,15 @@ import re
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .. import tensors
 from .http import VendorError
 
 
 def png(image: torch.Tensor) -> bytes:
     """An RGB PNG of one image `[H, W, 3]` (0..1)."""
-    array = (image[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    array = tensors.to_uint8(image[..., :3])
     buffer = io.BytesIO()
     Image.fromarray(array, "RGB").save(buffer, format="PNG")
     return buffer.getvalue()
@@ -63,10 +63,5 @@ def decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
 
 
 def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """`[H, W, C]` to `[height, width, C]` (bilinear, antialiased)."""
-    if tuple(image.shape[:2]) == (height, width):
-        return image
-    bchw = image.movedim(-1, 0)[None]
-    out = F.interpolate(bchw, size=(height, width), mode="bilinear", align_corners=False,
-                        antialias=True)
-    return out[0].movedim(0, -1).clamp(0, 1)
+    """`[H, W, C]` to `[height, width, C]` (pipelines.tensors.resize, for one image)."""
+    return tensors.resize(image[None], height, width)[0]

@@ -22,11 +22,11 @@ import torch
 
 from .. import masks as mask_ops
 from ..choices import Choice
+from ..info import record as info_record
 from ..regions import blend_masked
 from . import images, keys, octoai, photio, picpik, piktid
 from .http import HttpClient, RetryPolicy, Timeouts, VendorError, new_session
 
-SCHEMA = "region_repair.info/1"
 NODE = "RemoteVendorInpaint"
 
 
@@ -445,13 +445,12 @@ def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
                            f"original {width}x{height}")
                 new = images.resize(new.to(rgb.device), height, width)
             results.append(new.to(rgb.device, rgb.dtype))
-            entry = {"schema": SCHEMA, "node": NODE, "image_index": b, "candidate_index": i,
-                     "seed": found.seed, "engine": f"vendor:{endpoint.vendor}",
-                     "mode": settings.options.get("mode") if endpoint is
-                     Endpoint.PIKTID_DETAIL_REPAIR else None,
-                     "blend": "mask" if settings.blend else "none",
-                     "references_used": refs_used, "reference_count": ref_count,
-                     "notes": own, "vendor": endpoint.vendor, "endpoint": endpoint.value}
+            entry = info_record(NODE, b, i, seed=found.seed, engine=f"vendor:{endpoint.vendor}",
+                                mode=settings.options.get("mode") if endpoint is
+                                Endpoint.PIKTID_DETAIL_REPAIR else None,
+                                blend="mask" if settings.blend else "none",
+                                references_used=refs_used, reference_count=ref_count, notes=own,
+                                vendor=endpoint.vendor, endpoint=endpoint.value)
             if found.job_id:
                 entry["job_id"] = found.job_id
             entry.update(found.extra)

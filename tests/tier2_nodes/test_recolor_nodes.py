@@ -20,7 +20,8 @@ def run(node, **inputs):
     """Call the node as ComfyUI does for an input-list node: every input arrives as a list."""
     values = dict(reference_text="", instruction="", garment_label="", use_anchor=True,
                   post_process=True, anchor_index=0, num_variations=1, variation_step=8.0,
-                  contrast=1.0, processing_size="native", add_ai_watermark=False)
+                  contrast=1.0, processing_size="native", add_ai_watermark=False, seed=0,
+                  steps=20, cfg=5.0, sampler_name="euler", scheduler="normal", denoise=0.3)
     values.update(inputs)
     as_lists = {key: value if isinstance(value, list) else [value]
                 for key, value in values.items()}

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 import tiny_models
 from pack_paths import PACK_ROOT
-from workflow_api import VIRTUAL_NODES, ui_to_api, widget_inputs
+from workflow_api import VIRTUAL_NODES, combo_options, ui_to_api, widget_inputs
 
 pytestmark = pytest.mark.server
 
@@ -52,17 +52,9 @@ def object_info(server):
     return server.get_json("/object_info")
 
 
-def options(spec: list) -> list | None:
-    if isinstance(spec[0], list):
-        return spec[0]
-    if spec[0] == "COMBO":
-        return spec[1].get("options", [])
-    return None
-
-
 def check_value(kind: str, name: str, spec: list, value) -> None:
     where = f"{kind}.{name} = {value!r}"
-    allowed = options(spec)
+    allowed = combo_options(spec)
     if allowed is not None:
         assert value in allowed, f"{where} is not one of {allowed[:12]}"
         return
