@@ -24,13 +24,16 @@ import time
 import venv
 from pathlib import Path
 
+import install_mediapipe  # scripts/, next to this file
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 COMFYUI = VENV / "ComfyUI"
 STAMP = VENV / ".host-stamp"
 PINS = ROOT / "host" / "pins.txt"
 STAMP_INPUTS = [PINS, ROOT / "requirements.txt", ROOT / "requirements-mediapipe.txt",
-                ROOT / "host" / "requirements-test.txt", Path(__file__).resolve()]
+                ROOT / "host" / "requirements-test.txt", Path(__file__).resolve(),
+                Path(install_mediapipe.__file__).resolve()]
 # torch and torchvision are installed first, pinned; no torchaudio matches torch 2.14, and
 # without it only ComfyUI's audio nodes fail to import.
 SKIPPED_COMFY_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}
@@ -88,9 +91,9 @@ def build() -> None:
     # `requests` is imported by ComfyUI's app/frontend_management.py but not listed.
     pip(*comfyui_requirements(COMFYUI), "requests",
         "-r", str(ROOT / "requirements.txt"), "-r", str(ROOT / "host" / "requirements-test.txt"))
-    # The lean mediapipe install (requirements-mediapipe.txt says why it takes two steps).
-    pip("--no-deps", "mediapipe")
-    pip("-r", str(ROOT / "requirements-mediapipe.txt"))
+    # The lean mediapipe install, the same two steps users run (install_mediapipe.py says why).
+    for step in install_mediapipe.STEPS:
+        pip(*step)
 
 
 def main() -> int:
