@@ -26,9 +26,11 @@ def server(tmp_path_factory):
     # One OpenMP thread: on a 2-core shared CI machine, two threads made the same tiny inpaint
     # take 0.5 s or 60 s at random (a barrier waiting on a descheduled thread).
     # The fake vendors' keys (never real ones) reach the nodes the documented way: the
-    # server's environment.
+    # server's environment. DEBUG logging puts the vendor clients' request lines in the log,
+    # where the key-leak test looks.
     with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES},
-                     env={"OMP_NUM_THREADS": "1", **ENV}) as running:
+                     env={"OMP_NUM_THREADS": "1", **ENV},
+                     extra_args=("--verbose", "DEBUG")) as running:
         yield running
 
 

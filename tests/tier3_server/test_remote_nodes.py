@@ -1,6 +1,6 @@
-"""RemoteVendorInpaint through POST /prompt on a real server, against fake vendors on 127.0.0.1:
-the keys reach the server only through its environment, and afterwards appear nowhere (saved
-PNG metadata, /history, the workflow JSON, the server log at DEBUG level)."""
+"""RemoteVendorInpaint through POST /prompt on the session's real server, against the fake vendors
+on 127.0.0.1: the keys reach the server only through its environment, and afterwards appear
+nowhere (saved PNG metadata, /history, the workflow JSON, the server log at DEBUG level)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_server import ComfyServer
-from fake_vendors import ENV, FakePhotio, FakePiktID, serve
+from fake_vendors import ENV
 from pack_paths import PACK_ROOT
 from workflow_api import fill_defaults
 
@@ -25,21 +24,8 @@ BOX = (0.35, 0.13, 0.19, 0.19)
 
 
 @pytest.fixture(scope="module")
-def fakes():
-    with serve(FakePiktID()) as piktid, serve(FakePhotio()) as photio:
-        yield {"piktid/detail-repair": piktid, "photio/regen": photio}
-
-
-@pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory):
-    """A server of its own: the vendor keys are in its environment (the session server's is
-    shared), and it logs at DEBUG so the vendor clients' request lines are in the log."""
-    base = tmp_path_factory.mktemp("comfyui-vendors")
-    with ComfyServer(base, env={"OMP_NUM_THREADS": "1", **ENV},
-                     extra_args=("--verbose", "DEBUG")) as running:
-        (base / "input").mkdir(exist_ok=True)
-        shutil.copy(PHOTO, base / "input" / PHOTO.name)
-        yield running
+def photo(server):
+    shutil.copy(PHOTO, server.base_dir / "input" / PHOTO.name)
 
 
 def workflow(endpoint: str, url: str) -> dict:
@@ -60,11 +46,11 @@ def workflow(endpoint: str, url: str) -> dict:
 
 
 @pytest.mark.parametrize("endpoint", ["piktid/detail-repair", "photio/regen"])
-def test_remote_inpaint_runs_and_the_keys_leak_nowhere(keyed_server, fakes, endpoint):
-    prompt = workflow(endpoint, fakes[endpoint].url)
-    prompt_id = keyed_server.post_prompt(prompt)
-    history = keyed_server.wait(prompt_id, timeout=180)
-    pngs = keyed_server.output_files(history, "save")
+def test_remote_inpaint_runs_and_the_keys_leak_nowhere(server, fake_vendors, photo, endpoint):
+    prompt = workflow(endpoint, fake_vendors[endpoint.split("/")[0]].url)
+    prompt_id = server.post_prompt(prompt)
+    history = server.wait(prompt_id, timeout=180)
+    pngs = server.output_files(history, "save")
     assert len(pngs) == 2
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))
     height, width = photo.shape[:2]
@@ -76,12 +62,12 @@ def test_remote_inpaint_runs_and_the_keys_leak_nowhere(keyed_server, fakes, endp
         assert result.shape == photo.shape
         np.testing.assert_array_equal(result[~inside], photo[~inside])
         assert (result != photo).any(-1)[inside].mean() > 0.9
-    assert fakes[endpoint].seen, "the vendor was called"
+    assert fake_vendors[endpoint.split("/")[0]].seen, "the vendor was called"
 
-    log = keyed_server.log()
+    log = server.log()
     assert f"{endpoint.split('/')[0]} POST" in log and "<redacted>" in log
     surfaces = {"workflow JSON": json.dumps(prompt),
-                "/history": json.dumps(keyed_server.get_json(f"/history/{prompt_id}")),
+                "/history": json.dumps(server.get_json(f"/history/{prompt_id}")),
                 "server log": log}
     for index, png in enumerate(pngs):
         surfaces[f"PNG {index}"] = png.decode("latin-1")
@@ -94,11 +80,12 @@ def test_remote_inpaint_runs_and_the_keys_leak_nowhere(keyed_server, fakes, endp
 
 
 @pytest.mark.parametrize("blend", [True, False])
-def test_quality_check_catches_a_vendor_that_shifts_the_frame(keyed_server, fakes, blend):
+def test_quality_check_catches_a_vendor_that_shifts_the_frame(server, fake_vendors, photo,
+                                                              blend):
     """A fake Photio that moves its whole result by 3 px: unblended, Quality Check flags
     framing_shift; blended, the pack confines the change to the mask and nothing is flagged
     outside it."""
-    fake = fakes["photio/regen"]
+    fake = fake_vendors["photio"]
     fake.shift = 3
     try:
         prompt = workflow("photio/regen", fake.url)
@@ -107,7 +94,7 @@ def test_quality_check_catches_a_vendor_that_shifts_the_frame(keyed_server, fake
             "original": ["load", 0], "candidates": ["remote", 0], "mask": ["remote", 1],
             "info": ["remote", 2]}}
         prompt["report"] = {"class_type": "PreviewAny", "inputs": {"source": ["qc", 0]}}
-        history = keyed_server.run(fill_defaults(prompt, keyed_server.get_json("/object_info")),
+        history = server.run(fill_defaults(prompt, server.get_json("/object_info")),
                                    timeout=180)
     finally:
         fake.shift = 0
