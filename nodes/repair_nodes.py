@@ -25,7 +25,9 @@ class GuidedBlendInpaint(io.ComfyNode):
                 "context crop (mask box x context_factor, processed at most 2048 px) and blends "
                 "only that region back at the original size. Reference shots are aligned by "
                 "feature matching and guide the fix. Engine by what is connected: a diffusion "
-                "model; else the aligned reference; else classical fill (removal). -blend modes "
+                "model; else the aligned reference (by features, or by intensity for tight "
+                "references); else classical fill (removal), except that a logo or text whose "
+                "references do not align is kept as it was. -blend modes "
                 "keep every pixel outside the mask bit-identical; plain modes paste the whole "
                 "window. Outputs candidates (seed, seed+1, ...) and an info JSON for Quality "
                 "Check."),
@@ -43,7 +45,9 @@ class GuidedBlendInpaint(io.ComfyNode):
                                "whole window may change. -blend: change confined to the mask."),
                 io.Combo.Input("category", options=repair.Category, tooltip="Prompt family "
                                "(with clip): logo, text, artifact, or general (the note is the "
-                               "instruction; empty = remove)."),
+                               "instruction; empty = remove). When references are given but "
+                               "none aligns, logo and text keep the input in the mask; "
+                               "artifact and general get the classical fill."),
                 io.String.Input("reviewer_note", default="", multiline=True, tooltip="Targeted "
                                 "instruction, e.g. 'fix the first letter only'."),
                 io.String.Input("image_notes", default="", multiline=True, tooltip="Brand or "
@@ -81,7 +85,7 @@ class GuidedBlendInpaint(io.ComfyNode):
                 model=None, vae=None, positive=None, negative=None, clip=None) -> io.NodeOutput:
         settings = repair.RepairSettings(mode, context_factor, num_candidates, seed,
                                          processing_size, denoise, reference_denoise, feather,
-                                         add_ai_watermark)
+                                         add_ai_watermark, category=category)
         if mask is None and region is None:
             raise ValueError("mask/region: connect a mask, or a region from Dilate Blur Pad")
         device = compute_device()

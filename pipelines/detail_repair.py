@@ -70,6 +70,20 @@ class Engine(Choice):
     DIFFUSION = "diffusion"
     REFERENCE_WARP = "reference_warp"
     CLASSICAL_FILL = "classical_fill"
+    # References given, none aligned, and the category asks to repair a detail (logo, text):
+    # the input is kept rather than the detail erased by a classical fill.
+    KEPT = "kept"
+
+
+# Categories whose detail must survive when no reference aligns: they ask for a repair, and a
+# classical fill would erase the logo or name tag entirely. `general` (removal) and `artifact`
+# want the masked content gone, so they still get the classical fill.
+KEEP_WHEN_UNALIGNED = frozenset({Category.LOGO, Category.TEXT})
+UNALIGNED_NOTES = {
+    True: "reference_unaligned: no reference could be aligned; the detail was kept as it was",
+    False: "reference_unaligned: no reference could be aligned; the masked area was filled "
+           "classically",
+}
 
 
 # Prompt families per category: (positive template, negative). `{note}` takes the reviewer note
@@ -127,9 +141,12 @@ class RepairSettings:
     reference_denoise: float = 0.6
     feather: int = 4
     add_ai_watermark: bool = False
+    # What the user repairs: decides what happens when references are given but none aligns.
+    category: Category = Category.LOGO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
+        object.__setattr__(self, "category", Category(self.category))
         low, high = CONTEXT_FACTOR_RANGE
         if not low <= self.context_factor <= high:
             raise ValueError(f"context_factor: {self.context_factor} is outside {low}-{high}")
@@ -201,18 +218,21 @@ def generator_inputs(mode: Mode, crops: torch.Tensor, masks: torch.Tensor,
     return _marked(base, masks), torch.ones_like(masks), torch.zeros_like(masks)
 
 
-def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor]
+def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor],
+                    context_factor: float, keep_unaligned: bool
                     ) -> tuple[torch.Tensor, torch.Tensor, list[dict | None], list[str]]:
-    """Per image: the reference-filled image, the warped reference (the image itself where no
-    reference aligned), the alignment facts for the info JSON, and notes."""
+    """Per image: the reference-filled image (where the reference does not reach, the input
+    when `keep_unaligned`, else the classical fill), the warped reference (the image itself
+    where no reference aligned), the alignment facts for the info JSON, and notes."""
     filled, warped, facts, notes = image.clone(), image.clone(), [], []
+    fallback = None if keep_unaligned else classical_fill.FillMethod.TELEA
     for b in range(image.shape[0]):
-        result, alignment, image_notes = reference_warp.reference_fill(image[b], mask[b],
-                                                                       list(references))
+        result, alignment, image_notes = reference_warp.reference_fill(
+            image[b], mask[b], list(references), context_factor, fallback=fallback)
         notes += [f"image {b}: {note}" for note in image_notes]
         facts.append(None if alignment is None else alignment.to_json())
+        filled[b] = result
         if alignment is not None:
-            filled[b] = result
             warped[b] = torch.where(alignment.valid[..., None], alignment.warped, image[b])
     return filled, warped, facts, notes
 
@@ -229,18 +249,27 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     regions = plan(image, mask, settings, regions)
     user_mask = regions.user_mask
     crops, crop_masks = region_ops.crop(image, regions)
-    filled, warped, alignments, notes = (_references_for(image, user_mask, references)
-                                         if references else (image, None, [None] * batch, []))
+    keep = settings.category in KEEP_WHEN_UNALIGNED
+    filled, warped, alignments, notes = (
+        _references_for(image, user_mask, references, settings.context_factor, keep)
+        if references else (image, None, [None] * batch, []))
     aligned = any(a is not None for a in alignments)
+    unaligned = [bool(references) and a is None for a in alignments]
+    notes += [f"image {b}: {UNALIGNED_NOTES[keep]}" for b in range(batch) if unaligned[b]]
     guidance = region_ops.crop(filled, regions)[0] if aligned else None
     reference = region_ops.crop(warped, regions)[0] if aligned else None
     engine = (Engine.DIFFUSION if generator is not None
-              else Engine.REFERENCE_WARP if aligned else Engine.CLASSICAL_FILL)
+              else Engine.REFERENCE_WARP if aligned
+              else Engine.KEPT if references and keep else Engine.CLASSICAL_FILL)
 
     pixels, gen_mask, hidden = generator_inputs(settings.mode, crops, crop_masks, guidance,
                                                 reference)
     candidates = []
     for k in range(settings.num_candidates):
+        if engine is Engine.KEPT:
+            if step is not None:
+                step()
+            continue
         if engine is Engine.DIFFUSION:
             strength = settings.reference_denoise if aligned else settings.denoise
             new = generator(pixels, gen_mask, hidden, settings.seed + k,
@@ -254,7 +283,8 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
         if step is not None:
             step()
     blend = (region_ops.Blend.INWARD if settings.mode.confined else region_ops.Blend.WINDOW)
-    out = region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather)
+    out = (image.repeat(settings.num_candidates, 1, 1, 1) if engine is Engine.KEPT else
+           region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather))
     if settings.add_ai_watermark:
         out = add_ai_watermark(out)
     # The watermark is a deliberate change outside the mask, so the output no longer promises
@@ -266,6 +296,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
                         engine=engine.value, mode=settings.mode.value, blend=promise,
                         references_used=alignments[b] is not None,
                         reference_count=len(references), notes=regions.notes + notes,
+                        reference_unaligned=unaligned[b],
                         alignment=alignments[b], processing_size=list(regions.processing_size),
                         windows=[[w.x0, w.y0, w.x1, w.y1] for w in regions.windows
                                  if w.batch_index == b],
