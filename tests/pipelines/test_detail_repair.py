@@ -132,3 +132,40 @@ def test_settings_out_of_range_name_the_field_and_range(field, value, match):
     with pytest.raises(ValueError, match=match) as error:
         RepairSettings(**{field: value})
     assert field in str(error.value) or field == "mode"
+
+
+def unrelated_reference():
+    return torch.rand(80, 80, 3, generator=torch.Generator().manual_seed(7))
+
+
+@pytest.mark.parametrize("category", ["logo", "text"])
+def test_a_detail_whose_references_do_not_align_is_kept_as_it_was(category):
+    image, mask = scene()
+    result = repair.repair(image, mask, RepairSettings(category=category, num_candidates=2,
+                                                       processing_size=64),
+                           references=[unrelated_reference()])
+    assert torch.equal(result.images, image.repeat(2, 1, 1, 1))
+    for record in result.info:
+        assert record["engine"] == "kept" and record["reference_unaligned"] is True
+        assert not record["references_used"] and record["alignment"] is None
+        assert ("image 0: reference_unaligned: no reference could be aligned; the detail was "
+                "kept as it was") in record["notes"]
+
+
+@pytest.mark.parametrize("category", ["general", "artifact"])
+def test_removal_categories_still_fill_classically_and_say_the_reference_did_not_align(category):
+    image, mask = scene()
+    settings = RepairSettings(category=category, processing_size=64)
+    result = repair.repair(image, mask, settings, references=[unrelated_reference()])
+    without = repair.repair(image, mask, settings)
+    assert torch.equal(result.images, without.images)
+    assert not torch.equal(result.images[0][mask[0] > 0], image[0][mask[0] > 0])
+    (record,) = result.info
+    assert record["engine"] == "classical_fill" and record["reference_unaligned"] is True
+    assert any("the masked area was filled classically" in note for note in record["notes"])
+    assert without.info[0]["reference_unaligned"] is False
+
+
+def test_category_must_be_one_of_the_four():
+    with pytest.raises(ValueError, match="'logo'"):
+        RepairSettings(category="logos")
