@@ -500,8 +500,8 @@ def _context_features(image: torch.Tensor, support: np.ndarray, context: float,
 def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
                      context: float = 3.0, *, min_inliers: int = 16,
                      min_inlier_ratio: float = 0.2, max_scale: float = 4.0,
-                     feature_side: int = 1024, refine: bool = True, seed: int = 0
-                     ) -> tuple[Alignment | None, list[str]]:
+                     feature_side: int = 1024, refine: bool = True, seed: int = 0,
+                     intensity: bool = True) -> tuple[Alignment | None, list[str]]:
     """Align the references to the target around the mask; warp the best one into place.
 
     - `image`: the target `[H, W, 3]` in 0..1; `mask`: `[H, W]` at its size, > 0 = corrupt.
@@ -513,6 +513,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
       larger or smaller. `feature_side`: features are found on images shrunk to this long side
       (the ECC refinement and the warp use full resolution). `refine`: ECC refinement.
     - `seed`: the RANSAC sampler's seed; the same inputs and seed give the same result.
+    - `intensity`: a reference with too few feature matches (a tight crop, plain surroundings)
+      is located by intensity instead (see `Alignment`); False: features only.
 
     Returns the alignment (None when no reference passes) and one note per reference saying
     what was found, plus which one was chosen or why none was.
@@ -550,7 +552,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     matchable = len(features.points) >= MIN_MATCHES
     if not matchable:
         notes.append(f"the context around the mask has only {len(features.points)} usable "
-                     "features: the references are located by intensity alone")
+                     "features: " + ("the references are located by intensity alone" if intensity
+                                     else "a flat or tiny area cannot be located by them"))
     box, box_gray, band, factor = features.box, features.gray, features.band, features.factor
     target_points, descriptors = features.points, features.descriptors
     x0, y0, x1, y1 = support_box(support)
@@ -576,17 +579,20 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
                                           feature_side)
         else:
             found, note = None, None
+        if found is None and not intensity:
+            notes.append(note or f"reference {index}: not located (too few usable features)")
+            continue
         if found is None:
             # Too few matches: a tight or plain reference. Locate it by intensity instead.
-            intensity = _align_by_intensity(target_gray, support, gray.astype(np.float32) / 255,
+            located = _align_by_intensity(target_gray, support, gray.astype(np.float32) / 255,
                                             max_scale)
-            if intensity is None or intensity[1] < MIN_CORRELATION:
+            if located is None or located[1] < MIN_CORRELATION:
                 notes.append((f"{note}; not" if note else f"reference {index}: not")
                              + " located by intensity either (correlation "
-                             f"{-1.0 if intensity is None else intensity[1]:.3f}, need "
+                             f"{-1.0 if located is None else located[1]:.3f}, need "
                              f"{MIN_CORRELATION})")
                 continue
-            homography, correlation = intensity
+            homography, correlation = located
             found = _Candidate(index, "intensity", homography, 0, 0, None, correlation, 0.0,
                                0.0, False, 0.0)
             candidate_box = _context_box(support, context)

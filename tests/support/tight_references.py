@@ -25,7 +25,7 @@ CASES = [
     ("rocket, plain sky", "rocket", (200, 120), "ACME", 0.9, (200, 30, 30), "pixelate", 6, 1.0,
      0.9),
     ("coffee, wood", "coffee", (430, 320), "Mia", 1.0, (20, 60, 160), "blur", -9, 0.7, 1.15),
-    ("astronaut, plain wall", "astronaut", (215, 80), "NASA", 0.8, (40, 40, 120), "patch", 12,
+    ("astronaut, hair", "astronaut", (215, 80), "NASA", 0.8, (40, 40, 120), "patch", 12,
      1.5, 0.85),
     ("chelsea, fur", "chelsea", (225, 75), "TAG 7", 0.7, (250, 220, 40), "pixelate", -4, 1.8,
      1.1),
