@@ -221,17 +221,16 @@ def generator_inputs(mode: Mode, crops: torch.Tensor, masks: torch.Tensor,
 def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor],
                     keep_unaligned: bool
                     ) -> tuple[torch.Tensor, torch.Tensor, list[dict | None], list[str]]:
-    """Per image: the reference-filled image (where the reference does not reach, the input
-    when `keep_unaligned`, else the classical fill), the warped reference (the image itself
-    where no reference aligned), the alignment facts for the info JSON, and notes."""
+    """Per image: the reference-filled image (where no reference aligned, the input when
+    `keep_unaligned`, else the classical fill), the warped reference (the image itself where no
+    reference aligned), the alignment facts for the info JSON, and notes."""
     filled, warped, facts, notes = image.clone(), image.clone(), [], []
-    fallback = None if keep_unaligned else classical_fill.FillMethod.TELEA
     # The alignment keeps its own context (3x the mask's box, widened for plain areas), not the
     # window's context_factor: a smaller one loses matches, a larger one gains none
     # (docs/engines.md, tight references).
     for b in range(image.shape[0]):
         result, alignment, image_notes = reference_warp.reference_fill(
-            image[b], mask[b], list(references), fallback=fallback)
+            image[b], mask[b], list(references), keep_unaligned=keep_unaligned)
         notes += [f"image {b}: {note}" for note in image_notes]
         facts.append(None if alignment is None else alignment.to_json())
         filled[b] = result

@@ -712,7 +712,8 @@ def _warp(reference: torch.Tensor, homography: np.ndarray, shape: tuple[int, int
 
 def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
                    context: float = 3.0, *, ring_width: int = 8,
-                   fallback: FillMethod | str | None = FillMethod.TELEA, **align_options
+                   fallback: FillMethod | str | None = FillMethod.TELEA,
+                   keep_unaligned: bool = False, **align_options
                    ) -> tuple[torch.Tensor, Alignment | None, list[str]]:
     """Repair the masked area of `image` from the best-aligned reference.
 
@@ -720,6 +721,8 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     mask (pipelines.harmonize.match_low_frequency) and pasted inside the mask (a soft mask
     blends by its value). Masked pixels the warp does not cover, or the whole mask when no
     reference aligns, get the classical `fallback` fill (None: they keep the original).
+    `keep_unaligned`: when no reference aligns, the mask keeps the original whatever the
+    fallback (a detail that must not be erased; the fallback still serves uncovered pixels).
     Pixels outside the mask are bit-identical to `image`. `align_options` go to
     align_references. Returns the image `[H, W, C]`, the alignment (or None) and notes.
     """
@@ -728,9 +731,10 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
     method = None if fallback is None else FillMethod(fallback)
     if alignment is None:
-        notes.append("masked area kept as it was" if method is None else
+        keep = method is None or keep_unaligned
+        notes.append("masked area kept as it was" if keep else
                      f"masked area filled classically ({method.value})")
-        return (image.clone() if method is None else
+        return (image.clone() if keep else
                 classical_fill(image[None], mask[None], method)[0]), alignment, notes
     # Everything happens in the context box, grown to hold the colour ring and what the classical
     # fill reads: the rest of the frame is only copied.

@@ -226,3 +226,10 @@ def test_features_still_come_first_and_say_so(scene):
     facts = alignment.to_json()
     assert facts["method"] == "features" and facts["correlation"] is None
     assert facts["reprojection_error"] == pytest.approx(alignment.reprojection_error, abs=1e-4)
+
+
+def test_keep_unaligned_keeps_the_input_when_nothing_aligns(scene):
+    repaired, alignment, notes = reference_fill(scene["corrupt"], scene["mask"],
+                                                [photo("coffee")], keep_unaligned=True)
+    assert alignment is None and torch.equal(repaired, scene["corrupt"])
+    assert notes[-1] == "masked area kept as it was"
