@@ -8,7 +8,8 @@ The pieces, in order (`repair`):
    the guidance: the masked area pre-filled with the real detail, colour-matched.
 3. Generation, per candidate (seed, seed+1, ...): a `Generator` (diffusion, built by the node
    from ComfyUI's model) sees what the mode defines (`Mode`); with no generator, the embedded
-   engines answer: the aligned reference, or classical fill.
+   engines answer: the aligned reference, or classical fill; when references are given but
+   none aligns, a logo or text is kept as it was (`Engine.KEPT`, `reference_unaligned`).
 4. Colour: the new content's low-frequency colour is matched to the original's ring around the
    mask (`harmonize.match_low_frequency`), the field's most common seam complaint.
 5. Blend: `-blend` modes confine the change to the mask (inward feather, every pixel outside it

@@ -9,9 +9,16 @@ reference. Lowe's ratio test, then a MAGSAC++ homography (reference -> target), 
 on the band's intensities for sub-pixel accuracy. The reference with the best score (inliers
 over 1 + reprojection error) is warped into the target's frame with a validity mask.
 
+A reference with too few feature matches (a tight crop of the detail on plain surroundings) is
+located by intensity instead: a rotation-scale-position search by masked normalised
+cross-correlation on a small pyramid level, where the garbled detail still counts (it keeps its
+coarse shape), then ECC level by level up to full resolution on the surroundings. Feature
+alignments are preferred; `Alignment.method` says which one aligned.
+
 `reference_fill` then matches the warp's colour to the original around the mask
 (pipelines.harmonize) and pastes it inside the mask; where the warp has no data it falls back to
-the classical fill. Work is per single image: the caller loops over a batch.
+the classical fill (or, with `keep_unaligned`, keeps the input when no reference aligns).
+Work is per single image: the caller loops over a batch.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ SEARCH_KEEP = 8            # best grid positions polished by ECC at the coarse l
 STEP_LIMIT = 1.5           # px at the previous level a finer ECC level may move the detail
 SEARCH_REFINE = 3          # distinct places of those refined up to full resolution
 MASK_WEIGHT = 0.5          # of the garbled pixels in the coarse search
-MAX_FOOTPRINT = 8          # a reference showing more than 10x the mask's box is for features
+MAX_FOOTPRINT = 8          # a reference showing more than 8x the mask's box is for features
 MIN_OVERLAP = 0.6          # share of the reference that must lie in the target
 COARSE_BLUR = 1.0          # sigma at the coarse level: the garbled detail keeps its coarse shape
 MIN_TEMPLATE_SIDE = 8
@@ -310,13 +317,12 @@ def _coarse_search(target: np.ndarray, box: tuple[int, int, int, int], reference
                    max_scale: float) -> list[tuple[float, np.ndarray]]:
     """Rotation, scale and position of `reference` in `target` (both float32 grey, the target at
     the coarse level, `box` the mask's box there) by masked normalised cross-correlation over a
-    grid of rotations and scales; the best few (correlation, reference -> target homography at
-    the coarse level) that put the detail in different places, best first. The masked pixels
+    grid of rotations and scales; the SEARCH_KEEP best (correlation, reference -> target
+    homography at the coarse level), one per rotation and scale, best first. The masked pixels
     take part at MASK_WEIGHT: garbled, they still carry the detail's coarse shape, and on plain
     surroundings they are most of the signal. The reference may reach beyond the target's edge."""
     x0, y0, x1, y1 = box
-    height, width = reference.shape
-    ref_corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    ref_corners = _corners((0, 0, reference.shape[1], reference.shape[0]))
     target_weight = np.ones_like(target)
     target_weight[y0:y1, x0:x1] = MASK_WEIGHT
     found = []
@@ -358,9 +364,7 @@ def _ecc_level(target: np.ndarray, support: np.ndarray, reference: np.ndarray,
     (the reference to the target's pixel density): the target's part the reference shows is the
     template, the masked pixels in it only when `with_mask`. The refined map and its
     correlation, or None when ECC diverges."""
-    corners = np.array([[0, 0], [reference.shape[1], 0], reference.shape[::-1],
-                        [0, reference.shape[0]]], np.float64)
-    footprint = _apply(homography, corners)
+    footprint = _apply(homography, _corners((0, 0, reference.shape[1], reference.shape[0])))
     tx0, ty0 = np.maximum(np.floor(footprint.min(axis=0)).astype(int) - 8, 0)
     tx1, ty1 = np.minimum(np.ceil(footprint.max(axis=0)).astype(int) + 8, target.shape[::-1])
     if tx1 - tx0 < MIN_TEMPLATE_SIDE or ty1 - ty0 < MIN_TEMPLATE_SIDE:
@@ -398,9 +402,9 @@ def _refine_levels(target: np.ndarray, support: np.ndarray, reference: np.ndarra
                    homography: np.ndarray, start: float) -> tuple[np.ndarray, float]:
     """ECC level by level (factor 2) from `start` up to full resolution. Each level first fits
     the surroundings alone; where they hold too little (a plain sky, a clipped reference) and
-    the fit wanders off by more than a pixel of the level before, it fits with the garbled detail
-    included, and when that wanders too, the coarser map stands. The map and the correlation of
-    the last level kept."""
+    the fit moves the detail by STEP_LIMIT pixels of the level before or more, it fits with the
+    garbled detail included, and when that moves it too, the coarser map stands. The map and
+    the correlation of the last level kept (-1 when none was)."""
     x0, y0, x1, y1 = support_box(support)
     box = _corners((x0, y0, x1, y1))
     factor, correlation = start, -1.0
@@ -423,8 +427,8 @@ def _align_by_intensity(target: np.ndarray, support: np.ndarray, reference: np.n
     """Reference -> target map by intensity alone, for references that show too little around
     the detail for features: a coarse rotation-scale-position search by masked normalised
     cross-correlation, ECC on the best positions at that level (the garbled detail included),
-    then ECC level by level up to full resolution on the surroundings alone. The map and its
-    final correlation (the footprint less the mask), or None."""
+    then ECC level by level up to full resolution (`_refine_levels`). The map and the
+    correlation of its last level, or None when no place correlates even coarsely."""
     x0, y0, x1, y1 = support_box(support)
     start = min(1.0, COARSE_DETAIL_SIDE / max(x1 - x0, y1 - y0))
     small_target, small_reference = (
@@ -443,8 +447,7 @@ def _align_by_intensity(target: np.ndarray, support: np.ndarray, reference: np.n
     # that correlates poorly even coarsely is not the detail (unrelated references end here).
     coarse = sorted((item for item in coarse if item[1] >= MIN_COARSE_CORRELATION),
                     key=lambda item: -item[1])
-    corners = np.array([[0, 0], [reference.shape[1], 0], reference.shape[::-1],
-                        [0, reference.shape[0]]], np.float64)
+    corners = _corners((0, 0, reference.shape[1], reference.shape[0]))
     places, best = [], None
     for homography, _ in coarse:
         footprint = _apply(homography, corners)
