@@ -7,6 +7,7 @@ import json
 import torch
 from comfy_api.latest import io
 
+from ..pipelines.regions import BLEND_HELP, Blend
 from ..pipelines.vendors import remote
 from ._comfy import check_interrupt, progress_and_cancel, report, to_output
 
@@ -23,7 +24,8 @@ class RemoteVendorInpaint(io.ComfyNode):
                 "Recolor, PICPIK ModifyMaskedPixels, Photio Regen, or an OctoAI-compatible "
                 "/adetailer: OctoAI itself shut down on 2024-10-31, so that one needs your own "
                 "server's URL) and returns every candidate at the original size. With blend on, "
-                "only pixels inside the mask change, whatever the vendor shifted or rescaled. "
+                "only pixels inside the mask change, whatever the vendor shifted or rescaled, "
+                "blended seamlessly by default. "
                 "Keys come from environment variables or ~/.config/comfyui-region-repair/"
                 "keys.toml, never from the graph (see docs/vendors.md). Uses your credits."),
             inputs=[
@@ -53,12 +55,18 @@ class RemoteVendorInpaint(io.ComfyNode):
                                  tooltip="Confine the vendor's change to the mask: every pixel "
                                  "outside it stays bit-identical."),
                 io.Int.Input("feather", default=4, min=0, max=64,
-                             tooltip="Inward feather of the blend, in pixels."),
+                             tooltip="Ramp of the inward blend method inside the mask, in "
+                             "pixels; the seamless and hard methods do not use it."),
                 io.Int.Input("timeout_s", default=900, min=10, max=7200,
                              tooltip="Give up after this many seconds for the whole run."),
                 io.Image.Input("references", optional=True,
                                tooltip="Reference shots: PiktID references (up to 10) or "
                                "reference_image, PICPIK Image2Image (the first)."),
+                # Last, so workflows saved before it keep their widget order.
+                io.Combo.Input("blend_method", options=[b.value for b in Blend if b.confined],
+                               default=Blend.SEAMLESS.value, optional=True,
+                               tooltip="How blend confines the vendor's result to the mask: "
+                               + BLEND_HELP + "."),
             ],
             outputs=[io.Image.Output("images", display_name="images"),
                      io.Mask.Output("fitted_mask", display_name="mask"),
@@ -70,11 +78,12 @@ class RemoteVendorInpaint(io.ComfyNode):
     async def execute(cls, image: torch.Tensor, mask: torch.Tensor, endpoint: str,  # type: ignore[override]
                       base_url: str, prompt: str, negative_prompt: str, candidates: int,
                       seed: int, options: str, blend: bool, feather: int, timeout_s: int,
-                      references: torch.Tensor | None = None) -> io.NodeOutput:
+                      references: torch.Tensor | None = None,
+                      blend_method: str = Blend.SEAMLESS.value) -> io.NodeOutput:
         settings = remote.RemoteSettings(
             endpoint, base_url=base_url, prompt=prompt, negative_prompt=negative_prompt,
             candidates=candidates, seed=seed, options=remote.parse_options(options),
-            blend=blend, feather=feather, timeout=float(timeout_s))
+            blend=blend, feather=feather, blend_method=blend_method, timeout=float(timeout_s))
         node_id = cls.hidden.unique_id
         step = progress_and_cancel(remote.unit_count(endpoint, image.shape[0], candidates))
         result = await remote.run_remote(

@@ -133,10 +133,7 @@ class RepairSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
-        object.__setattr__(self, "blend", region_ops.Blend(self.blend))
-        if not self.blend.confined:
-            raise ValueError(f"blend: {self.blend.value!r} is not allowed; choose seamless, "
-                             "inward or hard")
+        object.__setattr__(self, "blend", region_ops.confined_blend(self.blend))
         low, high = CONTEXT_FACTOR_RANGE
         if not low <= self.context_factor <= high:
             raise ValueError(f"context_factor: {self.context_factor} is outside {low}-{high}")

@@ -68,6 +68,15 @@ class Blend(Choice):
         return self in (Blend.SEAMLESS, Blend.INWARD, Blend.HARD)
 
 
+def confined_blend(value: Blend | str, name: str = "blend") -> Blend:
+    """`value` as a Blend that keeps every pixel outside the mask, or an error naming `name`."""
+    blend = Blend(value)
+    if not blend.confined:
+        raise ValueError(f"{name}: {blend.value!r} is not confined to the mask; choose "
+                         "seamless, inward or hard")
+    return blend
+
+
 # What each blend does, for the nodes' tooltips.
 BLEND_HELP = ("seamless (default): the mask's content is replaced completely and blended in the "
               "gradient domain against the untouched pixels around it (no seam, nothing of the "
@@ -393,10 +402,7 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
     if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")
-    blend = Blend(blend)
-    if not blend.confined:
-        raise ValueError(f"blend: {blend.value!r} is not confined to the mask; use seamless, "
-                         "inward or hard")
+    blend = confined_blend(blend)
     weight = mask.to(image.dtype)
     if blend is Blend.INWARD:
         weight = mask_ops.inward_feather(weight, feather)

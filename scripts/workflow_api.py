@@ -66,7 +66,10 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
                 inputs[slot["name"]] = [str(source), source_slot]
         values = list(node.get("widgets_values", []))
         position = 0
+        optional = object_info[kind]["input"].get("optional", {})
         for name, spec in widget_inputs(object_info[kind]):
+            if position >= len(values) and name in optional:
+                break  # saved before the node gained this widget: the server's default applies
             if position >= len(values):
                 raise ValueError(f"node {node['id']} ({kind}): no widget value for {name!r}")
             inputs.setdefault(name, values[position])

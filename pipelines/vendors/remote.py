@@ -23,7 +23,7 @@ import torch
 from .. import masks as mask_ops
 from ..choices import Choice
 from ..info import record as info_record
-from ..regions import blend_masked
+from ..regions import Blend, blend_masked, confined_blend
 from . import images, keys, octoai, photio, picpik, piktid
 from .http import HttpClient, RetryPolicy, Timeouts, VendorError, new_session
 
@@ -73,7 +73,8 @@ class RemoteSettings:
     seed: int = -1          # -1: the vendor picks
     options: dict[str, Any] = field(default_factory=dict)
     blend: bool = True
-    feather: int = 4
+    feather: int = 4  # the inward blend method's ramp
+    blend_method: Blend | str = Blend.SEAMLESS
     timeout: float = 900.0  # the whole run
     concurrency: int = 4
     retry: RetryPolicy = RetryPolicy()
@@ -84,6 +85,7 @@ class RemoteSettings:
 
     def __post_init__(self) -> None:
         self.endpoint = Endpoint(self.endpoint)
+        self.blend_method = confined_blend(self.blend_method, "blend_method")
         allowed = OPTIONS[self.endpoint]
         unknown = sorted(set(self.options) - set(allowed))
         if unknown:
@@ -457,7 +459,8 @@ def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
             info.append(entry)
             notes += [f"image {b} candidate {i}: {note}" for note in own]
     new = torch.stack(results)
-    out = blend_masked(rgb, new, mask, settings.feather) if settings.blend else new
+    out = (blend_masked(rgb, new, mask, settings.feather, settings.blend_method)
+           if settings.blend else new)
     if image.shape[-1] == 4:  # the input's alpha comes back unchanged
         out = torch.cat([out, image[..., 3:].repeat(k, 1, 1, 1)], dim=-1)
     return RemoteResult(out, mask, info, notes)
