@@ -34,8 +34,11 @@ class RemoteVendorInpaint(io.ComfyNode):
                                tooltip="Vendor and endpoint. octoai-compatible/adetailer takes "
                                "no mask (it detects faces or hands); blend keeps it in yours."),
                 io.String.Input("base_url", default="",
-                                tooltip="Empty: the vendor's documented URL. Required for the "
-                                "OctoAI-compatible endpoint (OctoAI shut down in 2024)."),
+                                tooltip="Empty: the vendor's documented URL. Another host "
+                                "gets no key unless allowed outside the graph "
+                                "(REGION_REPAIR_<VENDOR>_HOSTS or allowed_hosts in the keys "
+                                "file). Required for the OctoAI-compatible endpoint (OctoAI "
+                                "shut down in 2024)."),
                 io.String.Input("prompt", default="", multiline=True,
                                 tooltip="PiktID reviewer_note / instruction, PICPIK "
                                 "PositivePrompts, Photio and adetailer prompt."),

@@ -42,8 +42,6 @@ class Endpoint(Choice):
         return self.value.split("/")[0].removesuffix("-compatible")
 
 
-DEFAULT_URLS = {"piktid": piktid.BASE_URL, "picpik": picpik.BASE_URL, "photio": photio.BASE_URL,
-                "octoai": ""}
 # What the `options` JSON may set per endpoint; everything else comes from the node's inputs.
 OPTIONS: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.PIKTID_DETAIL_REPAIR: ("project_name", "category", "image_notes", "model",
@@ -144,8 +142,8 @@ def _vendor_seed(seed: int, index: int, top: int) -> int:
 
 
 class _Run:
-    def __init__(self, settings: RemoteSettings, session: Any, secrets: dict[str, keys.Secret],
-                 on_status: Callable[[str], None]):
+    def __init__(self, settings: RemoteSettings, session: Any, base_url: str,
+                 secrets: dict[str, keys.Secret], on_status: Callable[[str], None]):
         self.settings, self.on_status = settings, on_status
         self.opts = dict(settings.options)
         self.jobs: list[str] = []
@@ -156,7 +154,7 @@ class _Run:
         retry = settings.retry
         if vendor == "octoai":  # a dead service: fail fast
             retry = replace(retry, attempts=min(retry.attempts, 3))
-        self.http = HttpClient(session, vendor, settings.base_url.strip() or DEFAULT_URLS[vendor],
+        self.http = HttpClient(session, vendor, base_url,
                                auth=auth, secrets=[s.reveal() for s in secrets.values()],
                                key_hint=keys.hint(vendor), retry=retry,
                                timeouts=settings.timeouts)
@@ -376,6 +374,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
     if len(refs) > 10:
         raise ValueError(f"references: at most 10 images, got {len(refs)}")
     vendor = endpoint.vendor
+    base_url = keys.base_url(vendor, settings.base_url, env)
     secrets = keys.credentials(vendor, env)
     if vendor == "octoai":
         notes.append(f"{octoai.SHUTDOWN}; using {settings.base_url.strip()}")
@@ -387,7 +386,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
 
     async def main() -> list[Any]:
         async with new_session() as session:
-            run = _Run(settings, session, secrets, on_status)
+            run = _Run(settings, session, base_url, secrets, on_status)
             try:
                 if vendor == "piktid":
                     units = await run.piktid_units(rgb, mask, refs)

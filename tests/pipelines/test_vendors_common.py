@@ -190,3 +190,107 @@ def test_the_whole_run_is_bounded_by_timeout():
         image, mask = scene()
         with pytest.raises(VendorError, match=r"no result within 0.5 s \(timeout_s\)"):
             run(image, mask, "photio/regen", fake.url, timeout=0.5)
+
+
+# --- keys follow base_url -------------------------------------------------------------------
+@pytest.mark.parametrize("endpoint", [e.value for e in remote.Endpoint])
+def test_a_host_not_allowed_is_refused_before_any_request(endpoint):
+    with serve(FakePhotio()) as capture:
+        image, mask = scene()
+        with pytest.raises(ValueError, match=rf"base_url: {capture.url} is not a host allowed.*"
+                                             rf"set REGION_REPAIR_\w+_HOSTS={capture.url} in the "
+                                             rf"environment.*allowed_hosts"):
+            bounded(remote.run_remote(image, mask, remote.RemoteSettings(
+                endpoint, base_url=capture.url), env=ENV))
+        assert not capture.seen
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://api.photio.io", "api.photio.io",
+                                 "https://user:pw@api.photio.io", "http://"])
+def test_a_non_http_base_url_is_refused_naming_it(url):
+    image, mask = scene()
+    with pytest.raises(ValueError, match=r"base_url: .* is not an http:// or https:// URL"):
+        bounded(remote.run_remote(image, mask, remote.RemoteSettings(
+            "photio/regen", base_url=url), env=ENV))
+
+
+def test_documented_hosts_need_https_and_allowed_hosts_are_exact_origins(tmp_path):
+    assert keys.base_url("photio", "", {}) == "https://api.photio.io"
+    assert keys.base_url("picpik", "https://API.picpikai.com:443/", {}) == \
+        "https://API.picpikai.com:443/"
+    with pytest.raises(ValueError, match="REGION_REPAIR_PHOTIO_HOSTS=http://api.photio.io"):
+        keys.base_url("photio", "http://api.photio.io", {})
+    env = {"REGION_REPAIR_PIKTID_HOSTS": "http://127.0.0.1:8123, https://proxy.example"}
+    assert keys.base_url("piktid", "http://127.0.0.1:8123/v2", env) == "http://127.0.0.1:8123/v2"
+    assert keys.base_url("piktid", "https://proxy.example:443", env)
+    for other in ("http://127.0.0.1:8124", "https://127.0.0.1:8123", "http://proxy.example"):
+        with pytest.raises(ValueError, match="not a host allowed"):
+            keys.base_url("piktid", other, env)
+    with pytest.raises(ValueError, match="not a host allowed"):  # another vendor's allowance
+        keys.base_url("photio", "http://127.0.0.1:8123", env)
+    path = tmp_path / "keys.toml"
+    path.write_text('[octoai]\nallowed_hosts = ["http://10.0.0.5:8000"]\n')
+    path.chmod(0o600)
+    env = {"REGION_REPAIR_KEYS_FILE": str(path)}
+    assert keys.base_url("octoai", "http://10.0.0.5:8000", env) == "http://10.0.0.5:8000"
+    with pytest.raises(VendorError, match=r"REGION_REPAIR_PHOTIO_HOSTS: 'file:/x' is not an "
+                                          r"http\(s\) origin"):
+        keys.base_url("photio", "http://h", {"REGION_REPAIR_PHOTIO_HOSTS": "file:/x"})
+
+
+def test_a_keyed_call_to_another_host_is_refused_by_the_client():
+    with serve(FakePhotio()) as fake, serve(FakePhotio()) as capture:
+        async def scenario(client):
+            with pytest.raises(VendorError, match=f"refused to send the key to {capture.url}"):
+                await client.request("POST", capture.url + "/v1/inference/regen")
+        bounded(with_client("photio", fake.url, scenario, auth={"X-Photio-Key": "k"}))
+    assert not capture.seen
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[photio]\nkey = 12345\n', r"\[photio\] key must be a string in quotes, not a number"),
+    ('[photio]\nkey = ["pt-a"]\n', r"\[photio\] key must be a string in quotes, not a list"),
+    ('[photio]\nkey = {v = "pt-a"}\n', r"\[photio\] key must be a string in quotes, not a table"),
+    ('photio = "pt-secret-value"\n', r"\[photio\] must be a table"),
+    ('[photio]\nkey = "pt-secret value"\n', r"\[photio\] key contains whitespace"),
+    ('[photio]\nkey = """pt-secret-value\nsecond"""\n', r"\[photio\] key contains whitespace"),
+    ('[photio]\nallowed_hosts = "http://h"\n', r"\[photio\] allowed_hosts must be a list"),
+])
+def test_a_bad_keys_file_field_is_named_never_its_value(tmp_path, content, message):
+    path = tmp_path / "keys.toml"
+    path.write_text(content)
+    path.chmod(0o600)
+    with pytest.raises(VendorError, match=message) as caught:
+        keys.credentials("photio", {"REGION_REPAIR_KEYS_FILE": str(path)})
+    assert str(path) in str(caught.value)
+    assert "secret" not in str(caught.value) and "12345" not in str(caught.value)
+
+
+def test_a_binary_or_unreadable_keys_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00key")
+    with pytest.raises(VendorError, match=rf"cannot read the keys file {path} .*UTF-8 TOML"):
+        keys.credentials("photio", {"REGION_REPAIR_KEYS_FILE": str(path)})
+    folder = tmp_path / "dir.toml"
+    folder.mkdir()  # not a file: no keys from it, the usual "no key" error
+    with pytest.raises(VendorError, match="no key"):
+        keys.credentials("photio", {"REGION_REPAIR_KEYS_FILE": str(folder)})
+
+
+def test_an_environment_key_with_a_line_break_is_refused_naming_the_variable():
+    with pytest.raises(VendorError, match="REGION_REPAIR_PHOTIO_KEY contains whitespace"):
+        keys.credentials("photio", {"REGION_REPAIR_PHOTIO_KEY": "pt-a\nX-Evil: 1"})
+
+
+def test_a_keys_file_readable_by_others_is_used_with_one_warning(tmp_path, caplog):
+    path = tmp_path / "keys.toml"
+    path.write_text('[photio]\nkey = "pt-from-open-file"\n')
+    path.chmod(0o644)
+    env = {"REGION_REPAIR_KEYS_FILE": str(path)}
+    with caplog.at_level(logging.WARNING, logger="region_repair.vendors"):
+        for _ in range(3):
+            assert keys.credentials("photio", env)["key"].reveal() == "pt-from-open-file"
+    warnings = [r.getMessage() for r in caplog.records if "readable by group or others" in
+                r.getMessage()]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "chmod 600" in warnings[0]
+    assert "pt-from-open-file" not in caplog.text
