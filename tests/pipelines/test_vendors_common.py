@@ -9,7 +9,7 @@ import logging
 import pytest
 import torch
 
-from fake_vendors import ENV, Fault, FakePhotio, FakePiktID, serve
+from fake_vendors import ENV, Fault, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, serve
 from pack_paths import PACK_ROOT
 from region_repair.pipelines.vendors import http, keys, remote
 from region_repair.pipelines.vendors.http import VendorError
@@ -201,7 +201,7 @@ def test_a_host_not_allowed_is_refused_before_any_request(endpoint):
                                              rf"set REGION_REPAIR_\w+_HOSTS={capture.url} in the "
                                              rf"environment.*allowed_hosts"):
             bounded(remote.run_remote(image, mask, remote.RemoteSettings(
-                endpoint, base_url=capture.url), env=ENV))
+                endpoint, base_url=capture.url, prompt="navy"), env=ENV))
         assert not capture.seen
 
 
@@ -294,3 +294,55 @@ def test_a_keys_file_readable_by_others_is_used_with_one_warning(tmp_path, caplo
                 r.getMessage()]
     assert len(warnings) == 1 and str(path) in warnings[0] and "chmod 600" in warnings[0]
     assert "pt-from-open-file" not in caplog.text
+
+
+# --- every vendor's parameters are checked before the first request ----------------------------
+FAKES = {"piktid": FakePiktID, "picpik": FakePICPIK, "photio": FakePhotio, "octoai": FakeOctoAI}
+
+
+@pytest.mark.parametrize("endpoint, overrides, message", [
+    ("piktid/detail-repair", {"candidates": 5}, "candidates: PiktID detail-repair allows 1-4, "
+                                                "got 5"),
+    ("piktid/detail-repair", {"options": {"context_factor": 20}},
+     "context_factor: 1.5-10.0, got 20"),
+    ("piktid/detail-repair", {"options": {"mode": "blend"}}, "mode: 'blend' is not one of"),
+    ("piktid/detail-repair", {"options": {"transport": "ws"}}, "options.transport: 'sse' or "
+                                                               "'poll', got 'ws'"),
+    ("piktid/detail-repair", {"options": {"context_factor": "high"}},
+     "options: a value of the wrong type for piktid/detail-repair"),
+    ("piktid/garment-recolor", {"candidates": 9}, "candidates: PiktID garment-recolor allows "
+                                                  "1-8, got 9"),
+    ("piktid/garment-recolor", {"options": {"processing_size": 999}},
+     r"processing_size: one of \(1024, 2048, 4096\), got 999"),
+    ("picpik/ModifyMaskedPixels", {"options": {"width": 10}}, "Width/Height: 64-2560, got "
+                                                              "10x64"),
+    ("picpik/ModifyMaskedPixels", {"options": {"mask_blur": 99}}, "MaskBlur: 0-64, got 99"),
+    ("photio/regen", {"options": {"quality": "ULTRA"}}, "quality: 'ULTRA' is not one of"),
+    ("photio/regen", {"options": {"cfg_scale": 0}}, "cfg_scale: must be > 0"),
+    ("octoai-compatible/adetailer", {"options": {"detector": "cat"}}, "detector: one of"),
+    ("octoai-compatible/adetailer", {"options": {"inpainting_base_model": "sd3"}},
+     "inpainting_base_model: sdxl or sd15"),
+])
+def test_bad_parameters_are_refused_before_any_request(endpoint, overrides, message):
+    vendor = remote.Endpoint(endpoint).vendor
+    with serve(FAKES[vendor]()) as fake:
+        image, mask = scene()
+        with pytest.raises(ValueError, match=message):
+            run(image, mask, endpoint, fake.url, **{"prompt": "navy", **overrides})
+        assert not fake.seen, [seen.route for seen in fake.seen]
+
+
+def test_picpik_image2image_strength_is_checked_before_any_request():
+    with serve(FakePICPIK()) as fake:
+        image, mask = scene()
+        with pytest.raises(ValueError, match="Image2Image.ReferStrength: 0-1, got 2"):
+            run(image, mask, "picpik/ModifyMaskedPixels", fake.url,
+                references=torch.rand(1, 8, 8, 3), options={"image2image_strength": 2})
+        assert not fake.seen
+
+
+@pytest.mark.parametrize("text", ['{"cfg_scale": NaN}', '{"cfg_scale": Infinity}',
+                                  '{"strength": -Infinity}'])
+def test_options_refuse_non_finite_numbers(text):
+    with pytest.raises(ValueError, match=r"options: (NaN|Infinity|-Infinity) is not a finite"):
+        remote.parse_options(text)
