@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..pipelines import masks as mask_ops
 from ..pipelines import outpaint
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import check_interrupt, compute_device, progress_and_cancel, report, to_output
 from .types import Region
 
 
@@ -127,7 +127,7 @@ class DilateBlurPad(io.ComfyNode):
             merge_overlapping, resize_mode, processing_size,
             region_ops.parse_buckets(buckets) if resize_mode == "custom_buckets" else ())
         found, crops, crop_masks = region_ops.prepare_regions(image.to(compute_device()), mask,
-                                                              settings)
+                                                              settings, check_interrupt)
         report(cls.hidden.unique_id, found.notes)
         return io.NodeOutput(to_output(crops), to_output(crop_masks), found,
                              to_output(found.mask))

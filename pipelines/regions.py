@@ -12,6 +12,7 @@ is an inward feather of the user's mask, and pixels with weight 0 are copied, no
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -209,14 +210,15 @@ def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSetting
                                        abs(math.log(b[0] * b[1] / (width * height)))))
 
 
-def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
+def plan_regions(user_mask: torch.Tensor, settings: WindowSettings,
+                 check_cancel: Callable[[], None] = lambda: None) -> Regions:
     """Process the mask (dilate, blur), split it into objects and lay out one window per crop.
 
     `user_mask` is the cleaned `[B, H, W]` mask at the image's size. Raises ValueError when no
-    image of the batch has any masked pixel.
+    image of the batch has any masked pixel. `check_cancel` is called between steps.
     """
     batch, height, width = user_mask.shape
-    mask = mask_ops.grow_and_blur(user_mask, settings.dilation, settings.blur)
+    mask = mask_ops.grow_and_blur(user_mask, settings.dilation, settings.blur, check_cancel)
     support = (mask > 0).cpu().numpy().astype(np.uint8)
     labels = np.zeros(support.shape, np.int32)
     boxes: list[tuple[int, int, int, int]] = []
@@ -229,6 +231,7 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
         image_boxes, image_labels = [], []
         label_map = torch.from_numpy(labels[b])
         for label in range(1, count):
+            check_cancel()
             box = mask_ops.support_box(label_map == label)
             image_boxes.append(_pad_box(box, settings, height, width))
             image_labels.append([label])
@@ -338,7 +341,8 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     return out
 
 
-def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings
+def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings,
+                    check_cancel: Callable[[], None] = lambda: None
                     ) -> tuple[Regions, torch.Tensor, torch.Tensor]:
     """DilateBlurPad: fit the mask to the image (resizing it when its size differs, as the
     vendors do; `regions.notes` says so), plan the windows, crop. Returns the regions, the crops
@@ -349,7 +353,7 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
     batch, height, width = image.shape[:3]
     user_mask, notes = mask_ops.fit_to_image(mask.to(image.device), batch, height, width)
     # Near-binary values (0.98 from a brush or a JPEG) snap to 0 and 1 so no ghost is left.
-    regions = plan_regions(mask_ops.clean(user_mask), settings)
+    regions = plan_regions(mask_ops.clean(user_mask), settings, check_cancel)
     regions = replace(regions, notes=notes + regions.notes)
     crops, crop_masks = crop(image, regions)
     return regions, crops, crop_masks

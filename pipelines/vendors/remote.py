@@ -387,31 +387,38 @@ async def _decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
 
 
 async def _run_units(units: list[Callable[[], Awaitable]], concurrency: int,
-                     check_cancel: Callable[[], None], on_progress: Callable[[], None]
-                     ) -> list[Any]:
-    """Run the units concurrently; check for an interrupt every 0.2 s; the first failure (or
-    the interrupt) cancels the rest."""
+                     on_progress: Callable[[], None]) -> list[Any]:
+    """Run the units concurrently; the first failure cancels the rest."""
     gate = asyncio.Semaphore(concurrency)
 
     async def gated(unit: Callable[[], Awaitable]) -> Any:
         async with gate:
-            return await unit()
+            result = await unit()
+        on_progress()
+        return result
 
     tasks = [asyncio.ensure_future(gated(unit)) for unit in units]
     try:
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.2,
-                                               return_when=asyncio.FIRST_COMPLETED)
-            check_cancel()
-            for task in done:
-                task.result()
-                on_progress()
-        return [task.result() for task in tasks]
+        return await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _cancellable(work: Awaitable, check_cancel: Callable[[], None]) -> Any:
+    """Await `work`, checking for an interrupt every 0.2 s whatever it is waiting on (a
+    project, an upload, a server that never answers); an interrupt cancels it at once."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            if not task.done():
+                check_cancel()
+        return task.result()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSettings,
@@ -458,7 +465,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
                     units = run.photio_units(rgb, mask)
                 else:
                     units = run.octoai_units(rgb)
-                return await _run_units(units, settings.concurrency, check_cancel, on_progress)
+                return await _run_units(units, settings.concurrency, on_progress)
             except BaseException:
                 if run.jobs:
                     on_status(f"stopped; {vendor} documents no cancel, so job(s) "
@@ -466,7 +473,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
                 raise
 
     try:
-        outputs = await asyncio.wait_for(main(), settings.timeout)
+        outputs = await asyncio.wait_for(_cancellable(main(), check_cancel), settings.timeout)
     except asyncio.TimeoutError:
         raise VendorError(vendor, "timeout", f"no result within {settings.timeout:g} s "
                           "(timeout_s)") from None

@@ -13,7 +13,7 @@ from fake_vendors import ENV, Fault, FakeOctoAI, FakePhotio, FakePICPIK, FakePik
 from pack_paths import PACK_ROOT
 from region_repair.pipelines.vendors import http, keys, remote
 from region_repair.pipelines.vendors.http import VendorError
-from vendor_testing import bounded, run, scene, with_client
+from vendor_testing import bounded, interrupt_latency, run, scene, silent_server, with_client
 
 
 def test_keys_come_from_the_environment_first_then_the_file(tmp_path):
@@ -346,3 +346,20 @@ def test_picpik_image2image_strength_is_checked_before_any_request():
 def test_options_refuse_non_finite_numbers(text):
     with pytest.raises(ValueError, match=r"options: (NaN|Infinity|-Infinity) is not a finite"):
         remote.parse_options(text)
+
+
+# --- interrupt within a second, whatever the run is waiting on --------------------------------
+@pytest.mark.parametrize("route", ["POST /project", "POST /upload", "PUT /upload/{token}"])
+def test_interrupt_during_piktid_project_creation_and_uploads(route):
+    with serve(FakePiktID()) as fake:
+        fake.fail(route, Fault.slow(60))
+        latency = interrupt_latency("piktid/detail-repair", fake.url)
+        assert fake.requests_to(route), "the run did not reach the slow call"
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"
+
+
+@pytest.mark.parametrize("endpoint", [e.value for e in remote.Endpoint])
+def test_interrupt_while_a_server_never_answers(endpoint):
+    with silent_server() as url:
+        latency = interrupt_latency(endpoint, url)
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"

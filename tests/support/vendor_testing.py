@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -80,6 +81,35 @@ def inside_changed(result: torch.Tensor, image: torch.Tensor, mask: torch.Tensor
     inside = (mask.expand(image.shape[0], -1, -1) > 0.5).repeat(k, 1, 1)
     changed = (result - image.repeat(k, 1, 1, 1)).abs().amax(-1) > 0.05
     return changed[inside].float().mean().item()
+
+
+def interrupt_latency(endpoint: str, url: str, after: float = 0.3, **overrides) -> float:
+    """Start a run whose interrupt is raised from `after` seconds on (as ComfyUI's flag is
+    checked); return the seconds between the interrupt and the run's end. Default timeouts, so
+    a wait that ignored the interrupt would last a minute."""
+    start = time.monotonic()
+
+    def check_cancel() -> None:
+        if time.monotonic() - start > after:
+            raise InterruptedError("interrupted")
+
+    image, mask = scene()
+    values = {"timeouts": Timeouts(), "prompt": "navy", **overrides}
+    try:
+        bounded(remote.run_remote(image, mask, settings(endpoint, url, **values),
+                                  env=allowing(endpoint, url), check_cancel=check_cancel))
+    except InterruptedError:
+        return time.monotonic() - start - after
+    raise AssertionError("the run ended without being interrupted")
+
+
+@contextmanager
+def silent_server():
+    """A loopback URL that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def closed_url() -> str:
