@@ -8,7 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines.vendors import remote
-from ._comfy import check_interrupt, progress_and_cancel, report, to_output
+from ._comfy import check_interrupt, finite_inputs, progress_and_cancel, report, to_output
 
 
 class RemoteVendorInpaint(io.ComfyNode):
@@ -70,6 +70,7 @@ class RemoteVendorInpaint(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     async def execute(cls, image: torch.Tensor, mask: torch.Tensor, endpoint: str,  # type: ignore[override]
                       base_url: str, prompt: str, negative_prompt: str, candidates: int,
                       seed: int, options: str, blend: bool, feather: int, timeout_s: int,

@@ -8,7 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines import detail_repair as repair
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
 
@@ -73,12 +73,14 @@ class GuidedBlendInpaint(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, mode: str, category: str, reviewer_note: str,  # type: ignore[override]
                 image_notes: str, context_factor: float, processing_size: int,
                 num_candidates: int, reference_denoise: float, feather: int,
                 add_ai_watermark: bool, seed: int, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, denoise: float, mask=None, region=None, references=None,
                 model=None, vae=None, positive=None, negative=None, clip=None) -> io.NodeOutput:
+        category = repair.Category(category)  # unknown values are an error, model or not
         settings = repair.RepairSettings(mode, context_factor, num_candidates, seed,
                                          processing_size, denoise, reference_denoise, feather,
                                          add_ai_watermark)

@@ -134,8 +134,10 @@ def _detail(payload: Any) -> str:
     if "field" in payload and "message" in payload:  # PiktID's detail entries
         return f"{payload['field']}: {payload['message']}" if payload["field"] else \
             str(payload["message"])
-    parts = [_detail(payload.get(key)) for key in ("error", "message", "Message", "detail")]
-    return " - ".join(part for part in parts if part)
+    # Photio puts its reason in `body` (the image's field on success; errors only come here).
+    parts = [_detail(payload.get(key)) for key in ("error", "message", "Message", "detail",
+                                                    "body")]
+    return " - ".join(part for part in parts if part)[:300]
 
 
 @dataclass

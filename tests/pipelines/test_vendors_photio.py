@@ -157,3 +157,22 @@ def test_four_candidates_run_concurrently():
     ratio = four / one
     print(f"photio: 1 candidate {one:.3f} s, 4 candidates {four:.3f} s, ratio {ratio:.2f}")
     assert ratio <= 1.3
+
+
+def test_a_400_keeps_photio_s_reason():
+    with serve(FakePhotio()) as fake:
+        fake.fail("POST /v1/inference/regen", Fault.status_code(
+            400, body={"status_code": 400, "body": "prompt contains banned words"}))
+        image, mask = scene()
+        with pytest.raises(VendorError, match="HTTP 400 bad request .*: prompt contains banned "
+                                              "words"):
+            run(image, mask, EP, fake.url)
+
+
+@pytest.mark.parametrize("code", ["abc", None, [500], 2.5])
+def test_a_status_code_that_is_not_a_number_is_a_named_error(code):
+    with serve(FakePhotio()) as fake:
+        fake.envelope_errors = [code]
+        image, mask = scene()
+        with pytest.raises(VendorError, match="status_code that is not a number"):
+            run(image, mask, EP, fake.url)
