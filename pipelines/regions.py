@@ -115,8 +115,12 @@ class WindowSettings:
             object.__setattr__(self, name, kind(getattr(self, name)))
 
 
+# The largest crop side, as processing_size's cap: bigger crops stall the next node for minutes.
+MAX_BUCKET_SIDE = 8192
+
+
 def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ...]:
-    """`512x512, 768x512` (width x height) to a tuple of sizes."""
+    """`512x512, 768x512` (width x height) to a tuple of sizes, each side 8..8192."""
     sizes = []
     for item in text.replace(";", ",").replace("\n", ",").split(","):
         if not item.strip():
@@ -128,6 +132,9 @@ def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ..
             raise ValueError(f"{name}: {item.strip()!r} is not WIDTHxHEIGHT, e.g. 768x512") from None
         if width < 8 or height < 8:
             raise ValueError(f"{name}: {item.strip()!r} is too small; each side must be >= 8")
+        if max(width, height) > MAX_BUCKET_SIDE:
+            raise ValueError(f"{name}: {item.strip()!r} is too large; each side must be <= "
+                             f"{MAX_BUCKET_SIDE}")
         sizes.append((width, height))
     if not sizes:
         raise ValueError(f"{name}: no size given; expected a list like 512x512, 768x512")
@@ -319,6 +326,11 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     all windows of candidate 0, then candidate 1, ...); the result has k images per input image.
     A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical.
     """
+    if tuple(image.shape[:3]) != tuple(regions.user_mask.shape):
+        batch, height, width = regions.user_mask.shape
+        raise ValueError(f"image: {image.shape[0]} image(s) of {image.shape[2]}x{image.shape[1]}"
+                         f", but the region was made for {batch} of {width}x{height}; connect "
+                         "the image given to Dilate Blur Pad")
     count = len(regions.windows)
     if crops.shape[0] % count:
         raise ValueError(f"crops: {crops.shape[0]} images for {count} regions; expected a "
