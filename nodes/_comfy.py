@@ -87,7 +87,7 @@ def finite_inputs(execute: Callable) -> Callable:
     def check(cls, args: tuple, kwargs: dict) -> None:
         values = signature.bind_partial(cls, *args, **kwargs).arguments
         values.update(values.pop(extra[0], {}) if extra else {})  # inputs taken as **kwargs
-        for spec in cls.GET_SCHEMA().inputs:
+        for spec in cls.define_schema().inputs:  # GET_SCHEMA writes to the class (locked)
             value = values.get(spec.id)
             items = value if isinstance(value, list) else [value]
             if isinstance(spec, io.Float.Input):
