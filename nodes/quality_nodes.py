@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines import quality
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 
 # One widget per threshold: (name, min, max, step, tooltip); defaults from quality.Thresholds.
 THRESHOLDS = {
@@ -79,6 +79,7 @@ class QualityCheck(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, original: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
                 info: str | None = None, references: torch.Tensor | None = None,
                 **thresholds) -> io.NodeOutput:

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..pipelines.regions import BLEND_HELP, Blend
 from ..pipelines.vendors import remote
-from ._comfy import check_interrupt, progress_and_cancel, report, to_output
+from ._comfy import check_interrupt, finite_inputs, progress_and_cancel, report, to_output
 
 
 class RemoteVendorInpaint(io.ComfyNode):
@@ -36,8 +36,11 @@ class RemoteVendorInpaint(io.ComfyNode):
                                tooltip="Vendor and endpoint. octoai-compatible/adetailer takes "
                                "no mask (it detects faces or hands); blend keeps it in yours."),
                 io.String.Input("base_url", default="",
-                                tooltip="Empty: the vendor's documented URL. Required for the "
-                                "OctoAI-compatible endpoint (OctoAI shut down in 2024)."),
+                                tooltip="Empty: the vendor's documented URL. Another host "
+                                "gets no key unless allowed outside the graph "
+                                "(REGION_REPAIR_<VENDOR>_HOSTS or allowed_hosts in the keys "
+                                "file). Required for the OctoAI-compatible endpoint (OctoAI "
+                                "shut down in 2024)."),
                 io.String.Input("prompt", default="", multiline=True,
                                 tooltip="PiktID reviewer_note / instruction, PICPIK "
                                 "PositivePrompts, Photio and adetailer prompt."),
@@ -75,6 +78,7 @@ class RemoteVendorInpaint(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     async def execute(cls, image: torch.Tensor, mask: torch.Tensor, endpoint: str,  # type: ignore[override]
                       base_url: str, prompt: str, negative_prompt: str, candidates: int,
                       seed: int, options: str, blend: bool, feather: int, timeout_s: int,

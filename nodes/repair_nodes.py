@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..pipelines import detail_repair as repair
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
 
@@ -84,6 +84,7 @@ class GuidedBlendInpaint(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, mode: str, category: str, reviewer_note: str,  # type: ignore[override]
                 image_notes: str, context_factor: float, processing_size: int,
                 num_candidates: int, reference_denoise: float, feather: int,
@@ -91,6 +92,7 @@ class GuidedBlendInpaint(io.ComfyNode):
                 scheduler: str, denoise: float, mask=None, region=None, references=None,
                 model=None, vae=None, positive=None, negative=None, clip=None,
                 blend: str = region_ops.Blend.SEAMLESS.value) -> io.NodeOutput:
+        category = repair.Category(category)  # unknown values are an error, model or not
         settings = repair.RepairSettings(mode, context_factor, num_candidates, seed,
                                          processing_size, denoise, reference_denoise, feather,
                                          add_ai_watermark, blend)

@@ -240,6 +240,10 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     reference = region_ops.crop(warped, regions)[0] if aligned else None
     engine = (Engine.DIFFUSION if generator is not None
               else Engine.REFERENCE_WARP if aligned else Engine.CLASSICAL_FILL)
+    if engine is Engine.CLASSICAL_FILL and any(bool((m > 0).all()) for m in crop_masks):
+        regions = replace(regions, notes=[*regions.notes, "the mask covers its whole window, "
+                                          "so the classical fill has no context to draw from "
+                                          "(a flat result): connect a model, or mask less"])
 
     pixels, gen_mask, hidden = generator_inputs(settings.mode, crops, crop_masks, guidance,
                                                 reference)

@@ -113,6 +113,16 @@ def test_watermark_withdraws_the_outside_promise():
     assert not torch.equal(result.images[0, -5:, -5:], image[0, -5:, -5:])
 
 
+def test_an_all_ones_mask_filled_without_context_says_so():
+    image, _ = scene(size=(32, 40))
+    result = repair.repair(image, torch.ones(1, 32, 40), RepairSettings(processing_size=64))
+    assert any("no context" in note for note in result.regions.notes)
+    assert any("no context" in note for note in result.info[0]["notes"])
+    image, mask = scene()  # a mask with surroundings: no such note
+    result = repair.repair(image, mask, RepairSettings(processing_size=64))
+    assert not any("no context" in note for note in result.regions.notes)
+
+
 def test_compose_prompt_per_category():
     positive, negative = repair.compose_prompt("logo", "fix the first letter", ["serif font"])
     assert "logo" in positive and "fix the first letter" in positive and "serif font" in positive
