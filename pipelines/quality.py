@@ -52,6 +52,18 @@ REGION_SIZE = 256
 # A ratio to its threshold counts at most this much in the penalty, so one wild number (an
 # unalignable candidate) does not drown every other difference.
 RATIO_CAP = 10.0
+# The surroundings' texture (rms ΔE of the outer band from the band beyond it) is taken as at
+# least this, so a flat synthetic background does not make any speck of old content "contrast".
+TEXTURE_FLOOR = 1.0
+# residue fires only where the input's inner ring stands out from what its surroundings predict
+# by this many times their own texture: below it the old content looks like its surroundings
+# (a speck's mask grown onto a plain wall) and nothing of it can show, whatever survives.
+MIN_RESIDUE_CONTRAST = 1.5
+# The generators (info `node`) that replace the masked content, so that old content surviving
+# there is residue; recolour keeps the structure by design, as does a kept detail whose
+# references did not align (`reference_unaligned`).
+REPLACING_NODES = ("GuidedBlendInpaint", "RemoteVendorInpaint")
+KEEPING_ENDPOINTS = ("piktid/garment-recolor",)
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -63,10 +75,11 @@ class Thresholds:
     max_outside_mean: float = 1.0         # outside_mask_changed: mean |change|, 8-bit levels
     max_seam_delta_e: float = 3.0         # seam: excess ΔE2000 across the mask's edge
     max_seam_gradient: float = 3.0        # seam: excess luminance gradient on the edge, L*/px
-    seam_width: int = 4                   # px each side of the edge that the seam compares
+    seam_width: int = 4                   # px each side of the edge that seam and residue compare
     min_reference_similarity: float = 0.5  # reference_mismatch: band-pass correlation, -1..1
     max_target_delta_e: float = 3.0       # color_target: ΔE2000 of the mean colour to target
     max_color_spread: float = 2.0         # color_target: ΔE2000 to the set's mean colour
+    max_residue: float = 0.6              # residue: share of the old inner ring kept, 0..1
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -75,6 +88,8 @@ class Thresholds:
         if not -1 <= self.min_reference_similarity < 1:
             raise ValueError(f"min_reference_similarity: {self.min_reference_similarity} must "
                              "be in -1..1 (1 excluded)")
+        if self.max_residue >= 1:
+            raise ValueError(f"max_residue: {self.max_residue} must be in 0..1 (both excluded)")
 
 
 @dataclass
@@ -243,51 +258,123 @@ def _geometry_scores(fit: dict | None) -> dict:
             "alignment_correlation": fit["correlation"]}
 
 
-# --- seam ---------------------------------------------------------------------------------------
+# --- the mask's edge: seam and residue ----------------------------------------------------------
 
-def seam(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
-         ) -> list[tuple[float, float]]:
-    """Discontinuity across the edge of `inside` ([H, W] bool) for the original ([H, W, 3])
-    and then each candidate ([k, H, W, 3]): per image, on the one-pixel lines either side of
-    the edge, the mean ΔE2000 between the mean Lab colours of the band pixels just inside and
-    just outside (within `width` px, in a box of 2*width+1 px), and the mean luminance gradient
-    (Sobel, L* per pixel). Everything is gathered at the line pixels, so the cost follows the
-    edge's length, not the mask's area."""
-    x0, y0, x1, y1 = mask_ops.support_box(inside, 2 * width + 2)
+def _box_means(values: torch.Tensor, where: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
+               radius: int) -> torch.Tensor:
+    """Mean of `values` ([n, H, W, c]) over the pixels `where` ([H, W] bool) in the box of
+    2*radius+1 px around each point (ys, xs): [n, P, c], from integral images (float64, so the
+    differences of large sums stay exact), whatever the radius."""
+    height, width = where.shape
+    weight = where.to(torch.float64)[None, ..., None].expand(values.shape[0], -1, -1, 1)
+    stacked = torch.cat([values.double() * weight, weight], -1)
+    integral = F.pad(stacked.cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
+    top, bottom = (ys - radius).clamp(0, height), (ys + radius + 1).clamp(0, height)
+    left, right = (xs - radius).clamp(0, width), (xs + radius + 1).clamp(0, width)
+    sums = (integral[:, bottom, right] - integral[:, top, right] - integral[:, bottom, left]
+            + integral[:, top, left])
+    return (sums[..., :-1] / sums[..., -1:].clamp_min(1e-9)).float()
+
+
+def _sobel(luminance: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """Mean Sobel gradient magnitude of `luminance` ([n, H, W]) at the points: [n]."""
+    steps = torch.arange(-1, 2, device=luminance.device)
+    dy, dx = (t.flatten() for t in torch.meshgrid(steps, steps, indexing="ij"))
+    rows = (ys[:, None] + dy).clamp(0, luminance.shape[1] - 1)
+    cols = (xs[:, None] + dx).clamp(0, luminance.shape[2] - 1)
+    around = luminance[:, rows, cols]  # [n, P, 9], row-major 3x3
+    sobel = torch.tensor([-1.0, 0, 1, -2, 0, 2, -1, 0, 1], device=luminance.device) / 8
+    return torch.hypot(around @ sobel, around @ sobel.view(3, 3).T.flatten()).mean(-1)
+
+
+def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
+         ) -> list[dict]:
+    """Seam and residue of each candidate ([k, H, W, 3]) at the edge of `inside` ([H, W] bool,
+    neither empty nor full), judged against the untouched surroundings of the original
+    ([H, W, 3]); everything on the mask's box. Bands: `inner`, the `width` px just inside the
+    edge; `outer`, the `width` px just outside; `beyond`, the next `width` px out.
+
+    - residue: how much of the input's own inner ring survives in the candidate. Each inner
+      pixel's prediction from the outside is the mean of the outer band around it (a box of
+      2*width px); with `old` the input's deviation from it and `new` the candidate's, the
+      fraction is the regression slope sum(new . old) / sum(|old|^2) (Lab): 1 for the input
+      unchanged, 0 for content that does not follow it. `contrast` says whether there is
+      anything to survive: the rms of `old` over the rms deviation of the outer band from
+      the band beyond it (the surroundings' own texture at the same distance).
+    - seam: on the one-pixel lines either side of the edge, the ΔE2000 between the candidate's
+      mean colours of the inner and outer bands around each line pixel (box of 2*width+1 px),
+      and the Sobel gradient of L*. The allowance is the same step measured one band further
+      out, between the outer band and the band beyond (the texture's own variation), plus the
+      input's own step across the edge in the share the candidate kept of it (the residue
+      fraction), so a kept edge is left to `residue` and does not read as a seam.
+    """
+    x0, y0, x1, y1 = mask_ops.support_box(inside, 2 * width + 3)
     support = inside[y0:y1, x0:x1][None].float()
-    inner = ((mask_ops.dilate(1 - support, width) > 0) & (support > 0))[0]
-    outer = mask_ops.ring(support, width)[0]
-    line = ((mask_ops.dilate(1 - support, 1) > 0) & (support > 0)
-            | mask_ops.ring(support, 1))[0]
-    band = inner | outer
+
+    def inner_of(pixels: int) -> torch.Tensor:
+        return ((mask_ops.dilate(1 - support, pixels) > 0) & (support > 0))[0]
+
+    def outer_of(pixels: int) -> torch.Tensor:
+        return mask_ops.ring(support, pixels)[0]
+
+    inner, outer = inner_of(width), outer_of(width)
+    beyond = outer_of(2 * width) & ~outer
+    edge_line = inner_of(1) | outer_of(1)
+    texture_line = outer_of(width + 1) & ~outer_of(width - 1)
     crop = torch.cat([original[None, y0:y1, x0:x1], candidates[:, y0:y1, x0:x1]])
+    looked_at = inner_of(width + 1) | outer_of(2 * width + 1)  # bands and Sobel neighbours
     lab = torch.zeros(crop.shape, dtype=torch.float32, device=crop.device)
-    lab[:, band] = srgb_to_lab(crop[:, band][:, :, None])[:, :, 0]  # Lab only where looked at
+    lab[:, looked_at] = srgb_to_lab(crop[:, looked_at][:, :, None])[:, :, 0]
+    old_lab = lab[:1]
 
-    ys, xs = torch.nonzero(line, as_tuple=True)
+    # residue
+    ys, xs = torch.nonzero(inner, as_tuple=True)
+    predicted = _box_means(old_lab, outer, ys, xs, 2 * width)[0]
+    old = old_lab[0, ys, xs] - predicted
+    new = lab[1:, ys, xs] - predicted
+    energy = float((old * old).sum())
+    # Per layer of depth (1 px each), so a thin outline counts in full: the most kept layer.
+    depth = sum(inner_of(d).to(torch.int64) for d in range(1, width + 1))[ys, xs]
+    layer = F.one_hot(width - depth, width).to(old.dtype)  # [P, width], 0 = the edge
+    layer_energy = ((old * old).sum(-1) @ layer).clamp_min(1e-9)
+    fraction = (((new * old).sum(-1) @ layer) / layer_energy).clamp(0, 1).amax(-1)
+    ys, xs = torch.nonzero(outer, as_tuple=True)
+    texture = old_lab[0, ys, xs] - _box_means(old_lab, beyond, ys, xs, 2 * width)[0]
+    contrast = math.sqrt(energy / len(old)) / max(float(texture.square().sum(-1).mean().sqrt()),
+                                                  TEXTURE_FLOOR)
 
-    def around(radius: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row and column indices [P, (2r+1)²] of the box around each line pixel."""
-        steps = torch.arange(-radius, radius + 1, device=lab.device)
-        dy, dx = (t.flatten() for t in torch.meshgrid(steps, steps, indexing="ij"))
-        return ((ys[:, None] + dy).clamp(0, line.shape[0] - 1),
-                (xs[:, None] + dx).clamp(0, line.shape[1] - 1))
+    # seam
+    def steps(images: torch.Tensor, near: torch.Tensor, far: torch.Tensor, line: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ΔE2000 between the mean colours of two bands around each pixel of `line`: the mean
+        of these local steps, and the step between their averages along the whole line (a
+        colour offset all along the edge, which the texture's own steps average out of)."""
+        ys, xs = torch.nonzero(line, as_tuple=True)
+        a, b = _box_means(images, near, ys, xs, width), _box_means(images, far, ys, xs, width)
+        return ciede2000(a, b).mean(-1).float(), ciede2000(a.mean(1), b.mean(1)).float()
 
-    rows, cols = around(width)
-    values = lab[:, rows, cols]  # [n, P, K, 3]
+    local, offset = steps(lab, inner, outer, edge_line)
+    texture_local, texture_offset = steps(old_lab, outer, beyond, texture_line)
+    gradient = _sobel(lab[..., 0], *torch.nonzero(edge_line, as_tuple=True))
+    texture_gradient = _sobel(old_lab[..., 0], *torch.nonzero(texture_line, as_tuple=True))
+    # The allowance: the surroundings' own variation (or the input's own, where it is lower:
+    # the two agree where the old content continues its surroundings), and, where the old
+    # content stands out, the share of the input's edge that the candidate kept: that is
+    # residue's to judge, not the seam's.
+    kept = fraction if contrast > MIN_RESIDUE_CONTRAST else torch.zeros_like(fraction)
 
-    def local_mean(where: torch.Tensor) -> torch.Tensor:
-        weight = where[rows, cols].float()[None, ..., None]
-        return (values * weight).sum(2) / weight.sum(2).clamp_min(1e-6)
+    def excess(measured: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        return measured[1:] - torch.minimum(texture, measured[:1]) - kept * measured[0]
 
-    delta_e = ciede2000(local_mean(inner), local_mean(outer)).mean(-1)
-    rows, cols = around(1)
-    lum = lab[:, rows, cols, 0]  # [n, P, 9], row-major 3x3
-    sobel = torch.tensor([-1.0, 0, 1, -2, 0, 2, -1, 0, 1], device=lab.device) / 8
-    gx = lum @ sobel
-    gy = lum @ sobel.view(3, 3).T.flatten()
-    gradient = torch.hypot(gx, gy).mean(-1)
-    return [(float(d), float(g)) for d, g in zip(delta_e, gradient)]
+    seam_delta_e = torch.maximum(excess(local, texture_local), excess(offset, texture_offset))
+    seam_gradient = excess(gradient, texture_gradient)
+    return [{"seam_delta_e": float(seam_delta_e[k]), "seam_gradient": float(seam_gradient[k]),
+             "residue": float(fraction[k]), "residue_contrast": contrast}
+            for k in range(candidates.shape[0])]
+
+
+EMPTY_EDGE = {"seam_delta_e": None, "seam_gradient": None, "residue": None,
+              "residue_contrast": None}
 
 
 # --- references ---------------------------------------------------------------------------------
@@ -378,11 +465,21 @@ def mean_lab(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # --- verdict ------------------------------------------------------------------------------------
 
+def replaces_content(entry: dict | None) -> bool | None:
+    """Whether the generator's info says it replaced the masked content (None without info)."""
+    if entry is None:
+        return None
+    return bool(entry.get("node") in REPLACING_NODES and entry.get("endpoint") not in KEEPING_ENDPOINTS
+            and not entry.get("reference_unaligned"))
+
+
 def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: float
-             ) -> tuple[list[str], float]:
-    """Reasons (in the order of the module docstring) and the penalty: the sum of each
-    measured number's ratio to its threshold (capped at RATIO_CAP). A rotation counts as a
-    framing shift by how far it moves the frame's corners."""
+             ) -> tuple[list[str], float, float]:
+    """Reasons (in the order of the module docstring), the penalty: the sum of each measured
+    number's ratio to its threshold (capped at RATIO_CAP), and the tie-break for equal
+    penalties: how far the edge's step and gradient are from the surroundings' own, either way,
+    over their thresholds, plus the residue ratio. A rotation counts as a framing shift by how
+    far it moves the frame's corners."""
     ratios: dict[str, float] = {}
     forced: set[str] = set()
     if "shift_px" in scores:
@@ -395,12 +492,23 @@ def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: flo
     ratios["outside_mask_changed"] = scores["outside_mean"] / t.max_outside_mean
     if entry is not None and entry.get("blend") == "mask" and scores["outside_max"] > 0:
         forced.add("outside_mask_changed")  # the generator promised exactly 0 there
+    tie_break = 0.0
     if scores.get("seam_delta_e") is not None:
-        ratios["seam"] = max(scores["seam_delta_e"] / t.max_seam_delta_e,
-                             scores["seam_gradient"] / t.max_seam_gradient)
+        step, gradient = (scores["seam_delta_e"] / t.max_seam_delta_e,
+                          scores["seam_gradient"] / t.max_seam_gradient)
+        ratios["seam"] = max(step, gradient, 0.0)
+        tie_break = abs(step) + abs(gradient)  # an edge smoother than its surroundings is a smear
+        # Without info the image alone decides (see docs/quality.md).
+        if (scores["content_replaced"] is not False
+                and scores["residue_contrast"] > MIN_RESIDUE_CONTRAST):
+            ratios["residue"] = scores["residue"] / t.max_residue
+            tie_break += ratios["residue"]
     if scores.get("references_used") is False:
         forced.add("no_reference")
         ratios["no_reference"] = 1.0
+    if scores.get("reference_unaligned"):
+        forced.add("reference_unaligned")
+        ratios["reference_unaligned"] = 1.0
     if "reference_similarity" in scores:
         similarity = scores["reference_similarity"]
         ratios["reference_mismatch"] = RATIO_CAP if similarity is None else (
@@ -409,7 +517,7 @@ def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: flo
         ratios["color_target"] = max(scores["target_delta_e"] / t.max_target_delta_e,
                                      scores["color_spread_delta_e"] / t.max_color_spread)
     reasons = [name for name, ratio in ratios.items() if ratio > 1 or name in forced]
-    return reasons, sum(min(ratio, RATIO_CAP) for ratio in ratios.values())
+    return reasons, sum(min(ratio, RATIO_CAP) for ratio in ratios.values()), tie_break
 
 
 def _round(value):
@@ -476,7 +584,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             fits = dict(zip(moved, geometry(_pooled_gray(original[None], factor)[0],
                                             _pooled_gray(movers, factor), keep,
                                             (height, width), factor)))
-        seams = (seam(original, group, edited, thresholds.seam_width)
+        edges = (edge(original, group, edited, thresholds.seam_width)
                  if edited.any() and not edited.all() else None)
         compare = refs if edited.any() else []  # an empty mask has no region to compare
         aligned = [(r, h) for r, h in ((r, align_reference(original, outside, r))
@@ -496,12 +604,12 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             if checked:
                 s.update(_geometry_scores(fits[j] if j in fits else IDENTITY))
             s["outside_max"], s["outside_mean"], s["outside_changed_fraction"] = changes[position]
-            s["seam_delta_e"] = None if seams is None else max(0.0, seams[position + 1][0]
-                                                                - seams[0][0])
-            s["seam_gradient"] = None if seams is None else max(0.0, seams[position + 1][1]
-                                                                 - seams[0][1])
             entry = entries[j] if entries else None
+            s.update(EMPTY_EDGE if edges is None else edges[position])
+            s["content_replaced"] = replaces_content(entry)
             s["references_used"] = None if entry is None else entry.get("references_used")
+            s["reference_unaligned"] = (None if entry is None
+                                        else bool(entry.get("reference_unaligned")))
             if compare:
                 s["reference_similarity"] = max((sim[position] for sim in similarities),
                                                 default=None)
@@ -529,7 +637,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
     entries_out, ranking = [], []
     for j in range(count):
         entry = entries[j] if entries else None
-        reasons, penalty = _verdict(scores[j], entry, thresholds, half_diagonal)
+        reasons, penalty, tie_break = _verdict(scores[j], entry, thresholds, half_diagonal)
         note = scores[j].pop("note", None)
         entries_out.append({"input_index": j, "image_index": image_index[j],
                             "candidate_index": candidate_index[j],
@@ -537,7 +645,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                             "penalty": round(penalty, 4), "rank": None,
                             "scores": {k: _round(v) for k, v in scores[j].items()},
                             "notes": [note] if note else []})
-        ranking.append((image_index[j], len(reasons), penalty, j))
+        ranking.append((image_index[j], len(reasons), penalty, tie_break, j))
     order = [j for *_, j in sorted(ranking)]
     best = []
     for j in order:
