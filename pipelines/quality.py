@@ -262,18 +262,17 @@ def _geometry_scores(fit: dict | None) -> dict:
 
 def _box_means(values: torch.Tensor, where: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
                radius: int) -> torch.Tensor:
-    """Mean of `values` ([n, H, W, c]) over the pixels `where` ([H, W] bool) in the box of
-    2*radius+1 px around each point (ys, xs): [n, P, c], from integral images (float64, so the
-    differences of large sums stay exact), whatever the radius."""
-    height, width = where.shape
-    weight = where.to(torch.float64)[None, ..., None].expand(values.shape[0], -1, -1, 1)
-    stacked = torch.cat([values.double() * weight, weight], -1)
-    integral = F.pad(stacked.cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
-    top, bottom = (ys - radius).clamp(0, height), (ys + radius + 1).clamp(0, height)
-    left, right = (xs - radius).clamp(0, width), (xs + radius + 1).clamp(0, width)
-    sums = (integral[:, bottom, right] - integral[:, top, right] - integral[:, bottom, left]
-            + integral[:, top, left])
-    return (sums[..., :-1] / sums[..., -1:].clamp_min(1e-9)).float()
+    """Mean of `values` ([n, H, W, c <= 3]) over the pixels `where` ([H, W] bool) in the box of
+    2*radius+1 px around each point (ys, xs): [n, P, c]. OpenCV's box filter (running sums,
+    zero beyond the crop) costs the same whatever the radius."""
+    weight = where.to(values.dtype)
+    stacked = torch.cat([values * weight[..., None],
+                         weight.expand(values.shape[:-1])[..., None]], -1).cpu().numpy()
+    size = (2 * radius + 1, 2 * radius + 1)
+    sums = np.stack([cv2.boxFilter(image, -1, size, normalize=False,
+                                   borderType=cv2.BORDER_CONSTANT) for image in stacked])
+    sums = torch.from_numpy(sums[:, ys.cpu().numpy(), xs.cpu().numpy()]).to(values.device)
+    return sums[..., :-1] / sums[..., -1:].clamp_min(0.5)
 
 
 def _sobel(luminance: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -287,42 +286,44 @@ def _sobel(luminance: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch
     return torch.hypot(around @ sobel, around @ sobel.view(3, 3).T.flatten()).mean(-1)
 
 
+def _distances(support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distance of every pixel inside `support` (bool) to the nearest pixel outside
+    it, and of every pixel outside to the nearest inside (0 elsewhere); pixels beyond the
+    image do not count, so the image's border neither grows nor erodes the mask."""
+    inside = support.astype(np.uint8)
+    return (cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE),
+            cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+
+
 def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
          ) -> list[dict]:
     """Seam and residue of each candidate ([k, H, W, 3]) at the edge of `inside` ([H, W] bool,
     neither empty nor full), judged against the untouched surroundings of the original
-    ([H, W, 3]); everything on the mask's box. Bands: `inner`, the `width` px just inside the
-    edge; `outer`, the `width` px just outside; `beyond`, the next `width` px out.
+    ([H, W, 3]), on the mask's box. Bands by distance to the edge: `inner`, the `width` px
+    just inside; `outer`, the `width` px just outside; `beyond`, the next `width` px out.
 
-    - residue: how much of the input's own inner ring survives in the candidate. Each inner
+    - residue: how much of the input's own inner band survives in the candidate. Each inner
       pixel's prediction from the outside is the mean of the outer band around it (a box of
       2*width px); with `old` the input's deviation from it and `new` the candidate's, the
-      fraction is the regression slope sum(new . old) / sum(|old|^2) (Lab): 1 for the input
-      unchanged, 0 for content that does not follow it. `contrast` says whether there is
-      anything to survive: the rms of `old` over the rms deviation of the outer band from
+      kept share is the regression slope sum(new . old) / sum(|old|^2) (Lab) per 1-px layer
+      of depth, and the most kept layer counts (so a thin outline counts in full): 1 for the
+      input unchanged, 0 for content that does not follow it. `contrast` says whether there
+      is anything to survive: the rms of `old` over the rms deviation of the outer band from
       the band beyond it (the surroundings' own texture at the same distance).
-    - seam: on the one-pixel lines either side of the edge, the ΔE2000 between the candidate's
-      mean colours of the inner and outer bands around each line pixel (box of 2*width+1 px),
-      and the Sobel gradient of L*. The allowance is the same step measured one band further
-      out, between the outer band and the band beyond (the texture's own variation), plus the
-      input's own step across the edge in the share the candidate kept of it (the residue
-      fraction), so a kept edge is left to `residue` and does not read as a seam.
+    - seam: on the lines either side of the edge, the ΔE2000 between the candidate's mean
+      colours of the inner and outer bands around each line pixel (box of 2*width+1 px), and
+      the Sobel gradient of L*, minus an allowance: the same measured one band further out,
+      between the outer band and the band beyond (the texture's own variation).
     """
     x0, y0, x1, y1 = mask_ops.support_box(inside, 2 * width + 3)
-    support = inside[y0:y1, x0:x1][None].float()
-
-    def inner_of(pixels: int) -> torch.Tensor:
-        return ((mask_ops.dilate(1 - support, pixels) > 0) & (support > 0))[0]
-
-    def outer_of(pixels: int) -> torch.Tensor:
-        return mask_ops.ring(support, pixels)[0]
-
-    inner, outer = inner_of(width), outer_of(width)
-    beyond = outer_of(2 * width) & ~outer
-    edge_line = inner_of(1) | outer_of(1)
-    texture_line = outer_of(width + 1) & ~outer_of(width - 1)
+    depth, distance = (torch.from_numpy(d).to(inside.device)
+                       for d in _distances(inside[y0:y1, x0:x1].cpu().numpy()))
+    inner, outer = (depth > 0) & (depth <= width), (distance > 0) & (distance <= width)
+    beyond = (distance > width) & (distance <= 2 * width)
+    edge_line = ((depth > 0) & (depth < 1.5)) | ((distance > 0) & (distance < 1.5))
+    texture_line = (distance > width - 1) & (distance <= width + 1)
     crop = torch.cat([original[None, y0:y1, x0:x1], candidates[:, y0:y1, x0:x1]])
-    looked_at = inner_of(width + 1) | outer_of(2 * width + 1)  # bands and Sobel neighbours
+    looked_at = (depth > 0) & (depth <= width + 1) | (distance > 0) & (distance <= 2 * width + 2)
     lab = torch.zeros(crop.shape, dtype=torch.float32, device=crop.device)
     lab[:, looked_at] = srgb_to_lab(crop[:, looked_at][:, :, None])[:, :, 0]
     old_lab = lab[:1]
@@ -332,16 +333,14 @@ def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor,
     predicted = _box_means(old_lab, outer, ys, xs, 2 * width)[0]
     old = old_lab[0, ys, xs] - predicted
     new = lab[1:, ys, xs] - predicted
-    energy = float((old * old).sum())
-    # Per layer of depth (1 px each), so a thin outline counts in full: the most kept layer.
-    depth = sum(inner_of(d).to(torch.int64) for d in range(1, width + 1))[ys, xs]
-    layer = F.one_hot(width - depth, width).to(old.dtype)  # [P, width], 0 = the edge
-    layer_energy = ((old * old).sum(-1) @ layer).clamp_min(1e-9)
-    fraction = (((new * old).sum(-1) @ layer) / layer_energy).clamp(0, 1).amax(-1)
+    energy = (old * old).sum(-1)
+    layer = F.one_hot((depth[ys, xs].ceil().long() - 1).clamp(0, width - 1), width).float()
+    fraction = (((new * old).sum(-1) @ layer) / (energy @ layer).clamp_min(1e-9)
+                ).clamp(0, 1).amax(-1)
     ys, xs = torch.nonzero(outer, as_tuple=True)
     texture = old_lab[0, ys, xs] - _box_means(old_lab, beyond, ys, xs, 2 * width)[0]
-    contrast = math.sqrt(energy / len(old)) / max(float(texture.square().sum(-1).mean().sqrt()),
-                                                  TEXTURE_FLOOR)
+    contrast = float(energy.mean().sqrt()) / max(float(texture.square().sum(-1).mean().sqrt()),
+                                                 TEXTURE_FLOOR)
 
     # seam
     def steps(images: torch.Tensor, near: torch.Tensor, far: torch.Tensor, line: torch.Tensor
