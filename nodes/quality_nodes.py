@@ -21,10 +21,13 @@ THRESHOLDS = {
                          "outside the mask exceeds this (8-bit levels). With info blend = mask, "
                          "any change at all fires."),
     "max_seam_delta_e": (0.1, 100.0, 0.1, "seam fires when the colour step (ΔE2000) across the "
-                         "mask's edge exceeds the original's by more than this."),
+                         "mask's edge exceeds by more than this what the surroundings' own "
+                         "texture shows one band further out."),
     "max_seam_gradient": (0.1, 100.0, 0.1, "seam also fires when the luminance gradient on the "
-                          "mask's edge exceeds the original's by more than this (L* per pixel)."),
-    "seam_width": (1, 64, 1, "Pixels each side of the mask's edge that the seam compares."),
+                          "mask's edge exceeds the surroundings' own by more than this (L* per "
+                          "pixel)."),
+    "seam_width": (1, 64, 1, "Pixels each side of the mask's edge that the seam and residue "
+                   "compare."),
     "min_reference_similarity": (-1.0, 0.99, 0.01, "reference_mismatch fires when the repaired "
                                  "region's similarity to the best aligned reference (-1..1) is "
                                  "below this."),
@@ -32,6 +35,11 @@ THRESHOLDS = {
                            "is further than this (ΔE2000) from the info's target_lab..."),
     "max_color_spread": (0.1, 100.0, 0.1, "...or further than this from the set's mean colour "
                          "(the same variation of every image)."),
+    "max_residue": (0.01, 0.99, 0.01, "residue fires when more than this share (0..1) of the "
+                    "old content in the ring just inside the mask survives, where it stood out "
+                    "from its surroundings and the content was to be replaced: a left-over "
+                    "outline or frame. Judged on the image alone without info; never for "
+                    "recolour."),
 }
 
 
@@ -49,9 +57,10 @@ class QualityCheck(io.ComfyNode):
             description=(
                 "PiktID Detail Repair's review signal, done locally: every candidate is compared "
                 "with its original and flagged needs_review with reasons (framing_shift, "
-                "scale_drift, outside_mask_changed, seam, no_reference, reference_mismatch, "
-                "color_target) and scores, as JSON. Candidates come back ranked (fewest "
-                "reasons, then lowest penalty), with the best one per original. Works on any "
+                "scale_drift, outside_mask_changed, seam, residue, no_reference, "
+                "reference_unaligned, reference_mismatch, color_target) and scores, as JSON. "
+                "Candidates come back ranked (fewest reasons, then lowest penalty, then the "
+                "smoothest edge), with the best one per original. Works on any "
                 "original/candidate pair, a vendor's output included; a generator's info JSON "
                 "adds what only it knows (references used, blend promise, colour target)."),
             inputs=[
@@ -63,7 +72,8 @@ class QualityCheck(io.ComfyNode):
                               "edit); one for all originals or one each. Resized if needed."),
                 io.String.Input("info", optional=True, force_input=True, multiline=True,
                                 tooltip="Optional: the generator's info JSON, one entry per "
-                                "candidate."),
+                                "candidate: references used or unaligned, the blend promise, "
+                                "whether the content was replaced, the colour target."),
                 io.Image.Input("references", optional=True, tooltip="Optional: shots where the "
                                "true detail is visible; enables reference_mismatch."),
                 *widgets,

@@ -14,7 +14,8 @@ from pack_paths import PACK_ROOT
 
 DEFAULTS = dict(max_shift_px=1.0, max_scale_drift_percent=0.5, max_outside_mean=1.0,
                 max_seam_delta_e=3.0, max_seam_gradient=3.0, seam_width=4,
-                min_reference_similarity=0.5, max_target_delta_e=3.0, max_color_spread=2.0)
+                min_reference_similarity=0.5, max_target_delta_e=3.0, max_color_spread=2.0,
+                max_residue=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,29 @@ def test_bad_inputs_are_clear_errors(quality_nodes, photo):
     with pytest.raises(ValueError, match="empty 64x64 mask"):
         run(quality_nodes.QualityCheck, original=image, candidates=image,
             mask=torch.zeros(1, 64, 64), **DEFAULTS)
+
+
+def test_residue_widget_comes_last_and_the_new_reasons_reach_the_report(quality_nodes, photo):
+    """max_residue is appended after the existing widgets (saved workflows keep their widget
+    order); a feathered fill that keeps a dark object's outline is residue, and a kept detail
+    whose references did not align is reference_unaligned."""
+    image, mask = photo
+    schema = quality_nodes.QualityCheck.GET_SCHEMA()
+    assert schema.inputs[-1].id == "max_residue" and schema.inputs[-1].tooltip
+    damaged = image.clone()
+    damaged[mask > 0] = torch.tensor([0.1, 0.08, 0.05])  # a dark object exactly under the mask
+    u8 = (damaged[0].numpy() * 255).round().astype(np.uint8)
+    fill = cv2.inpaint(u8, mask[0].numpy().astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    fill = torch.from_numpy(fill.astype(np.float32) / 255)[None]
+    candidates = torch.cat([blend_masked(damaged, fill, mask, 4), blend_masked(damaged, fill,
+                                                                              mask, 0)])
+    entry = {"schema": "region_repair.info/1", "node": "GuidedBlendInpaint", "image_index": 0,
+             "seed": None, "engine": "classical_fill", "mode": "guided-blend", "blend": "mask",
+             "references_used": True, "reference_count": 1, "notes": []}
+    info = json.dumps([{**entry, "candidate_index": 0},
+                       {**entry, "candidate_index": 1, "reference_unaligned": True}])
+    text, *_ = run(quality_nodes.QualityCheck, original=damaged, candidates=candidates,
+                   mask=mask, info=info, **DEFAULTS)
+    outline, unaligned = json.loads(text)["candidates"]
+    assert outline["reasons"] == ["residue"] and outline["scores"]["residue"] > 0.8
+    assert unaligned["reasons"] == ["reference_unaligned"]
