@@ -10,15 +10,21 @@ threshold, a reason (the seed's names kept verbatim: `framing_shift`, `scale_dri
 - `outside_mask_changed`: largest and mean change outside the mask (`mask == 0`), in 8-bit
   levels; a generator whose info says `blend == "mask"` promised exactly 0.
 - `seam`: across the mask's edge (`mask >= 0.5`), the ΔE2000 between the local mean colours just
-  inside and just outside, and the luminance gradient on the edge, minus the same in the original.
+  inside and just outside, and the luminance gradient on the edge, beyond what the surroundings'
+  own texture shows one band further out (the original's inside holds the old content, so it is
+  no reference for the new).
+- `residue`: old content surviving in the ring just inside the mask, where it stood out from
+  its surroundings and the content was to be replaced (a left-over outline or frame).
 - `no_reference`: the info says the job ran without references.
+- `reference_unaligned`: the info says references were given but none aligned.
 - `reference_mismatch`: band-pass correlation, inside the mask, between the candidate and each
   reference warped onto the original (SIFT + homography); the best reference counts.
 - `color_target`: ΔE2000 of the mask's mean Lab to the info's `target_lab`, and to the mean of
   the set (the same variation of every image with that target).
 
 Candidates are candidate-major (all originals' candidate 0, then candidate 1, ...) unless the
-info JSON gives `image_index` / `candidate_index`. docs/quality.md documents the report.
+info JSON gives `image_index` / `candidate_index`. Within an original they rank by fewest
+reasons, lowest penalty, then the edge's scores. docs/quality.md documents the report.
 """
 
 from __future__ import annotations
@@ -468,8 +474,9 @@ def replaces_content(entry: dict | None) -> bool | None:
     """Whether the generator's info says it replaced the masked content (None without info)."""
     if entry is None:
         return None
-    return bool(entry.get("node") in REPLACING_NODES and entry.get("endpoint") not in KEEPING_ENDPOINTS
-            and not entry.get("reference_unaligned"))
+    return bool(entry.get("node") in REPLACING_NODES
+                and entry.get("endpoint") not in KEEPING_ENDPOINTS
+                and not entry.get("reference_unaligned"))
 
 
 def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: float
