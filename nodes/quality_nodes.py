@@ -12,6 +12,9 @@ from ..pipelines import quality
 from ._comfy import compute_device, progress_and_cancel, report, to_output
 
 # One widget per threshold: (name, min, max, step, tooltip); defaults from quality.Thresholds.
+# Widgets added after release are optional and come last: API prompts saved before them still
+# validate (the default applies) and saved workflows keep their widget order.
+ADDED_LATER = ("max_residue",)
 THRESHOLDS = {
     "max_shift_px": (0.01, 4096.0, 0.05, "framing_shift fires when the frame's centre moved "
                      "more than this many pixels (or a rotation moved its corners that far)."),
@@ -48,7 +51,8 @@ class QualityCheck(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         defaults = {f.name: f.default for f in fields(quality.Thresholds)}
         widgets = [(io.Int if isinstance(defaults[name], int) else io.Float).Input(
-            name, default=defaults[name], min=low, max=high, step=step, tooltip=tip)
+            name, default=defaults[name], min=low, max=high, step=step, tooltip=tip,
+            optional=name in ADDED_LATER)
             for name, (low, high, step, tip) in THRESHOLDS.items()]
         return io.Schema(
             node_id="RegionRepair_QualityCheck",

@@ -245,6 +245,8 @@ def test_inputs_are_checked_and_left_alone(scene):
         quality_check(torch.cat([original, original]), regenerated, mask)
     with pytest.raises(ValueError, match="max_shift_px"):
         Thresholds(max_shift_px=0)
+    with pytest.raises(ValueError, match="max_residue: 1"):
+        Thresholds(max_residue=1)
     # An empty mask: everything is outside, nothing to seam or compare with a reference.
     (entry,) = entries(quality_check(original, original, torch.zeros_like(mask),
                                      references=original))

@@ -106,6 +106,8 @@ def test_residue_widget_comes_last_and_the_new_reasons_reach_the_report(quality_
     image, mask = photo
     schema = quality_nodes.QualityCheck.GET_SCHEMA()
     assert schema.inputs[-1].id == "max_residue" and schema.inputs[-1].tooltip
+    assert schema.inputs[-1].optional  # API prompts saved before it still validate
+    old_style = {k: v for k, v in DEFAULTS.items() if k != "max_residue"}
     damaged = image.clone()
     damaged[mask > 0] = torch.tensor([0.1, 0.08, 0.05])  # a dark object exactly under the mask
     u8 = (damaged[0].numpy() * 255).round().astype(np.uint8)
@@ -119,7 +121,7 @@ def test_residue_widget_comes_last_and_the_new_reasons_reach_the_report(quality_
     info = json.dumps([{**entry, "candidate_index": 0},
                        {**entry, "candidate_index": 1, "reference_unaligned": True}])
     text, *_ = run(quality_nodes.QualityCheck, original=damaged, candidates=candidates,
-                   mask=mask, info=info, **DEFAULTS)
+                   mask=mask, info=info, **old_style)
     outline, unaligned = json.loads(text)["candidates"]
     assert outline["reasons"] == ["residue"] and outline["scores"]["residue"] > 0.8
     assert unaligned["reasons"] == ["reference_unaligned"]
