@@ -118,7 +118,8 @@ def residue_table() -> None:
             s = entry["scores"]
             truth = removal_cases.inner_delta_e(candidate, case.clean, case.mask)
             print(f"{case.name:>46} {label:>9} {str(visible):>7} {truth:>8.1f} "
-                  f"{s['residue']:>7.2f} {s['residue_contrast']:>8.2f} "
+                  f"{'-' if s['residue'] is None else format(s['residue'], '.2f'):>7} "
+                  f"{s['residue_contrast']:>8.2f} "
                   f"{s['seam_delta_e']:>7.2f}  {', '.join(entry['reasons']) or '-'}")
             flagged[visible, True].append("residue" in entry["reasons"])
             flagged[visible, False].append("residue" in bare["reasons"])

@@ -269,8 +269,9 @@ def _geometry_scores(fit: dict | None) -> dict:
 def _box_means(values: torch.Tensor, where: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
                radius: int) -> torch.Tensor:
     """Mean of `values` ([n, H, W, c <= 3]) over the pixels `where` ([H, W] bool) in the box of
-    2*radius+1 px around each point (ys, xs): [n, P, c]. OpenCV's box filter (running sums,
-    zero beyond the crop) costs the same whatever the radius."""
+    2*radius+1 px around each point (ys, xs): [n, P, c], nan where the box holds none of them.
+    OpenCV's box filter (running sums, zero beyond the crop) costs the same whatever the
+    radius."""
     weight = where.to(values.dtype)
     stacked = torch.cat([values * weight[..., None],
                          weight.expand(values.shape[:-1])[..., None]], -1).cpu().numpy()
@@ -278,7 +279,8 @@ def _box_means(values: torch.Tensor, where: torch.Tensor, ys: torch.Tensor, xs: 
     sums = np.stack([cv2.boxFilter(image, -1, size, normalize=False,
                                    borderType=cv2.BORDER_CONSTANT) for image in stacked])
     sums = torch.from_numpy(sums[:, ys.cpu().numpy(), xs.cpu().numpy()]).to(values.device)
-    return sums[..., :-1] / sums[..., -1:].clamp_min(0.5)
+    count = torch.where(sums[..., -1:] > 0.5, sums[..., -1:], torch.nan)
+    return sums[..., :-1] / count
 
 
 def _sobel(luminance: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -335,18 +337,24 @@ def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor,
     old_lab = lab[:1]
 
     # residue
+    ys, xs = torch.nonzero(outer, as_tuple=True)
+    texture = old_lab[0, ys, xs] - _box_means(old_lab, beyond, ys, xs, 2 * width)[0]
+    texture_rms = float(texture.square().sum(-1).nanmean().sqrt().nan_to_num(0.0))
+    texture_rms = max(texture_rms, TEXTURE_FLOOR)  # nan: no band beyond (the image's border)
     ys, xs = torch.nonzero(inner, as_tuple=True)
     predicted = _box_means(old_lab, outer, ys, xs, 2 * width)[0]
     old = old_lab[0, ys, xs] - predicted
     new = lab[1:, ys, xs] - predicted
     energy = (old * old).sum(-1)
+    contrast = float(energy.mean().sqrt()) / texture_rms
+    # The slope per 1-px layer of depth, the most kept layer counting, among the layers where
+    # the old content stands out; where none does, nothing old can survive visibly and a slope
+    # would be noise (None).
     layer = F.one_hot((depth[ys, xs].ceil().long() - 1).clamp(0, width - 1), width).float()
-    fraction = (((new * old).sum(-1) @ layer) / (energy @ layer).clamp_min(1e-9)
-                ).clamp(0, 1).amax(-1)
-    ys, xs = torch.nonzero(outer, as_tuple=True)
-    texture = old_lab[0, ys, xs] - _box_means(old_lab, beyond, ys, xs, 2 * width)[0]
-    contrast = float(energy.mean().sqrt()) / max(float(texture.square().sum(-1).mean().sqrt()),
-                                                 TEXTURE_FLOOR)
+    layer_energy = energy @ layer
+    stands_out = layer_energy > (MIN_RESIDUE_CONTRAST * texture_rms) ** 2 * layer.sum(0)
+    fraction = ((((new * old).sum(-1) @ layer)[:, stands_out] / layer_energy[stands_out]
+                 ).amax(-1).clamp(0, 1) if stands_out.any() else None)
 
     # seam
     def steps(images: torch.Tensor, near: torch.Tensor, far: torch.Tensor, line: torch.Tensor
@@ -356,6 +364,8 @@ def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor,
         colour offset all along the edge, which the texture's own steps average out of)."""
         ys, xs = torch.nonzero(line, as_tuple=True)
         a, b = _box_means(images, near, ys, xs, width), _box_means(images, far, ys, xs, width)
+        seen = ~(a.isnan() | b.isnan()).any(-1).any(0)  # both bands in reach (image border)
+        a, b = a[:, seen], b[:, seen]
         return ciede2000(a, b).mean(-1).float(), ciede2000(a.mean(1), b.mean(1)).float()
 
     local, offset = steps(lab, inner, outer, edge_line)
@@ -366,15 +376,18 @@ def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor,
     # the two agree where the old content continues its surroundings), and, where the old
     # content stands out, the share of the input's edge that the candidate kept: that is
     # residue's to judge, not the seam's.
-    kept = fraction if contrast > MIN_RESIDUE_CONTRAST else torch.zeros_like(fraction)
+    kept = (fraction if fraction is not None and contrast > MIN_RESIDUE_CONTRAST
+            else torch.zeros(candidates.shape[0], device=lab.device))
 
     def excess(measured: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-        return measured[1:] - torch.minimum(texture, measured[:1]) - kept * measured[0]
+        # fmin: a texture number is nan where no band beyond is in reach (the image's border)
+        return measured[1:] - torch.fmin(texture, measured[:1]) - kept * measured[0]
 
     seam_delta_e = torch.maximum(excess(local, texture_local), excess(offset, texture_offset))
     seam_gradient = excess(gradient, texture_gradient)
     return [{"seam_delta_e": float(seam_delta_e[k]), "seam_gradient": float(seam_gradient[k]),
-             "residue": float(fraction[k]), "residue_contrast": contrast}
+             "residue": None if fraction is None else float(fraction[k]),
+             "residue_contrast": contrast}
             for k in range(candidates.shape[0])]
 
 
@@ -505,7 +518,7 @@ def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: flo
         ratios["seam"] = max(step, gradient, 0.0)
         tie_break = abs(step) + abs(gradient)  # an edge smoother than its surroundings is a smear
         # Without info the image alone decides (see docs/quality.md).
-        if (scores["content_replaced"] is not False
+        if (scores["content_replaced"] is not False and scores["residue"] is not None
                 and scores["residue_contrast"] > MIN_RESIDUE_CONTRAST):
             ratios["residue"] = scores["residue"] / t.max_residue
             tie_break += ratios["residue"]
