@@ -417,3 +417,20 @@ def test_classical_candidates_tied_on_reasons_rank_on_their_scores():
             assert reasons == {("residue", "no_reference")}
             picks.add(order[result.best[0]])
         assert len(picks) == 1, case.name
+
+
+@pytest.mark.parametrize("rows, cols", [(slice(3, -3), slice(3, -3)), (slice(None), slice(0, 100)),
+                                        (slice(0, 50), slice(0, 50)), (slice(100, 101),
+                                                                       slice(50, 250))])
+def test_masks_at_the_image_border_or_one_pixel_thin(rows, cols):
+    """Where the image's border leaves no band beyond the mask (all but a 3 px frame, a half,
+    a corner) or the mask is one pixel thin, every score stays a number (or null): a pasted
+    mirror image is a seam, the unchanged input passes."""
+    image = load("coffee.png")[:, :200, :300]
+    mask = torch.zeros(1, 200, 300)
+    mask[0, rows, cols] = 1
+    pasted = blend_masked(image, image.flip(2), mask, 0)
+    result = quality_check(image, torch.cat([pasted, image]), mask)
+    json.dumps(result.report, allow_nan=False)
+    mirrored, unchanged = entries(result)
+    assert "seam" in mirrored["reasons"] and unchanged["reasons"] == []
