@@ -434,3 +434,19 @@ def test_masks_at_the_image_border_or_one_pixel_thin(rows, cols):
     json.dumps(result.report, allow_nan=False)
     mirrored, unchanged = entries(result)
     assert "seam" in mirrored["reasons"] and unchanged["reasons"] == []
+
+
+def test_a_frame_of_garbled_pixels_around_a_repaired_detail_is_residue():
+    """assets/photos/astronaut_garbled_patch.png: the true detail restored hard is clean; the
+    same through the old inward feather of 4 px keeps a frame of the garbled pixels, and the
+    garbled input returned unchanged keeps all of them: both residue."""
+    true, garbled = load("astronaut.png"), load("astronaut_garbled_patch.png")
+    damage = (true - garbled).abs().amax(-1) > 2 / 255
+    mask = damage.float()
+    candidates = torch.cat([blend_masked(garbled, true, mask, 0),
+                            blend_masked(garbled, true, mask, 4), garbled])
+    restored, framed, unchanged = entries(quality_check(garbled, candidates, mask,
+                                                        repair_info(3)))
+    assert restored["reasons"] == [] and restored["scores"]["residue"] < 0.1
+    assert framed["reasons"] == unchanged["reasons"] == ["residue"]
+    assert framed["scores"]["residue"] > 0.9 and unchanged["scores"]["residue"] == 1
