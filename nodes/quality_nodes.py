@@ -63,8 +63,8 @@ class QualityCheck(io.ComfyNode):
                 "with its original and flagged needs_review with reasons (framing_shift, "
                 "scale_drift, outside_mask_changed, seam, residue, no_reference, "
                 "reference_unaligned, reference_mismatch, color_target) and scores, as JSON. "
-                "Candidates come back ranked (fewest reasons, then lowest penalty, then the "
-                "smoothest edge), with the best one per original. Works on any "
+                "Candidates come back ranked (fewest reasons, then lowest penalty, then the edge "
+                "closest to its surroundings), with the best one per original. Works on any "
                 "original/candidate pair, a vendor's output included; a generator's info JSON "
                 "adds what only it knows (references used, blend promise, colour target)."),
             inputs=[
