@@ -405,9 +405,10 @@ def test_classical_candidates_tied_on_reasons_rank_on_their_scores():
 
     for case in removal_cases.cases()[:4]:
         damaged, mask = torch.from_numpy(case.damaged)[None], torch.from_numpy(case.mask)[None]
-        fills = torch.cat([classical_fill(damaged, mask, method, radius)
-                           for method, radius in FILL_VARIANTS])
-        candidates = blend_masked(damaged, fills, mask, 4)
+        fills = [classical_fill(damaged, mask, method, radius)[0].numpy()
+                 for method, radius in FILL_VARIANTS]
+        candidates = torch.from_numpy(np.stack([
+            removal_cases.feathered(case.damaged, fill, case.mask) for fill in fills]))
         picks = set()
         for turn in range(4):
             order = [(turn + j) % 4 for j in range(4)]
@@ -441,10 +442,10 @@ def test_a_frame_of_garbled_pixels_around_a_repaired_detail_is_residue():
     same through the old inward feather of 4 px keeps a frame of the garbled pixels, and the
     garbled input returned unchanged keeps all of them: both residue."""
     true, garbled = load("astronaut.png"), load("astronaut_garbled_patch.png")
-    damage = (true - garbled).abs().amax(-1) > 2 / 255
-    mask = damage.float()
+    mask = ((true - garbled).abs().amax(-1) > 2 / 255).float()
+    framed = removal_cases.feathered(garbled[0].numpy(), true[0].numpy(), mask[0].numpy())
     candidates = torch.cat([blend_masked(garbled, true, mask, 0),
-                            blend_masked(garbled, true, mask, 4), garbled])
+                            torch.from_numpy(framed)[None], garbled])
     restored, framed, unchanged = entries(quality_check(garbled, candidates, mask,
                                                         repair_info(3)))
     assert restored["reasons"] == [] and restored["scores"]["residue"] < 0.1
