@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import removal_cases
 from pack_paths import PACK_ROOT
 
 DEFAULTS = dict(max_shift_px=1.0, max_scale_drift_percent=0.5, max_outside_mean=1.0,
@@ -110,11 +111,10 @@ def test_residue_widget_comes_last_and_the_new_reasons_reach_the_report(quality_
     old_style = {k: v for k, v in DEFAULTS.items() if k != "max_residue"}
     damaged = image.clone()
     damaged[mask > 0] = torch.tensor([0.1, 0.08, 0.05])  # a dark object exactly under the mask
-    u8 = (damaged[0].numpy() * 255).round().astype(np.uint8)
-    fill = cv2.inpaint(u8, mask[0].numpy().astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    fill = torch.from_numpy(fill.astype(np.float32) / 255)[None]
-    candidates = torch.cat([blend_masked(damaged, fill, mask, 4), blend_masked(damaged, fill,
-                                                                              mask, 0)])
+    damaged_np, mask_np = damaged[0].numpy(), mask[0].numpy()
+    fill = removal_cases.telea(damaged_np, mask_np)
+    candidates = torch.from_numpy(np.stack([removal_cases.feathered(damaged_np, fill, mask_np),
+                                            removal_cases.hard(damaged_np, fill, mask_np)]))
     entry = {"schema": "region_repair.info/1", "node": "GuidedBlendInpaint", "image_index": 0,
              "seed": None, "engine": "classical_fill", "mode": "guided-blend", "blend": "mask",
              "references_used": True, "reference_count": 1, "notes": []}
