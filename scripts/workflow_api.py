@@ -71,6 +71,8 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
             if position >= len(values) and name in optional:
                 break  # saved before the node gained this widget: the server's default applies
             if position >= len(values):
+                if name in optional:  # a widget added later: its default applies, as in ComfyUI
+                    continue
                 raise ValueError(f"node {node['id']} ({kind}): no widget value for {name!r}")
             inputs.setdefault(name, values[position])
             position += 2 if ui_only_value(spec) else 1
