@@ -68,8 +68,6 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
         position = 0
         optional = object_info[kind]["input"].get("optional", {})
         for name, spec in widget_inputs(object_info[kind]):
-            if position >= len(values) and name in optional:
-                break  # saved before the node gained this widget: the server's default applies
             if position >= len(values):
                 if name in optional:  # a widget added later: its default applies, as in ComfyUI
                     continue
