@@ -8,7 +8,8 @@ from comfy_api.latest import io
 from ..pipelines import masks as mask_ops
 from ..pipelines import outpaint
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel,
+                     report, to_output)
 from .types import Region
 
 
@@ -45,6 +46,7 @@ class CleanMask(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, mask: torch.Tensor, polarity: str, invert: bool, threshold: float,  # type: ignore[override]
                 stabilize: float, image: torch.Tensor | None = None) -> io.NodeOutput:
         mask = mask_ops.as_bhw(mask).to(compute_device())
@@ -118,6 +120,7 @@ class DilateBlurPad(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, mask: torch.Tensor, mask_dilation: int,  # type: ignore[override]
                 mask_blur: int, window_mode: str, mask_padding: int, context_factor: float,
                 region_mode: str, merge_overlapping: bool, resize_mode: str,
@@ -127,7 +130,7 @@ class DilateBlurPad(io.ComfyNode):
             merge_overlapping, resize_mode, processing_size,
             region_ops.parse_buckets(buckets) if resize_mode == "custom_buckets" else ())
         found, crops, crop_masks = region_ops.prepare_regions(image.to(compute_device()), mask,
-                                                              settings)
+                                                              settings, check_interrupt)
         report(cls.hidden.unique_id, found.notes)
         return io.NodeOutput(to_output(crops), to_output(crop_masks), found,
                              to_output(found.mask))
@@ -142,11 +145,13 @@ class StitchRegion(io.ComfyNode):
             category="region_repair/region",
             description=(
                 "Puts processed crops back into the image at the original resolution. With the "
-                "default inward blend the change stays inside the user's mask: the feather runs "
-                "inward, and every pixel outside the mask is bit-identical to the input. "
-                "'outward' blends through the dilated, blurred mask instead (changes reach past "
-                "the mask); 'hard' uses the mask as it is. Give k crops per region (candidate-"
-                "major) to get k results per image."),
+                "default seamless blend the crop replaces the user's mask completely and is "
+                "blended in the gradient domain against the untouched pixels around it: no "
+                "seam, nothing of the old content left inside, and every pixel outside the mask "
+                "bit-identical to the input. 'inward' feathers inside the mask instead, 'hard' "
+                "pastes the mask as it is, 'outward' blends through the dilated, blurred mask "
+                "(changes reach past the mask), 'window' pastes the whole window. Give k crops "
+                "per region (candidate-major) to get k results per image."),
             inputs=[
                 io.Image.Input("image", tooltip="The original image batch, as given to "
                                "Dilate Blur Pad."),
@@ -154,11 +159,12 @@ class StitchRegion(io.ComfyNode):
                 io.Image.Input("crops", tooltip="The processed crops: one per region, or k per "
                                "region (all regions of candidate 1, then candidate 2, ...)."),
                 io.Combo.Input("blend", options=region_ops.Blend,
-                               tooltip="inward (default): only pixels inside the mask change. "
-                               "outward: the dilated, blurred mask (pixels outside change). "
-                               "hard: no feather."),
+                               tooltip=region_ops.BLEND_HELP + ". outward: the dilated, blurred "
+                               "mask (pixels outside the mask change). window: the whole "
+                               "window, feathered at its edge."),
                 io.Int.Input("feather", default=-1, min=-1, max=256,
-                             tooltip="Inward feather in pixels; -1 uses the region's mask_blur."),
+                             tooltip="Ramp of the inward and window blends, in pixels; -1 uses "
+                             "the region's mask_blur. Not used by seamless, hard or outward."),
             ],
             outputs=[io.Image.Output("stitched", display_name="image")],
         )
@@ -206,6 +212,7 @@ class OutpaintPad(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, left: float, top: float, right: float,  # type: ignore[override]
                 bottom: float, units: str, fill: str) -> io.NodeOutput:
         amounts = outpaint.pad_amounts(image.shape[1], image.shape[2],

@@ -12,8 +12,10 @@ The pieces, in order (`repair`):
    none aligns, a logo or text is kept as it was (`Engine.KEPT`, `reference_unaligned`).
 4. Colour: the new content's low-frequency colour is matched to the original's ring around the
    mask (`harmonize.match_low_frequency`), the field's most common seam complaint.
-5. Blend: `-blend` modes confine the change to the mask (inward feather, every pixel outside it
-   bit-identical); plain modes paste the whole window, feathered at its edge.
+5. Blend: `-blend` modes confine the change to the mask, every pixel outside it bit-identical:
+   by default the mask's content is replaced completely and blended seamlessly against the
+   pixels around it (pipelines/seamless.py); plain modes paste the whole window, feathered at
+   its edge.
 """
 
 from __future__ import annotations
@@ -140,13 +142,15 @@ class RepairSettings:
     denoise: float = 1.0
     # With an aligned reference the crop starts from the real detail: partial denoise keeps it.
     reference_denoise: float = 0.6
-    feather: int = 4
+    feather: int = 4  # the inward blend's ramp and the plain modes' window edge, in pixels
     add_ai_watermark: bool = False
+    blend: region_ops.Blend = region_ops.Blend.SEAMLESS  # how -blend modes confine the change
     # What the user repairs: decides what happens when references are given but none aligns.
     category: Category = Category.LOGO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
+        object.__setattr__(self, "blend", region_ops.confined_blend(self.blend))
         object.__setattr__(self, "category", Category(self.category))
         low, high = CONTEXT_FACTOR_RANGE
         if not low <= self.context_factor <= high:
@@ -264,6 +268,10 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     engine = (Engine.DIFFUSION if generator is not None
               else Engine.REFERENCE_WARP if aligned
               else Engine.KEPT if references and keep else Engine.CLASSICAL_FILL)
+    if engine is Engine.CLASSICAL_FILL and any(bool((m > 0).all()) for m in crop_masks):
+        regions = replace(regions, notes=[*regions.notes, "the mask covers its whole window, "
+                                          "so the classical fill has no context to draw from "
+                                          "(a flat result): connect a model, or mask less"])
 
     pixels, gen_mask, hidden = generator_inputs(settings.mode, crops, crop_masks, guidance,
                                                 reference)
@@ -285,7 +293,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
                                                         ring_width=max(settings.feather, 4)))
         if step is not None:
             step()
-    blend = (region_ops.Blend.INWARD if settings.mode.confined else region_ops.Blend.WINDOW)
+    blend = settings.blend if settings.mode.confined else region_ops.Blend.WINDOW
     out = (image.repeat(settings.num_candidates, 1, 1, 1) if engine is Engine.KEPT else
            region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather))
     if settings.add_ai_watermark:

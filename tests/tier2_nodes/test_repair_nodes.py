@@ -79,6 +79,12 @@ def test_no_model_means_classical_fill(node, tiny):
     ({"positive": None}, "positive/negative"),
     ({"mode": "blended"}, "guided-blend"),
     ({"context_factor": 12.0}, "context_factor"),
+    ({"category": "logos", "model": None, "vae": None},
+     "Category = 'logos' is not allowed; choose one of 'logo', 'text', 'artifact', 'general'"),
+    ({"context_factor": float("nan")}, "context_factor: must be a finite number, got nan"),
+    ({"cfg": float("inf")}, "cfg: must be a finite number, got inf"),
+    ({"denoise": float("nan"), "model": None, "vae": None}, "denoise: must be a finite"),
+    ({"mask": torch.full((1, 96, 128), float("nan"))}, "mask: the mask holds NaN"),
 ])
 def test_bad_input_names_the_input(node, tiny, overrides, match):
     with pytest.raises(ValueError, match=match):
