@@ -73,6 +73,21 @@ def test_no_model_means_classical_fill(node, tiny):
     assert not torch.equal(images[0], images[1])  # telea vs navier-stokes
 
 
+@pytest.mark.parametrize("category, engine", [("logo", "kept"), ("general", "classical_fill")])
+def test_the_category_decides_what_unaligned_references_do(node, tiny, category, engine):
+    """The node's category reaches the pipeline: a logo whose reference does not align is kept
+    as it was, a removal is still filled."""
+    unrelated = torch.rand(1, 80, 80, 3, generator=torch.Generator().manual_seed(7))
+    images, _, _, info = run(node, tiny, model=None, vae=None, category=category,
+                             references=unrelated)
+    image, mask = scene()
+    records = json.loads(info)
+    assert {r["engine"] for r in records} == {engine}
+    assert all(r["reference_unaligned"] for r in records)
+    kept = torch.equal(images, image.repeat(2, 1, 1, 1))
+    assert kept == (category == "logo")
+
+
 @pytest.mark.parametrize("overrides, match", [
     ({"mask": None}, "mask/region"),
     ({"vae": None}, "vae"),
