@@ -27,7 +27,7 @@ features alone align it (`intensity=False`, the engine before the intensity fall
 whether the engine aligns it now (and how), the error of the recovered homography at the detail
 against the known one, and the PSNR inside the mask against the clean truth of: the repair
 now, the repair before (features, else Telea as the node did), Telea, and the garbled input
-kept as it is.
+kept as it is; then how many wrong references (other cases' shots) the engine accepts.
 """
 
 from __future__ import annotations
@@ -152,6 +152,13 @@ def tight(crops: list[float]) -> None:
               f"{totals['3px']}/{count}); mean PSNR "
               + ", ".join(f"{key} {statistics.mean(values):.2f}" for key, values in psnr.items()),
               flush=True)
+    # False alignments: each case with the 3x references of three other cases.
+    cases = [make_case(index, 3) for index in range(len(CASES))]
+    wrong = [align_references(case.garbled, case.mask,
+                              [cases[(index + offset) % len(cases)].reference])[0]
+             for index, case in enumerate(cases) for offset in (1, 4, 7)]
+    print(f"wrong references accepted: {sum(a is not None for a in wrong)}/{len(wrong)} "
+          "(each case with three other cases' 3x references)")
 
 
 def main(argv: list[str] | None = None) -> int:
