@@ -99,6 +99,7 @@ def parse_options(text: str) -> dict[str, Any]:
     """The node's `options` string: a JSON object (empty = none)."""
     if not text.strip():
         return {}
+
     def not_finite(name: str) -> Any:
         raise ValueError(f"options: {name} is not a finite number")
 
