@@ -290,7 +290,10 @@ VENDOR_NOTES = {
     "photio/regen": "Photio `POST /v1/inference/regen` (black = edit: the node inverts the "
                     "pack's mask for you). Empty prompt removes, a prompt adds.",
     "octoai-compatible/adetailer": "An OctoAI-compatible `/adetailer` server. OctoAI shut "
-                                   "down in 2024: set `base_url` to a compatible server.",
+                                   "down in 2024: set `base_url` to a compatible server, and "
+                                   "allow it outside the graph "
+                                   "(`REGION_REPAIR_OCTOAI_HOSTS=https://your.server` before "
+                                   "starting ComfyUI), or the key is not sent.",
 }
 
 
@@ -298,8 +301,9 @@ def vendor(endpoint: str) -> Graph:
     g = Graph()
     g.note(f"**{endpoint} through Remote Vendor Inpaint.** {VENDOR_NOTES[endpoint]}\n\n"
            "Keys never go in the workflow: set the environment variables or the keys file "
-           "(docs/vendors.md) before starting ComfyUI. `blend` (on) confines the vendor's "
-           "change to the mask with the pack's exact blend; Quality Check flags a vendor that "
+           "(docs/vendors.md) before starting ComfyUI; a key goes only to its vendor's own "
+           "host unless you allow another one there. `blend` (on) confines the vendor's "
+           "change to the mask, seamlessly by default; Quality Check flags a vendor that "
            "shifted or rescaled the frame.")
     photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
     mask = g.node("RegionRepair_MaskFromBBox", "Mask", "Input", image=photo,
