@@ -673,11 +673,6 @@ class Garment:
         zeros = torch.zeros_like(self.levels)
         return torch.stack([self.levels, zeros, zeros], -1)
 
-    def quantile(self, q: float) -> float:
-        cumulative = torch.cumsum(self.counts, 0)
-        position = int(torch.searchsorted(cumulative, q * float(cumulative[-1])))
-        return float(self.levels[min(position, len(self.levels) - 1)])
-
 
 # CIE Y of linear sRGB (D65), as kornia's rgb_to_xyz, so L* here equals srgb_to_lab's.
 Y_OF_LINEAR_RGB = (0.212671, 0.715160, 0.072169)
