@@ -47,7 +47,7 @@ class Detect(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The image batch to search."),
                 io.Combo.Input("detector", options=detect_ops.Detector,
-                               default=detect_ops.Detector.FACE_SHORT_MEDIAPIPE,
+                               default=detect_ops.Detector.FACE_FULL_MEDIAPIPE,
                                tooltip="*_mediapipe need mediapipe 0.10.21; *_haar need only "
                                "OpenCV 4; face_yolov8n / hand_yolov8n need that .pt in "
                                "models/ultralytics; yolo_file uses yolo_model."),

@@ -65,8 +65,9 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 io.Float.Input("variation_step", default=8.0, min=0.0, max=40.0, step=0.5,
                                tooltip="Lightness step (ΔL*) between shade variations."),
                 io.Float.Input("contrast", default=1.0, min=0.1, max=3.0, step=0.05,
-                               tooltip="Multiplies the shading contrast the physical model "
-                               "gives (1 = as a real dye change)."),
+                               tooltip="Multiplies the shading kept: the spread of lightness "
+                               "inside the garment, output / input, is aimed at 0.8-1.25 times "
+                               "this (1 = folds as a dye change keeps them)."),
                 io.Combo.Input("processing_size", options=recolor.ProcessingSize,
                                tooltip="native keeps each image's size (outside pixels bit-"
                                "identical); 1024/2048/4096 scale the long side first."),
