@@ -248,7 +248,10 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
         elif engine is Engine.REFERENCE_WARP:
             new = guidance
         else:
-            new = classical_fill.classical_fill(crops, crop_masks, *FILL_VARIANTS[k])
+            # Filled at the image's own resolution, then cropped: PatchMatch copies texture at
+            # its real scale, and the fill reads only the mask's box plus its context.
+            new = region_ops.crop(classical_fill.classical_fill(image, regions.mask,
+                                                                *FILL_VARIANTS[k]), regions)[0]
         candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
                                                         ring_width=max(settings.feather, 4)))
         if step is not None:
