@@ -8,6 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines import detailer
+from ..pipelines import regions as region_ops
 from ._comfy import compute_device, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Detections
@@ -27,7 +28,8 @@ class Detailer(io.ComfyNode):
                 "inpainted at `denoise` (adetailer strength), and stitched back; every pixel "
                 "outside the grown, blurred masks is bit-identical. Detections run in order, "
                 "each on the previous result. Without a model, a strong blur hides each "
-                "detection (offline anonymising). Per-detection prompts: separate them with [SEP]."),
+                "detection (offline anonymising). Per-detection prompts: separate them with [SEP]. "
+                "blend seamless is the exact mode: only each detection's own shape changes."),
             inputs=[
                 io.Image.Input("image", tooltip="The image batch the detections came from."),
                 Detections.Input("detections", tooltip="From Detect Objects or SAM Refine."),
@@ -48,6 +50,16 @@ class Detailer(io.ComfyNode):
                 io.Boolean.Input("union_masks", default=False, tooltip="One inpaint over the "
                                  "union of all detections instead of one per detection."),
                 *diffusion_inputs(steps=20, cfg=7.5, denoise=0.9),
+                # Last, so workflows saved before it keep their widget order.
+                io.Combo.Input("blend", options=[region_ops.Blend.OUTWARD.value,
+                                                 region_ops.Blend.SEAMLESS.value,
+                                                 region_ops.Blend.INWARD.value,
+                                                 region_ops.Blend.HARD.value],
+                               default=region_ops.Blend.OUTWARD.value, optional=True,
+                               tooltip="outward (adetailer): through the grown, blurred mask; "
+                               "pixels outside it are bit-identical. The others keep every "
+                               "pixel outside the detection's own shape bit-identical: "
+                               + region_ops.BLEND_HELP + "."),
             ],
             outputs=[io.Image.Output("detailed", display_name="image"),
                      io.Int.Output("num_objects_detected", display_name="num_objects_detected"),
@@ -64,9 +76,11 @@ class Detailer(io.ComfyNode):
                 mask_dilation: int, mask_blur: int, mask_padding: int,
                 inpainting_base_model: str, union_masks: bool, seed: int, steps: int,
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, model=None,
-                vae=None, positive=None, negative=None, clip=None) -> io.NodeOutput:
+                vae=None, positive=None, negative=None, clip=None,
+                blend: str = region_ops.Blend.OUTWARD.value) -> io.NodeOutput:
         settings = detailer.DetailerSettings(mask_dilation, mask_blur, mask_padding,
-                                             inpainting_base_model, union_masks, denoise, seed)
+                                             inpainting_base_model, union_masks, denoise, seed,
+                                             blend)
         objects = [(item.batch_index, item.mask) for item in detections.items]
         jobs = 1 if union_masks and objects else len(objects)
         step = progress_and_cancel(max(jobs, 1) * (steps + 1 if model is not None else 1))

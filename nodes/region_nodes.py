@@ -142,11 +142,13 @@ class StitchRegion(io.ComfyNode):
             category="region_repair/region",
             description=(
                 "Puts processed crops back into the image at the original resolution. With the "
-                "default inward blend the change stays inside the user's mask: the feather runs "
-                "inward, and every pixel outside the mask is bit-identical to the input. "
-                "'outward' blends through the dilated, blurred mask instead (changes reach past "
-                "the mask); 'hard' uses the mask as it is. Give k crops per region (candidate-"
-                "major) to get k results per image."),
+                "default seamless blend the crop replaces the user's mask completely and is "
+                "blended in the gradient domain against the untouched pixels around it: no "
+                "seam, nothing of the old content left inside, and every pixel outside the mask "
+                "bit-identical to the input. 'inward' feathers inside the mask instead, 'hard' "
+                "pastes the mask as it is, 'outward' blends through the dilated, blurred mask "
+                "(changes reach past the mask), 'window' pastes the whole window. Give k crops "
+                "per region (candidate-major) to get k results per image."),
             inputs=[
                 io.Image.Input("image", tooltip="The original image batch, as given to "
                                "Dilate Blur Pad."),
@@ -154,11 +156,12 @@ class StitchRegion(io.ComfyNode):
                 io.Image.Input("crops", tooltip="The processed crops: one per region, or k per "
                                "region (all regions of candidate 1, then candidate 2, ...)."),
                 io.Combo.Input("blend", options=region_ops.Blend,
-                               tooltip="inward (default): only pixels inside the mask change. "
-                               "outward: the dilated, blurred mask (pixels outside change). "
-                               "hard: no feather."),
+                               tooltip=region_ops.BLEND_HELP + ". outward: the dilated, blurred "
+                               "mask (pixels outside the mask change). window: the whole "
+                               "window, feathered at its edge."),
                 io.Int.Input("feather", default=-1, min=-1, max=256,
-                             tooltip="Inward feather in pixels; -1 uses the region's mask_blur."),
+                             tooltip="Ramp of the inward and window blends, in pixels; -1 uses "
+                             "the region's mask_blur. Not used by seamless, hard or outward."),
             ],
             outputs=[io.Image.Output("stitched", display_name="image")],
         )

@@ -8,6 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines import detail_repair as repair
+from ..pipelines import regions as region_ops
 from ._comfy import compute_device, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
@@ -27,8 +28,9 @@ class GuidedBlendInpaint(io.ComfyNode):
                 "feature matching and guide the fix. Engine by what is connected: a diffusion "
                 "model; else the aligned reference; else classical fill (removal). -blend modes "
                 "keep every pixel outside the mask bit-identical; plain modes paste the whole "
-                "window. Outputs candidates (seed, seed+1, ...) and an info JSON for Quality "
-                "Check."),
+                "window. The default seamless blend replaces the mask's content completely, with "
+                "no seam at its edge. Outputs candidates (seed, seed+1, ...) and an info JSON "
+                "for Quality Check."),
             inputs=[
                 io.Image.Input("image", tooltip="The images to repair (a batch)."),
                 io.Mask.Input("mask", optional=True, tooltip="What to repair, 1 = edit; the "
@@ -58,10 +60,19 @@ class GuidedBlendInpaint(io.ComfyNode):
                 io.Float.Input("reference_denoise", default=0.6, min=0.0, max=1.0, step=0.01,
                                tooltip="Denoise when an aligned reference is the init."),
                 io.Int.Input("feather", default=4, min=0, max=256,
-                             tooltip="Inward feather of the blend, in pixels."),
+                             tooltip="Pixels of soft edge: the inward blend's ramp inside the "
+                             "mask, and the plain modes' window edge. Not used by the "
+                             "seamless blend."),
                 io.Boolean.Input("add_ai_watermark", default=False,
                                  tooltip="Bake an 'AI-generated' mark into each output."),
                 *diffusion_inputs(),
+                # Last, so workflows saved before it keep their widget order.
+                io.Combo.Input("blend", options=[b.value for b in region_ops.Blend
+                                                 if b.confined],
+                               default=region_ops.Blend.SEAMLESS.value, optional=True,
+                               tooltip="How the -blend modes put the result back (outside the "
+                               "mask nothing changes in any of them). "
+                               + region_ops.BLEND_HELP + "."),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images"),
@@ -78,10 +89,11 @@ class GuidedBlendInpaint(io.ComfyNode):
                 num_candidates: int, reference_denoise: float, feather: int,
                 add_ai_watermark: bool, seed: int, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, denoise: float, mask=None, region=None, references=None,
-                model=None, vae=None, positive=None, negative=None, clip=None) -> io.NodeOutput:
+                model=None, vae=None, positive=None, negative=None, clip=None,
+                blend: str = region_ops.Blend.SEAMLESS.value) -> io.NodeOutput:
         settings = repair.RepairSettings(mode, context_factor, num_candidates, seed,
                                          processing_size, denoise, reference_denoise, feather,
-                                         add_ai_watermark)
+                                         add_ai_watermark, blend)
         if mask is None and region is None:
             raise ValueError("mask/region: connect a mask, or a region from Dilate Blur Pad")
         device = compute_device()

@@ -11,8 +11,10 @@ The pieces, in order (`repair`):
    engines answer: the aligned reference, or classical fill.
 4. Colour: the new content's low-frequency colour is matched to the original's ring around the
    mask (`harmonize.match_low_frequency`), the field's most common seam complaint.
-5. Blend: `-blend` modes confine the change to the mask (inward feather, every pixel outside it
-   bit-identical); plain modes paste the whole window, feathered at its edge.
+5. Blend: `-blend` modes confine the change to the mask, every pixel outside it bit-identical:
+   by default the mask's content is replaced completely and blended seamlessly against the
+   pixels around it (pipelines/seamless.py); plain modes paste the whole window, feathered at
+   its edge.
 """
 
 from __future__ import annotations
@@ -125,11 +127,16 @@ class RepairSettings:
     denoise: float = 1.0
     # With an aligned reference the crop starts from the real detail: partial denoise keeps it.
     reference_denoise: float = 0.6
-    feather: int = 4
+    feather: int = 4  # the inward blend's ramp and the plain modes' window edge, in pixels
     add_ai_watermark: bool = False
+    blend: region_ops.Blend = region_ops.Blend.SEAMLESS  # how -blend modes confine the change
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
+        object.__setattr__(self, "blend", region_ops.Blend(self.blend))
+        if not self.blend.confined:
+            raise ValueError(f"blend: {self.blend.value!r} is not allowed; choose seamless, "
+                             "inward or hard")
         low, high = CONTEXT_FACTOR_RANGE
         if not low <= self.context_factor <= high:
             raise ValueError(f"context_factor: {self.context_factor} is outside {low}-{high}")
@@ -256,7 +263,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
                                                         ring_width=max(settings.feather, 4)))
         if step is not None:
             step()
-    blend = (region_ops.Blend.INWARD if settings.mode.confined else region_ops.Blend.WINDOW)
+    blend = settings.blend if settings.mode.confined else region_ops.Blend.WINDOW
     out = region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather)
     if settings.add_ai_watermark:
         out = add_ai_watermark(out)

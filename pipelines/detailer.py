@@ -11,7 +11,9 @@ result of the previous one:
    `strength`; without one, a strong Gaussian blur does (the offline variant: anonymising
    faces, hands or people);
 4. the crop is stitched back through the processed mask: "the contextual area is not
-   modified", so every pixel outside the grown, blurred mask is bit-identical.
+   modified", so every pixel outside the grown, blurred mask is bit-identical. The exact mode
+   (`blend` seamless) replaces only the detection's own shape, blended seamlessly against the
+   pixels around it, so every pixel outside the shape is bit-identical.
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ class DetailerSettings:
     union_masks: bool = False
     strength: float = 0.9
     seed: int = 0
+    blend: region_ops.Blend = region_ops.Blend.OUTWARD  # adetailer's; seamless is exact
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", BaseModel(self.base_model))
+        object.__setattr__(self, "blend", region_ops.Blend(self.blend))
+        if self.blend is region_ops.Blend.WINDOW:
+            raise ValueError("blend: 'window' is not allowed here; choose outward, seamless, "
+                             "inward or hard")
         for name in ("mask_dilation", "mask_blur", "mask_padding"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} is below 0; it must be >= 0")
@@ -117,7 +124,7 @@ def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
         else:
             new = generator_for(number)(crops, crop_masks, crop_masks, settings.seed,
                                         settings.strength)
-        current = region_ops.stitch(current, regions, new, region_ops.Blend.OUTWARD)
+        current = region_ops.stitch(current, regions, new, settings.blend)
         windows += [[w.batch_index, w.x0, w.y0, w.x1, w.y1] for w in regions.windows]
         inpainted += 1 if not settings.union_masks else len(objects)
     return DetailerResult(current, len(objects), inpainted, windows)

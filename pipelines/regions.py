@@ -5,8 +5,9 @@ The OctoAI adetailer semantics, in order: `mask_dilation` (negative erodes), `ma
 that crosses the image border slides toward the centre; it is clamped only when it is larger than
 the image. PiktID's `context_factor` form makes the window the mask's bounding box times a factor.
 
-Stitching keeps every pixel outside the user's mask bit-identical by default: the blend weight
-is an inward feather of the user's mask, and pixels with weight 0 are copied, not blended.
+Stitching keeps every pixel outside the user's mask bit-identical by default: the new content
+replaces the mask completely and is blended seamlessly against the untouched pixels around it
+(pipelines/seamless.py), and pixels with weight 0 are copied, not blended.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from . import masks as mask_ops
 from .choices import Choice
+from .seamless import seamless_blend
 from .tensors import resize
 
 
@@ -53,10 +55,24 @@ class ResizeMode(Choice):
 
 
 class Blend(Choice):
-    INWARD = "inward"    # change stays inside the user's mask (default)
+    # Confined to the user's mask (every pixel outside it bit-identical):
+    SEAMLESS = "seamless"  # replaced completely, gradient-domain blend at the edge (default)
+    INWARD = "inward"      # alpha feather inside the mask: its outer pixels keep some old content
+    HARD = "hard"          # the user's mask as it is, no blending
+    # Not confined:
     OUTWARD = "outward"  # the dilated, blurred mask: changes reach past the user's mask
-    HARD = "hard"        # the user's mask as it is
     WINDOW = "window"    # the whole window, feathered inward at its edge (regenerate freely)
+
+    @property
+    def confined(self) -> bool:
+        return self in (Blend.SEAMLESS, Blend.INWARD, Blend.HARD)
+
+
+# What each blend does, for the nodes' tooltips.
+BLEND_HELP = ("seamless (default): the mask's content is replaced completely and blended in the "
+              "gradient domain against the untouched pixels around it (no seam, nothing of the "
+              "old content left). inward: an alpha feather inside the mask (soft, but its outer "
+              "pixels keep part of the old content). hard: the mask as it is")
 
 
 @dataclass(frozen=True)
@@ -292,7 +308,7 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
         return regions.mask[b, y0:y1, x0:x1] * own
     # Work on the window plus a margin, so the window's edge erodes like the image's.
     height, width = regions.mask.shape[1:]
-    m = 0 if blend is Blend.HARD else radius + 2
+    m = radius + 2 if blend in (Blend.INWARD, Blend.WINDOW) else 0
     ey0, ey1, ex0, ex1 = max(y0 - m, 0), min(y1 + m, height), max(x0 - m, 0), min(x1 + m, width)
     if blend is Blend.WINDOW:
         # Feathered only where the window edge lies inside the image: the image border
@@ -307,14 +323,24 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
     return edit[0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] * own
 
 
+def _paste(old: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend
+           ) -> torch.Tensor:
+    """`new` over `old` (`[h, w, C]`) by the weight `alpha` (`[h, w]`); weight 0 copies `old`."""
+    if blend is Blend.SEAMLESS:
+        return seamless_blend(old, new, alpha)
+    alpha = alpha[..., None]
+    return torch.where(alpha > 0, torch.lerp(old, new, alpha), old)
+
+
 def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
-           blend: Blend | str = Blend.INWARD, feather: int | None = None,
+           blend: Blend | str = Blend.SEAMLESS, feather: int | None = None,
            check_cancel=None) -> torch.Tensor:
     """Put processed crops back into `image`.
 
     `crops` holds one crop per window, or k crops per window (k candidates, candidate-major:
     all windows of candidate 0, then candidate 1, ...); the result has k images per input image.
-    A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical.
+    A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical. `feather`
+    (default: the region's blur) is the inward and window blends' ramp.
     """
     count = len(regions.windows)
     if crops.shape[0] % count:
@@ -322,7 +348,8 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
                          f"multiple of {count} (one per region, per candidate)")
     candidates = crops.shape[0] // count
     radius = regions.blur if feather is None else feather
-    weights = [blend_weights(regions, w, blend, radius)[..., None] for w in regions.windows]
+    blend = Blend(blend)
+    weights = [blend_weights(regions, w, blend, radius) for w in regions.windows]
     out = image.repeat(candidates, 1, 1, 1)
     batch = image.shape[0]
     for index in range(crops.shape[0]):
@@ -332,9 +359,8 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
         target = (index // count) * batch + w.batch_index
         new = resize(crops[index:index + 1].to(image.dtype), w.height,
                      w.width)[0][..., :image.shape[-1]]
-        old = out[target, w.y0:w.y1, w.x0:w.x1]
-        out[target, w.y0:w.y1, w.x0:w.x1] = torch.where(alpha > 0, torch.lerp(old, new, alpha),
-                                                        old)
+        out[target, w.y0:w.y1, w.x0:w.x1] = _paste(out[target, w.y0:w.y1, w.x0:w.x1], new,
+                                                   alpha, blend)
     return out
 
 
@@ -356,18 +382,25 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
 
 
 
-def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, feather: int
-                 ) -> torch.Tensor:
+def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, feather: int,
+                 blend: Blend | str = Blend.INWARD) -> torch.Tensor:
     """Confine a full-frame result to the mask: `new` ([k*B, H, W, C], k results per image,
-    candidate-major) over `image` ([B, H, W, C]) through the inward-feathered `mask` ([B, H, W],
-    already at the image's size). Pixels outside the mask are copied, so they are bit-identical;
-    a vendor's shifted or rescaled frame cannot leak past the mask."""
+    candidate-major) over `image` ([B, H, W, C]) through `mask` ([B, H, W], already at the
+    image's size) by a confined `blend` (`feather` is the inward blend's ramp; 0 pastes hard).
+    Pixels outside
+    the mask are copied, so they are bit-identical; a vendor's shifted or rescaled frame cannot
+    leak past the mask."""
     if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")
-    repeats = new.shape[0] // image.shape[0]
-    alpha = mask_ops.inward_feather(mask.to(image.dtype), feather)[..., None].repeat(repeats, 1,
-                                                                                    1, 1)
-    old = image.repeat(repeats, 1, 1, 1)
-    return torch.where(alpha > 0, torch.lerp(old, new.to(image.dtype)[..., :image.shape[-1]],
-                                             alpha), old)
+    blend = Blend(blend)
+    if not blend.confined:
+        raise ValueError(f"blend: {blend.value!r} is not confined to the mask; use seamless, "
+                         "inward or hard")
+    weight = mask.to(image.dtype)
+    if blend is Blend.INWARD:
+        weight = mask_ops.inward_feather(weight, feather)
+    new = new.to(image.dtype)[..., :image.shape[-1]]
+    batch = image.shape[0]
+    return torch.stack([_paste(image[index % batch], new[index], weight[index % batch], blend)
+                        for index in range(new.shape[0])])

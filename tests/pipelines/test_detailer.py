@@ -68,6 +68,19 @@ def test_only_the_grown_blurred_masks_change(union):
         assert seed == 0 and denoise == 0.9
 
 
+@pytest.mark.parametrize("union", [False, True])
+def test_the_exact_mode_changes_only_the_detections_own_shapes(union):
+    image, objects = objects_scene()
+    result = detail(image, objects, DetailerSettings(union_masks=union, blend="seamless"),
+                    Painter())
+    shapes = torch.zeros(2, 120, 160, dtype=torch.bool)
+    for index, shape in objects:
+        shapes[index] |= shape > 0
+    assert torch.equal(result.image[~shapes], image[~shapes])
+    for index, shape in objects:
+        assert not torch.equal(result.image[index][shape > 0], image[index][shape > 0])
+
+
 def test_each_object_is_repaired_on_the_previous_result():
     image, objects = objects_scene()
     overlapping = [(0, objects[0][1]), (0, objects[0][1])]
@@ -101,7 +114,8 @@ def test_prompts_split_on_sep_and_the_last_serves_the_rest():
 
 @pytest.mark.parametrize("field, value, match", [("mask_dilation", -1, ">= 0"),
                                                  ("strength", 0.0, "strength"),
-                                                 ("base_model", "sd3", "'sd15'")])
+                                                 ("base_model", "sd3", "'sd15'"),
+                                                 ("blend", "window", "'window' is not allowed")])
 def test_bad_settings_name_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
         DetailerSettings(**{field: value})

@@ -355,7 +355,8 @@ def test_keep_mode_round_trip_is_exact_for_any_scene(scene, blend):
 
 
 @settings(max_examples=1500, **FAST)
-@given(scenes(), st.sampled_from([Blend.INWARD, Blend.HARD, "inward", "hard"]),
+@given(scenes(), st.sampled_from([Blend.SEAMLESS, Blend.INWARD, Blend.HARD, "seamless", "inward",
+                                  "hard"]),
        st.integers(1, 3), st.sampled_from([None, 0, 2, 7]), st.integers(0, 2**31 - 1))
 def test_stitching_any_content_changes_no_pixel_outside_the_users_mask(scene, blend, candidates,
                                                                         feather, seed):
@@ -372,7 +373,8 @@ def test_stitching_any_content_changes_no_pixel_outside_the_users_mask(scene, bl
         # The raw mask's zeros are a subset of the cleaned mask's.
         assert bool((regions.user_mask[b][mask[b] == 0] == 0).all())
     # Where the inward weight is 1, the new content is there as it came (no resize needed).
-    if candidates == 1:
+    # (The seamless blend keeps its gradients instead: pipelines/test_seamless.py.)
+    if candidates == 1 and Blend(blend) is not Blend.SEAMLESS:
         for index, w in enumerate(regions.windows):
             if (w.width, w.height) != regions.processing_size:
                 continue
@@ -494,7 +496,7 @@ def test_stitch_puts_the_new_content_in_the_middle_of_the_mask():
     image = torch.zeros(1, 64, 64, 3)
     mask = box_mask(64, 64, 16, 16, 48, 48)
     regions, crops, _ = prepare_regions(image, mask, WindowSettings())
-    out = stitch(image, regions, torch.ones_like(crops))
+    out = stitch(image, regions, torch.ones_like(crops), "inward")
     assert out[0, 32, 32].eq(1).all()        # deep inside: weight 1
     assert out[0, 15, 32].eq(0).all()        # outside the user's mask: untouched
     assert 0 < out[0, 16, 32, 0] < 1         # the inward feather
@@ -507,7 +509,7 @@ def test_stitch_with_candidates_makes_k_images_per_input_image():
     mask = box_mask(40, 40, 5, 5, 35, 35, batch=2)
     regions, crops, _ = prepare_regions(image, mask, WindowSettings())
     content = torch.cat([torch.zeros_like(crops), torch.ones_like(crops)])
-    out = stitch(image, regions, content)
+    out = stitch(image, regions, content, "hard")
     assert out.shape == (4, 40, 40, 3)
     assert out[0, 20, 20].eq(0).all() and out[1, 20, 20].eq(0).all()
     assert out[2, 20, 20].eq(1).all() and out[3, 20, 20].eq(1).all()
@@ -556,7 +558,7 @@ def test_a_mask_of_another_size_is_resized_and_reported():
     (WindowMode, "factor", "'padding', 'context_factor'"),
     (RegionMode, "objects", "'union', 'per_object'"),
     (ResizeMode, "multiple_of_16", "'keep', 'multiple_of_8', 'multiple_of_64', 'sd15_buckets'"),
-    (Blend, "soft", "'inward', 'outward', 'hard'"),
+    (Blend, "soft", "'seamless', 'inward', 'hard', 'outward', 'window'"),
 ])
 def test_bad_option_strings_get_errors_listing_the_allowed_values(enum, value, allowed):
     with pytest.raises(ValueError) as error:
