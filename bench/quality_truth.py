@@ -99,8 +99,9 @@ def foreign_objects() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     def shaped(rgb: np.ndarray, alpha: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
         height, width = alpha.shape
         size = (side, round(side * height / width))
+        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
         return (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
-                cv2.resize(alpha, size, interpolation=cv2.INTER_AREA))
+                np.where(alpha < 1 / 255, 0, alpha))
 
     logo = as_float(data.logo())
     logo_disc = np.zeros(logo.shape[:2], np.float32)
@@ -149,7 +150,7 @@ def removal_cases(quick: bool) -> list[Case]:
         image[y0:y0 + height, x0:x0 + width] = clean[y0:y0 + height, x0:x0 + width] * (1 - a) \
             + rgb * a
         exact = np.zeros((SIZE, SIZE), bool)
-        exact[y0:y0 + height, x0:x0 + width] = alpha > 1 / 255  # every pixel it touched
+        exact[y0:y0 + height, x0:x0 + width] = alpha > 0  # every pixel it touched
         name = f"{object_name} on {background_name}"
         cases.append(Case("removal, exact mask", name, image, clean, exact))
         cases.append(Case(f"removal, mask +{GROWN_BY} px", name, image, clean,

@@ -37,8 +37,9 @@ MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
 MAX_REFERENCES = 10
 MAX_CANDIDATES = 4
 CONTEXT_FACTOR_RANGE = (1.5, 10.0)
-# Classical-fill candidates differ by method and radius (cv2.inpaint is deterministic).
-FILL_VARIANTS = [("telea", 3), ("ns", 3), ("telea", 9), ("ns", 9)]
+# Classical-fill candidates differ by method and radius, all deterministic (PatchMatch is seeded);
+# PatchMatch first: it continues texture that diffusion smears (docs/engines.md, measured).
+FILL_VARIANTS = [("patchmatch", 3), ("telea", 3), ("ns", 3), ("patchmatch", 7)]
 HIGHLIGHT = (1.0, 0.0, 1.0)  # magenta: rare in photos, so the marked region stands out
 
 

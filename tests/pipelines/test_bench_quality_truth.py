@@ -18,21 +18,25 @@ def bench():
         spec = importlib.util.spec_from_file_location("quality_truth",
                                                       PACK_ROOT / "bench" / "quality_truth.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules["quality_truth"] = module  # its dataclass looks itself up there
         spec.loader.exec_module(module)
         yield module
     finally:
+        sys.modules.pop("quality_truth", None)
         sys.path.remove(str(PACK_ROOT / "bench"))
 
 
 def test_removal_cases_change_only_what_their_masks_cover(bench):
     cases = bench.removal_cases(quick=True)
-    assert [c.group for c in cases] == ["removal, exact mask", f"removal, mask +{bench.GROWN_BY} px"] * 2
+    assert [c.group for c in cases] == ["removal, exact mask",
+                                        f"removal, mask +{bench.GROWN_BY} px"] * 2
     for exact, grown in zip(cases[::2], cases[1::2]):
         changed = (exact.image != exact.truth).any(-1)
         assert changed.sum() > 1500  # an object of about 64 px
         assert not changed[~exact.mask].any() and (grown.mask >= exact.mask).all()
         assert 0.9 < changed.sum() / exact.mask.sum() <= 1  # the mask is the object, not more
-        assert (grown.mask.sum() - exact.mask.sum()) > 4 * bench.GROWN_BY * np.sqrt(
+        # grown all round: at least the growth times a disc's perimeter (3.5 sqrt(area))
+        assert (grown.mask.sum() - exact.mask.sum()) > 3 * bench.GROWN_BY * np.sqrt(
             exact.mask.sum())
 
 
