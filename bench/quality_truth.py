@@ -20,7 +20,8 @@ BLENDS; cv2.inpaint Telea and NS on 16-bit channels (radius 3); raw PyPatchMatch
 patch size) on the 8-bit image; the pack's `classical_fill` patchmatch; and, for repair, the
 garbled input left alone.
 
-Metrics against the clean photo: mean ΔE2000 inside the mask, PSNR inside (dB, RGB 0..1), seam
+Metrics against the clean photo: mean ΔE2000 inside the mask, the same after blurring both by
+LOW_PASS_SIGMA (colour and shape without the texture's phase), PSNR inside (dB, RGB 0..1), seam
 (mean ΔE2000 on the SEAM_RING px just inside the mask's edge), detail (mean gradient magnitude
 inside over the clean photo's: under 1 is a smear), residue (the share of results whose inner
 ring keeps the old content: over RESIDUE_SHARE of its pixels are further than RESIDUE_DELTA_E
