@@ -15,7 +15,8 @@ Cases, from scikit-image's bundled photos (offline):
   the detail, REFERENCE_CONTEXTS x the box, rotated, scaled, brightened and JPEG-compressed.
 
 Methods run in the same process on the same cases: `detail_repair.repair` (no generator, so the
-embedded engines: classical fill for removal, the reference warp for repair) with each blend in
+embedded engines: classical fill for removal, category `general`; the reference warp for repair,
+category `logo`, which keeps the input when the reference does not align) with each blend in
 BLENDS; cv2.inpaint Telea and NS on 16-bit channels (radius 3); raw PyPatchMatch (its default
 patch size) on the 8-bit image; the pack's `classical_fill` patchmatch; and, for repair, the
 garbled input left alone.
@@ -250,8 +251,11 @@ def tensor(array: np.ndarray) -> torch.Tensor:
 def repair_with(blend: str):
     def run(case: Case) -> tuple[np.ndarray, dict]:
         references = [] if case.reference is None else [tensor(case.reference)]
+        # Removal is `general`; a garbled detail is a logo to repair (kept when unaligned).
+        category = "general" if case.reference is None else "logo"
         result = detail_repair.repair(tensor(case.image)[None], tensor(case.mask)[None],
-                                      detail_repair.RepairSettings(blend=blend),
+                                      detail_repair.RepairSettings(blend=blend,
+                                                                   category=category),
                                       references=references)
         return result.images[0].numpy(), result.info[0]
     return run

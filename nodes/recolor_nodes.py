@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..pipelines import garment_mask, recolor
 from ..pipelines.masks import as_bhw, is_placeholder
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 
 
@@ -100,6 +100,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
         return True
 
     @classmethod
+    @finite_inputs
     def execute(cls, images: list[torch.Tensor], reference_text: list[str],  # type: ignore[override]
                 instruction: list[str], garment_label: list[str], use_anchor: list[bool],
                 post_process: list[bool], anchor_index: list[int], num_variations: list[int],

@@ -109,6 +109,12 @@ MODIFIERS: dict[str, Modifier] = {
 INTENSITY = {"slightly": 0.5, "bit": 0.5, "little": 0.5, "touch": 0.5, "somewhat": 0.5,
              "tad": 0.5, "much": 2.0, "very": 2.0, "lot": 2.0, "way": 2.0, "extra": 2.0,
              "really": 2.0, "super": 2.0}
+# Words that ask for a pattern, which a one-colour recolour cannot honour (a note says so).
+PATTERN_WORDS = frozenset((
+    "stripe", "stripes", "striped", "pinstripe", "pinstripes", "pinstriped", "plaid", "tartan",
+    "gingham", "checkered", "chequered", "polka", "dots", "dotted", "spotted", "floral",
+    "flowers", "paisley", "houndstooth", "herringbone", "camo", "camouflage", "leopard", "zebra",
+    "chevron", "argyle", "pattern", "patterned", "print", "printed", "ombre", "gradient"))
 HEX_IN_TEXT = re.compile(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b")
 
 
@@ -117,6 +123,7 @@ class ParsedText:
     rgb: tuple[float, float, float] | None
     colour_text: str | None          # what named the colour ("#2e5a3b", "forest green")
     modifiers: tuple[tuple[str, Modifier, float], ...]  # (word, modifier, intensity)
+    patterns: tuple[str, ...] = ()  # pattern words found, not honoured
 
 
 def parse_colour_text(text: str, name: str = "instruction") -> ParsedText:
@@ -148,20 +155,29 @@ def parse_colour_text(text: str, name: str = "instruction") -> ParsedText:
                 break
         else:
             i += 1
-    modifiers = []
+    modifiers, patterns = [], []
     scale = 1.0
     for index, (_, word) in enumerate(words):
         if index in used:
             continue
-        if word in INTENSITY:
+        if word in PATTERN_WORDS:
+            patterns.append(word)
+        elif word in INTENSITY:
             scale = INTENSITY[word]
         elif word in MODIFIERS:
             modifiers.append((word, MODIFIERS[word], scale))
             scale = 1.0
     if not found:
-        return ParsedText(None, None, tuple(modifiers))
+        return ParsedText(None, None, tuple(modifiers), tuple(patterns))
     _, said, code = max(found)
-    return ParsedText(parse_hex(code, name), said, tuple(modifiers))
+    return ParsedText(parse_hex(code, name), said, tuple(modifiers), tuple(patterns))
+
+
+def _pattern_note(parsed: ParsedText, name: str) -> list[str]:
+    if not parsed.patterns:
+        return []
+    return [f"{name}: pattern words {', '.join(repr(w) for w in parsed.patterns)} ignored; "
+            "this node recolours to one colour and makes no patterns"]
 
 
 def apply_modifiers(lab: torch.Tensor, modifiers: Sequence[tuple[str, Modifier, float]]
@@ -285,6 +301,7 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
         notes.append(f"colour from reference_image: dominant colour {lab_hex(base)}")
     if text:
         parsed = parse_colour_text(text, "reference_text")
+        notes += _pattern_note(parsed, "reference_text")
         if base is None:
             base = apply_modifiers(rgb_lab(parsed.rgb), parsed.modifiers)
             notes.append(f"colour from reference_text {parsed.colour_text!r}: {lab_hex(base)}")
@@ -292,6 +309,7 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
             notes.append(f"reference_text {text!r} ignored: reference_image sets the colour")
     if instruction:
         parsed = parse_colour_text(instruction, "instruction")
+        notes += _pattern_note(parsed, "instruction")
         if base is None and parsed.rgb is not None:
             base = rgb_lab(parsed.rgb)
             notes.append(f"colour from instruction {parsed.colour_text!r}: {lab_hex(base)}")

@@ -72,6 +72,15 @@ def test_text_sets_the_colour_and_the_instruction_refines_it():
     assert any("modifiers darker" in note for note in target.notes)
 
 
+def test_pattern_words_are_not_silently_dropped():
+    target = recolor.resolve_target(None, None, "navy with pinstripes, polka dots")
+    assert target.lab.allclose(lab_of("#000080"), atol=0.01)
+    assert any("instruction: pattern words 'pinstripes', 'polka', 'dots' ignored" in note
+               for note in target.notes)
+    target = recolor.resolve_target(None, "camo green", None)  # an XKCD colour, not a pattern
+    assert not any("pattern" in note for note in target.notes)
+
+
 def test_a_modifier_only_instruction_starts_from_the_garment():
     garment = torch.tensor([50.0, 20.0, 30.0], dtype=torch.float64)
     target = recolor.resolve_target(None, None, "lighter", lambda: garment)
