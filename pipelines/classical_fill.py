@@ -1,8 +1,11 @@
-"""Classical fill: OpenCV's diffusion inpainting (Telea, Navier-Stokes) for removal when there is
-neither a model nor a reference. No weights, CPU only.
+"""Classical fill: removal when there is neither a model nor a reference. No weights, CPU only.
 
-It propagates the mask's surroundings inward, so it suits thin or small areas (scratches, specks,
-small logos on plain backgrounds) and smears texture over larger ones.
+- `telea`, `ns`: OpenCV's diffusion inpainting. It propagates the mask's surroundings inward, so
+  it suits thin or small areas (scratches, specks, small logos on plain backgrounds) and smears
+  texture over larger ones.
+- `patchmatch`: PatchMatch texture synthesis (Barnes et al. 2009) from InvokeAI's PyPatchMatch
+  (optional package `pypatchmatch`). It fills the hole with patches copied from around it, so
+  foliage, gravel, brick or fur continue as texture instead of a smear.
 """
 
 from __future__ import annotations
@@ -13,24 +16,75 @@ import torch
 
 from . import masks as mask_ops
 from .choices import Choice
-from .tensors import image_size
+from .detect import MissingDependencyError
+from .tensors import image_size, to_uint8
 
 
 class FillMethod(Choice):
-    TELEA = "telea"  # fast marching (Telea 2004)
-    NS = "ns"        # Navier-Stokes (Bertalmio et al. 2001)
+    TELEA = "telea"            # fast marching (Telea 2004)
+    NS = "ns"                  # Navier-Stokes (Bertalmio et al. 2001)
+    PATCHMATCH = "patchmatch"  # PatchMatch texture synthesis (Barnes et al. 2009)
 
 
 _FLAGS = {FillMethod.TELEA: cv2.INPAINT_TELEA, FillMethod.NS: cv2.INPAINT_NS}
+PATCHMATCH_INSTALL = "pip install pypatchmatch==2.2.0"
+# PatchMatch's search is randomised; the library restarts every fill from a global seed, which we
+# set before each call so that the same input gives the same fill whatever else set it.
+PATCHMATCH_SEED = 0
+
+
+def _patch_match():
+    try:
+        from patchmatch import patch_match  # optional: InvokeAI's prebuilt PyPatchMatch
+    except ImportError as error:
+        raise MissingDependencyError(
+            "fill method 'patchmatch' needs PyPatchMatch; install it into ComfyUI's Python: "
+            f"{PATCHMATCH_INSTALL} (or use 'telea' or 'ns')") from error
+    if not patch_match.patchmatch_available:
+        raise MissingDependencyError(
+            "PyPatchMatch is installed but its native library did not load (see the log); "
+            f"reinstall it: {PATCHMATCH_INSTALL}")
+    return patch_match
+
+
+def _diffusion_fill(window: np.ndarray, hole: np.ndarray, method: FillMethod,
+                    radius: int) -> np.ndarray:
+    # 16-bit channels one at a time: 8-bit colour would quantise the fill, and OpenCV 4.14's
+    # Telea on float32 input returns values far outside the input's range.
+    levels = np.round(window * 65535).astype(np.uint16)
+    filled = np.stack([cv2.inpaint(np.ascontiguousarray(levels[..., channel]),
+                                   hole.astype(np.uint8), float(radius), _FLAGS[method])
+                       for channel in range(window.shape[-1])], axis=-1)
+    return filled.astype(np.float32) / 65535
+
+
+def _patchmatch_fill(window: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
+    # PyPatchMatch takes 8-bit images only; the fill is copied from 8-bit patches (within half a
+    # level of the source), and every pixel outside the hole is put back from the float input.
+    patch_match = _patch_match()
+    patch_match.set_random_seed(PATCHMATCH_SEED)
+    channels = window.shape[-1]
+    rgb = np.repeat(window, 3, axis=-1) if channels == 1 else window[..., :3]
+    filled = patch_match.inpaint(to_uint8(torch.from_numpy(rgb)), hole.astype(np.uint8),
+                                 patch_size=radius).astype(np.float32) / 255
+    if channels == 1:
+        return filled[..., :1]
+    # Alpha has no texture to continue: it is diffused instead.
+    alpha = window[..., 3:]
+    if alpha.shape[-1]:
+        alpha = _diffusion_fill(np.ascontiguousarray(alpha), hole, FillMethod.TELEA, 3)
+    return np.concatenate([filled, alpha], axis=-1)
 
 
 def classical_fill(image: torch.Tensor, mask: torch.Tensor,
                    method: FillMethod | str = FillMethod.TELEA, radius: int = 3) -> torch.Tensor:
-    """Fill every pixel where `mask` > 0 from its surroundings with `cv2.inpaint`.
+    """Fill every pixel where `mask` > 0 from its surroundings.
 
     `image` is `[B, H, W, C]` in 0..1; `mask` is `[B, H, W]` (or one mask for the batch) at the
-    image's size. `radius` (1..64) is the neighbourhood, in pixels, each filled pixel draws from.
-    Pixels outside the mask are bit-identical to the input.
+    image's size. `radius` (1..64) is, for `telea` and `ns`, the neighbourhood in pixels each
+    filled pixel draws from; for `patchmatch`, the radius of the compared patches
+    ((2 radius + 1)² pixels: larger follows larger structures, and is much slower). Pixels
+    outside the mask are bit-identical to the input.
     """
     batch, height, width = image_size(image)
     method = FillMethod(method)
@@ -43,21 +97,21 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor,
     support = (mask > 0).expand(batch, height, width).cpu().numpy()
     out = image.clone()
     for index in range(batch):
-        # Only the mask's bounding box plus the radius (and a margin for the fast-marching band)
-        # is read, so a small mask on a large image costs little.
-        box = mask_ops.support_box(support[index], int(radius) + 2)
+        box = mask_ops.support_box(support[index])
         if box is None:
             continue
-        x0, y0, x1, y1 = box
+        # Only the mask's bounding box plus a margin is read, so a small mask on a large image
+        # costs little: the radius (and the fast-marching band) for diffusion; for PatchMatch
+        # also context to copy texture from, the box's own size on each side.
+        margin = int(radius) + 2
+        if method is FillMethod.PATCHMATCH:
+            margin += max(box[2] - box[0], box[3] - box[1])
+        x0, y0, x1, y1 = mask_ops.support_box(support[index], margin)
         hole = support[index, y0:y1, x0:x1]
         window = image[index, y0:y1, x0:x1].detach().float().clamp(0, 1).cpu().numpy()
-        # 16-bit channels one at a time: 8-bit colour would quantise the fill, and OpenCV 4.14's
-        # Telea on float32 input returns values far outside the input's range.
-        levels = np.round(window * 65535).astype(np.uint16)
-        filled = np.stack([cv2.inpaint(np.ascontiguousarray(levels[..., channel]),
-                                       hole.astype(np.uint8), float(radius), _FLAGS[method])
-                           for channel in range(window.shape[-1])], axis=-1)
-        patch = torch.from_numpy(filled.astype(np.float32) / 65535).to(out.device, out.dtype)
+        filled = (_patchmatch_fill(window, hole, int(radius)) if method is FillMethod.PATCHMATCH
+                  else _diffusion_fill(window, hole, method, int(radius)))
+        patch = torch.from_numpy(filled).to(out.device, out.dtype)
         region = out[index, y0:y1, x0:x1]
         hole_t = torch.from_numpy(hole).to(out.device)[..., None]
         out[index, y0:y1, x0:x1] = torch.where(hole_t, patch, region)

@@ -38,8 +38,9 @@ MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
 MAX_REFERENCES = 10
 MAX_CANDIDATES = 4
 CONTEXT_FACTOR_RANGE = (1.5, 10.0)
-# Classical-fill candidates differ by method and radius (cv2.inpaint is deterministic).
-FILL_VARIANTS = [("telea", 3), ("ns", 3), ("telea", 9), ("ns", 9)]
+# Classical-fill candidates differ by method and radius, all deterministic (PatchMatch is seeded);
+# PatchMatch first: it continues texture that diffusion smears (docs/engines.md, measured).
+FILL_VARIANTS = [("patchmatch", 3), ("telea", 3), ("ns", 3), ("patchmatch", 7)]
 HIGHLIGHT = (1.0, 0.0, 1.0)  # magenta: rare in photos, so the marked region stands out
 
 
@@ -288,7 +289,10 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
         elif engine is Engine.REFERENCE_WARP:
             new = guidance
         else:
-            new = classical_fill.classical_fill(crops, crop_masks, *FILL_VARIANTS[k])
+            # Filled at the image's own resolution, then cropped: PatchMatch copies texture at
+            # its real scale, and the fill reads only the mask's box plus its context.
+            new = region_ops.crop(classical_fill.classical_fill(image, regions.mask,
+                                                                *FILL_VARIANTS[k]), regions)[0]
         candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
                                                         ring_width=max(settings.feather, 4)))
         if step is not None:

