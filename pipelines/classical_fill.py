@@ -6,6 +6,10 @@
 - `patchmatch`: PatchMatch texture synthesis (Barnes et al. 2009) from InvokeAI's PyPatchMatch
   (optional package `pypatchmatch`). It fills the hole with patches copied from around it, so
   foliage, gravel, brick or fur continue as texture instead of a smear.
+- `texture` (Detail Repair's default for removal): PatchMatch inside, giving way to Telea within
+  TEXTURE_EDGE_BAND px of the mask's edge. Next to the known pixels diffusion is the closer guess
+  (PatchMatch's copied texture rarely lines up there, a visible seam); deeper inside, texture
+  beats a smear. Measured in docs/engines.md.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class FillMethod(Choice):
     TELEA = "telea"            # fast marching (Telea 2004)
     NS = "ns"                  # Navier-Stokes (Bertalmio et al. 2001)
     PATCHMATCH = "patchmatch"  # PatchMatch texture synthesis (Barnes et al. 2009)
+    TEXTURE = "texture"        # PatchMatch inside, Telea along the mask's edge
+
+    @property
+    def copies_texture(self) -> bool:
+        return self in (FillMethod.PATCHMATCH, FillMethod.TEXTURE)
 
 
 _FLAGS = {FillMethod.TELEA: cv2.INPAINT_TELEA, FillMethod.NS: cv2.INPAINT_NS}
@@ -31,6 +40,8 @@ PATCHMATCH_INSTALL = "pip install pypatchmatch==2.2.0"
 # PatchMatch's search is randomised; the library restarts every fill from a global seed, which we
 # set before each call so that the same input gives the same fill whatever else set it.
 PATCHMATCH_SEED = 0
+# Px from the mask's edge over which `texture` goes from Telea (at the edge) to PatchMatch.
+TEXTURE_EDGE_BAND = 8
 
 
 def _patch_match():
@@ -76,13 +87,21 @@ def _patchmatch_fill(window: np.ndarray, hole: np.ndarray, radius: int) -> np.nd
     return np.concatenate([filled, alpha], axis=-1)
 
 
+def _texture_fill(window: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
+    texture = _patchmatch_fill(window, hole, radius)
+    smooth = _diffusion_fill(window, hole, FillMethod.TELEA, 3)
+    depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = np.clip(depth / TEXTURE_EDGE_BAND - 1, 0, 1)[..., None]
+    return smooth + weight * (texture - smooth)
+
+
 def classical_fill(image: torch.Tensor, mask: torch.Tensor,
                    method: FillMethod | str = FillMethod.TELEA, radius: int = 3) -> torch.Tensor:
     """Fill every pixel where `mask` > 0 from its surroundings.
 
     `image` is `[B, H, W, C]` in 0..1; `mask` is `[B, H, W]` (or one mask for the batch) at the
     image's size. `radius` (1..64) is, for `telea` and `ns`, the neighbourhood in pixels each
-    filled pixel draws from; for `patchmatch`, the radius of the compared patches
+    filled pixel draws from; for `patchmatch` and `texture`, the radius of the compared patches
     ((2 radius + 1)² pixels: larger follows larger structures, and is much slower). Pixels
     outside the mask are bit-identical to the input.
     """
@@ -104,12 +123,14 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor,
         # costs little: the radius (and the fast-marching band) for diffusion; for PatchMatch
         # also context to copy texture from, the box's own size on each side.
         margin = int(radius) + 2
-        if method is FillMethod.PATCHMATCH:
+        if method.copies_texture:
             margin += max(box[2] - box[0], box[3] - box[1])
         x0, y0, x1, y1 = mask_ops.support_box(support[index], margin)
         hole = support[index, y0:y1, x0:x1]
         window = image[index, y0:y1, x0:x1].detach().float().clamp(0, 1).cpu().numpy()
-        filled = (_patchmatch_fill(window, hole, int(radius)) if method is FillMethod.PATCHMATCH
+        fill = {FillMethod.PATCHMATCH: _patchmatch_fill,
+                FillMethod.TEXTURE: _texture_fill}.get(method)
+        filled = (fill(window, hole, int(radius)) if fill is not None
                   else _diffusion_fill(window, hole, method, int(radius)))
         patch = torch.from_numpy(filled).to(out.device, out.dtype)
         region = out[index, y0:y1, x0:x1]

@@ -38,9 +38,9 @@ MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
 MAX_REFERENCES = 10
 MAX_CANDIDATES = 4
 CONTEXT_FACTOR_RANGE = (1.5, 10.0)
-# Classical-fill candidates differ by method and radius, all deterministic (PatchMatch is seeded);
-# PatchMatch first: it continues texture that diffusion smears (docs/engines.md, measured).
-FILL_VARIANTS = [("patchmatch", 3), ("telea", 3), ("ns", 3), ("patchmatch", 7)]
+# Classical-fill candidates differ by method, all deterministic (PatchMatch is seeded). `texture`
+# first: PatchMatch's texture inside, Telea's continuation at the edge (docs/engines.md, measured).
+FILL_VARIANTS = [("texture", 3), ("telea", 3), ("patchmatch", 3), ("ns", 3)]
 HIGHLIGHT = (1.0, 0.0, 1.0)  # magenta: rare in photos, so the marked region stands out
 
 
@@ -183,14 +183,17 @@ def _capped(regions: region_ops.Regions, target: int) -> region_ops.Regions:
 
 
 def plan(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
-         regions: region_ops.Regions | None = None) -> region_ops.Regions:
-    """The context windows: the given REGION, or the mask's box x context_factor."""
+         regions: region_ops.Regions | None = None, native: bool = False
+         ) -> region_ops.Regions:
+    """The context windows: the given REGION, or the mask's box x context_factor. A generator
+    samples them at the processing size; `native` keeps the windows' own size (the embedded
+    engines work at the image's resolution, and a resample there and back only blurs)."""
     if regions is None:
         window = region_ops.WindowSettings(dilation=0, blur=settings.feather,
                                            window_mode=region_ops.WindowMode.CONTEXT_FACTOR,
                                            context_factor=settings.context_factor)
         regions, _, _ = region_ops.prepare_regions(image, mask, window)
-    return _capped(regions, settings.processing_size)
+    return regions if native else _capped(regions, settings.processing_size)
 
 
 def _marked(pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -254,7 +257,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     batch, height, width = image_size(image)
     if len(references) > MAX_REFERENCES:
         raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
-    regions = plan(image, mask, settings, regions)
+    regions = plan(image, mask, settings, regions, native=generator is None)
     user_mask = regions.user_mask
     crops, crop_masks = region_ops.crop(image, regions)
     keep = settings.category in KEEP_WHEN_UNALIGNED
@@ -290,8 +293,9 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
             new = guidance
         else:
             # Filled at the image's own resolution, then cropped: PatchMatch copies texture at
-            # its real scale, and the fill reads only the mask's box plus its context.
-            new = region_ops.crop(classical_fill.classical_fill(image, regions.mask,
+            # its real scale, and the fill reads only the mask's box plus its context. The
+            # user's own mask is filled, so the fill starts from the pixels right next to it.
+            new = region_ops.crop(classical_fill.classical_fill(image, user_mask,
                                                                 *FILL_VARIANTS[k]), regions)[0]
         candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
                                                         ring_width=max(settings.feather, 4)))
