@@ -87,6 +87,20 @@ def test_patchmatch_continues_a_texture_that_telea_smears():
     assert torch.equal(filled[mask == 0], damaged[mask == 0])
 
 
+def test_texture_is_telea_at_the_edge_and_patchmatch_deep_inside():
+    texture = periodic_texture()
+    mask = torch.zeros(1, 96, 96)
+    mask[0, 24:72, 24:72] = 1
+    damaged = torch.where(mask[..., None] > 0, torch.zeros_like(texture), texture)
+    fills = {method: classical_fill(damaged, mask, method)
+             for method in ("texture", "telea", "patchmatch")}
+    edge, deep = (slice(24, 72), slice(24, 26)), (slice(44, 52), slice(44, 52))
+    assert torch.allclose(fills["texture"][0][edge], fills["telea"][0][edge], atol=1e-6)
+    assert torch.allclose(fills["texture"][0][deep], fills["patchmatch"][0][deep], atol=1e-6)
+    assert not torch.allclose(fills["telea"][0][deep], fills["patchmatch"][0][deep], atol=0.05)
+    assert torch.equal(fills["texture"][mask == 0], damaged[mask == 0])
+
+
 def test_patchmatch_is_exact_outside_and_deterministic_for_any_channel_count():
     from patchmatch import patch_match
     image = torch.from_numpy(data.chelsea()[:96, :128].copy()).float()[None] / 255
