@@ -232,32 +232,45 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
     image of the batch has any masked pixel.
     """
     batch, height, width = user_mask.shape
-    mask = mask_ops.grow_and_blur(user_mask, settings.dilation, settings.blur)
-    support = (mask > 0).cpu().numpy().astype(np.uint8)
-    labels = np.zeros(support.shape, np.int32)
+    # Everything is computed on the box of the user's mask plus the reach of dilation and blur
+    # (the reach box); the full-size mask and labels are zero fills with that box written in.
+    mask = torch.zeros_like(user_mask)
+    labels = torch.zeros(user_mask.shape, dtype=torch.int32, device=user_mask.device)
+    found = mask_ops.grown_and_blurred_box(user_mask, settings.dilation, settings.blur)
+    if found is None:
+        raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")
+    grown, (rx0, ry0, rx1, ry1) = found
+    mask[:, ry0:ry1, rx0:rx1] = grown
+    support = (grown > 0).cpu().numpy().astype(np.uint8)
+    box_labels = np.zeros(support.shape, np.int32)
     boxes: list[tuple[int, int, int, int]] = []
     owners: list[tuple[int, list[int]]] = []  # (batch index, labels) per box
     for b in range(batch):
         if settings.region_mode is RegionMode.PER_OBJECT:
-            count, labels[b] = cv2.connectedComponents(support[b], connectivity=8)
+            count, box_labels[b], stats, _ = cv2.connectedComponentsWithStats(support[b],
+                                                                              connectivity=8)
+            object_boxes = [(rx0 + x, ry0 + y, rx0 + x + w, ry0 + y + h)
+                            for x, y, w, h in stats[1:, :4].tolist()]
         else:
-            count, labels[b] = 1 + int(support[b].any()), support[b]
-        image_boxes, image_labels = [], []
-        label_map = torch.from_numpy(labels[b])
-        for label in range(1, count):
-            box = mask_ops.support_box(label_map == label)
-            image_boxes.append(_pad_box(box, settings, height, width))
-            image_labels.append([label])
+            box_labels[b] = support[b]
+            box = mask_ops.support_box(support[b])
+            object_boxes = [] if box is None else [
+                (rx0 + box[0], ry0 + box[1], rx0 + box[2], ry0 + box[3])]
+        image_boxes = [_pad_box(box, settings, height, width) for box in object_boxes]
+        image_labels = [[label] for label in range(1, len(object_boxes) + 1)]
         if settings.merge_overlapping:
             image_boxes, image_labels = _merge_overlapping(image_boxes, image_labels)
+        for group in image_labels:  # merged windows: their objects become one
+            if len(group) > 1:
+                box_labels[b][np.isin(box_labels[b], group)] = group[0]
         boxes += image_boxes
         owners += [(b, group) for group in image_labels]
     if not boxes:
         raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")
+    labels[:, ry0:ry1, rx0:rx1] = torch.from_numpy(box_labels)
 
     target_w, target_h = _target_size(boxes, settings)
     windows = []
-    label_tensor = torch.from_numpy(labels).to(user_mask.device)
     for (b, group), (x0, y0, x1, y1) in zip(owners, boxes):
         # Grow every window to the common aspect ratio (and, at native size, the common size),
         # so all crops share one processing size without distortion where the image allows.
@@ -270,12 +283,8 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
             want_w, want_h = -(-box_h * target_w // target_h), box_h
         x0, x1 = _grow(x0, x1, want_w, width)
         y0, y1 = _grow(y0, y1, want_h, height)
-        label = group[0]
-        if len(group) > 1:  # merged windows: their objects become one
-            merged = torch.isin(label_tensor[b], torch.tensor(group, device=label_tensor.device))
-            label_tensor[b] = torch.where(merged, label, label_tensor[b])
-        windows.append(Window(b, x0, y0, x1, y1, label))
-    return Regions(windows, (target_w, target_h), user_mask, mask, label_tensor, settings.blur)
+        windows.append(Window(b, x0, y0, x1, y1, group[0]))
+    return Regions(windows, (target_w, target_h), user_mask, mask, labels, settings.blur)
 
 
 def crop(image: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Tensor]:
