@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .choices import Choice
+from .tensors import zeros
 
 # ComfyUI's LoadImage gives this all-zero mask, whatever the image size, for images without alpha.
 LOADIMAGE_PLACEHOLDER_SIZE = (64, 64)
@@ -72,9 +73,13 @@ def clean(mask: torch.Tensor, polarity: Polarity | str = Polarity.WHITE_IS_EDIT,
     edit = mask
     if (Polarity(polarity) is Polarity.BLACK_IS_EDIT) != bool(invert):
         edit = 1 - mask.clamp(0, 1)
-    # Only the box of the pixels that stay above 0 is computed; the rest is a zero fill, so a
-    # small mask on a large image costs one scan and one fill of the frame.
-    out = torch.zeros_like(edit)
+    # Only the box of the pixels that stay above 0 is computed and written; the rest stays zero
+    # (see tensors.zeros), so a small mask on a large image costs one scan of the frame. Unless
+    # the threshold rounds to 0 in the mask's dtype: then every pixel passes it.
+    if threshold > 0 and bool(torch.zeros((), dtype=edit.dtype) >= threshold):
+        out = torch.ones_like(edit)
+    else:
+        out = zeros(edit.shape, edit.dtype, edit.device)
     box = support_box(edit, above=max(stabilize, 0.0))
     if box is None:
         return out
@@ -143,6 +148,22 @@ def gaussian_blur(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Gaussian blur whose kernel spans +-radius pixels (sigma = radius / 2), separable."""
     if radius <= 0:
         return mask.clone()
+    if mask.device.type == "cpu" and mask.dtype in (torch.float32, torch.float64) \
+            and mask.numel():
+        # One OpenCV call per image instead of mkldnn convolutions, which cost milliseconds
+        # each on a small box; in float64, so that all ones stay exactly 1 and all zeros 0.
+        offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+        kernel = np.exp(-0.5 * (offsets / (radius / 2)) ** 2)
+        kernel /= kernel.sum()
+        planes = [cv2.sepFilter2D(plane.astype(np.float64), cv2.CV_64F, kernel, kernel,
+                                  borderType=cv2.BORDER_REPLICATE)
+                  for plane in mask.detach().numpy()]
+        return torch.from_numpy(np.stack(planes).clip(0, 1)).to(mask.dtype)
+    return _gaussian_blur_torch(mask, radius)
+
+
+def _gaussian_blur_torch(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """`gaussian_blur` by radius > 0 in torch ops, on any device."""
     sigma = radius / 2
     offsets = torch.arange(-radius, radius + 1, device=mask.device, dtype=mask.dtype)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
@@ -192,7 +213,7 @@ def grown_and_blurred_box(mask: torch.Tensor, dilation: int, blur: int
 
 def grow_and_blur(mask: torch.Tensor, dilation: int, blur: int) -> torch.Tensor:
     """dilate then gaussian_blur, at the mask's size (see grown_and_blurred_box)."""
-    out = torch.zeros_like(mask)
+    out = zeros(mask.shape, mask.dtype, mask.device)
     found = grown_and_blurred_box(mask, dilation, blur)
     if found is not None:
         grown, (x0, y0, x1, y1) = found

@@ -22,7 +22,7 @@ import torch
 from . import masks as mask_ops
 from .choices import Choice
 from .seamless import seamless_blend
-from .tensors import resize
+from .tensors import resize, zeros
 
 
 # The resolutions OctoAI's /adetailer accepts for `init_image` (seed 004), width x height.
@@ -234,8 +234,8 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
     batch, height, width = user_mask.shape
     # Everything is computed on the box of the user's mask plus the reach of dilation and blur
     # (the reach box); the full-size mask and labels are zero fills with that box written in.
-    mask = torch.zeros_like(user_mask)
-    labels = torch.zeros(user_mask.shape, dtype=torch.int32, device=user_mask.device)
+    mask = zeros(user_mask.shape, user_mask.dtype, user_mask.device)
+    labels = zeros(user_mask.shape, torch.int32, user_mask.device)
     found = mask_ops.grown_and_blurred_box(user_mask, settings.dilation, settings.blur)
     if found is None:
         raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")

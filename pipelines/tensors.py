@@ -11,6 +11,19 @@ import torch
 import torch.nn.functional as F
 
 
+# dtypes numpy can allocate for `zeros`.
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32}
+
+
+def zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """torch.zeros, but on the CPU from calloc'd memory (numpy's zeros): the system hands out
+    zeroed pages only when they are first touched, so a full-size frame of which only a small
+    box is ever written or read costs almost nothing, where torch.zeros writes every byte."""
+    if torch.device(device).type != "cpu" or dtype not in _NUMPY_DTYPES:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    return torch.from_numpy(np.zeros(shape, _NUMPY_DTYPES[dtype]))
+
+
 def image_size(image: torch.Tensor, name: str = "image") -> tuple[int, int, int]:
     """(batch, height, width) of an IMAGE, with a clear error for anything else."""
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
