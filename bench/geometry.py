@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import inspect
+import io
 import os
 import statistics
 import sys
@@ -141,6 +143,10 @@ class Impact:
         self.crop_factor = 3.0
 
     def run(self, scene: Scene) -> tuple[torch.Tensor, float]:
+        with contextlib.redirect_stdout(io.StringIO()):  # MaskToSEGS prints a count each call
+            return self._run(scene)
+
+    def _run(self, scene: Scene) -> tuple[torch.Tensor, float]:
         (segs,), t_segs = timed(self.device, self.to_segs.doit, scene.mask.cpu(), False,
                                 self.crop_factor, False, 10)
         crops, t_crop = timed(self.device, lambda: [self.crop_image(scene.image, seg.crop_region)

@@ -22,7 +22,7 @@ import torch
 from . import masks as mask_ops
 from .choices import Choice
 from .seamless import seamless_blend
-from .tensors import resize, zeros
+from .tensors import one_cpu_thread, resize, zeros
 
 
 # The resolutions OctoAI's /adetailer accepts for `init_image` (seed 004), width x height.
@@ -358,18 +358,19 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     candidates = crops.shape[0] // count
     radius = regions.blur if feather is None else feather
     blend = Blend(blend)
-    weights = [blend_weights(regions, w, blend, radius) for w in regions.windows]
-    out = image.repeat(candidates, 1, 1, 1)
+    out = image.repeat(candidates, 1, 1, 1)  # the one whole-frame op: on every thread
     batch = image.shape[0]
-    for index in range(crops.shape[0]):
-        if check_cancel is not None:
-            check_cancel()
-        w, alpha = regions.windows[index % count], weights[index % count]
-        target = (index // count) * batch + w.batch_index
-        new = resize(crops[index:index + 1].to(image.dtype), w.height,
-                     w.width)[0][..., :image.shape[-1]]
-        out[target, w.y0:w.y1, w.x0:w.x1] = _paste(out[target, w.y0:w.y1, w.x0:w.x1], new,
-                                                   alpha, blend)
+    with one_cpu_thread():  # window-sized ops
+        weights = [blend_weights(regions, w, blend, radius) for w in regions.windows]
+        for index in range(crops.shape[0]):
+            if check_cancel is not None:
+                check_cancel()
+            w, alpha = regions.windows[index % count], weights[index % count]
+            target = (index // count) * batch + w.batch_index
+            new = resize(crops[index:index + 1].to(image.dtype), w.height,
+                         w.width)[0][..., :image.shape[-1]]
+            out[target, w.y0:w.y1, w.x0:w.x1] = _paste(out[target, w.y0:w.y1, w.x0:w.x1],
+                                                       new, alpha, blend)
     return out
 
 
@@ -384,9 +385,11 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
     batch, height, width = image.shape[:3]
     user_mask, notes = mask_ops.fit_to_image(mask.to(image.device), batch, height, width)
     # Near-binary values (0.98 from a brush or a JPEG) snap to 0 and 1 so no ghost is left.
-    regions = plan_regions(mask_ops.clean(user_mask), settings)
-    regions = replace(regions, notes=notes + regions.notes)
-    crops, crop_masks = crop(image, regions)
+    # Small ops on the mask's box and the windows, plus two scans of the mask: one thread.
+    with one_cpu_thread():
+        regions = plan_regions(mask_ops.clean(user_mask), settings)
+        regions = replace(regions, notes=notes + regions.notes)
+        crops, crop_masks = crop(image, regions)
     return regions, crops, crop_masks
 
 

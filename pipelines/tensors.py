@@ -6,9 +6,43 @@ IMAGE is `[B, H, W, C]` float in 0..1 (C is 3, or 4 with alpha). MASK is `[B, H,
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+_one_thread_lock = threading.Lock()
+_one_thread_depth = 0
+_saved_threads = (1, 1)
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Run torch's and OpenCV's CPU ops on one thread inside the block.
+
+    For many small ops (a mask's box, a crop window): each parallel op hands work to a second
+    thread and waits for it, and on a loaded machine that thread can wait for a whole scheduler
+    slice, so two threads ran such a sequence several times slower than one. The setting is
+    process-wide; nested and concurrent blocks restore it once the last one ends."""
+    global _one_thread_depth, _saved_threads
+    with _one_thread_lock:
+        if _one_thread_depth == 0:
+            _saved_threads = (torch.get_num_threads(), cv2.getNumThreads())
+            torch.set_num_threads(1)
+            cv2.setNumThreads(1)
+        _one_thread_depth += 1
+    try:
+        yield
+    finally:
+        with _one_thread_lock:
+            _one_thread_depth -= 1
+            if _one_thread_depth == 0:
+                torch.set_num_threads(_saved_threads[0])
+                cv2.setNumThreads(_saved_threads[1])
 
 
 # dtypes numpy can allocate for `zeros`.
