@@ -181,20 +181,24 @@ def support_box(mask, margin: int = 0, above: float = 0.0
     clamped to it; None when no pixel is above. It reads the frame once (a row-wise max) and
     then only the rows found."""
     height, width = mask.shape[-2:]
-    batch_axes = tuple(range(mask.ndim - 2))
 
-    def span(values, axes) -> tuple[int, int] | None:
-        peak = values.amax(dim=axes) if isinstance(values, torch.Tensor) else values.max(axes)
+    def span(values, axis: int) -> tuple[int, int] | None:
+        # Along `axis` first (the row's own pixels for rows: contiguous), then over the batch.
+        peak = values.amax(dim=axis) if isinstance(values, torch.Tensor) else values.max(axis)
+        if peak.ndim > 1:
+            batch_axes = tuple(range(peak.ndim - 1))
+            peak = (peak.amax(dim=batch_axes) if isinstance(peak, torch.Tensor)
+                    else peak.max(batch_axes))
         index = (peak > above).nonzero()
         index = index[0] if isinstance(index, tuple) else index.flatten()
         return (int(index[0]), int(index[-1]) + 1) if len(index) else None
 
     if mask.shape[-1] == 0 or mask.shape[-2] == 0:
         return None
-    rows = span(mask, batch_axes + (mask.ndim - 1,))
+    rows = span(mask, -1)
     if rows is None:
         return None
-    cols = span(mask[..., rows[0]:rows[1], :], batch_axes + (mask.ndim - 2,))
+    cols = span(mask[..., rows[0]:rows[1], :], -2)
     return (max(cols[0] - margin, 0), max(rows[0] - margin, 0), min(cols[1] + margin, width),
             min(rows[1] + margin, height))
 
