@@ -247,10 +247,14 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
     owners: list[tuple[int, list[int]]] = []  # (batch index, labels) per box
     for b in range(batch):
         if settings.region_mode is RegionMode.PER_OBJECT:
-            count, box_labels[b], stats, _ = cv2.connectedComponentsWithStats(support[b],
-                                                                              connectivity=8)
-            object_boxes = [(rx0 + x, ry0 + y, rx0 + x + w, ry0 + y + h)
-                            for x, y, w, h in stats[1:, :4].tolist()]
+            # OpenCV labels 2x2 blocks: on the image's block grid, objects are numbered (and
+            # their windows ordered) as on the whole image.
+            pad_y, pad_x = ry0 % 2, rx0 % 2
+            _, object_labels, stats, _ = cv2.connectedComponentsWithStats(
+                np.pad(support[b], ((pad_y, 0), (pad_x, 0))), connectivity=8)
+            box_labels[b] = object_labels[pad_y:, pad_x:]
+            object_boxes = [(rx0 - pad_x + x, ry0 - pad_y + y, rx0 - pad_x + x + w,
+                             ry0 - pad_y + y + h) for x, y, w, h in stats[1:, :4].tolist()]
         else:
             box_labels[b] = support[b]
             box = mask_ops.support_box(support[b])
