@@ -40,13 +40,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from skimage import data
-
-from _common import import_pack, timed, use_threads, with_comfyui  # noqa: E402
+from _common import PACK_ROOT, import_pack, timed, use_threads, with_comfyui  # noqa: E402
 
 import_pack()
 from region_repair.pipelines.regions import WindowSettings, prepare_regions, stitch  # noqa: E402
 
+PHOTO = PACK_ROOT / "assets" / "photos" / "astronaut.png"
 MASK_SHARE = 0.02
 FEATHER = 4  # the anchors' blend width, matched to the pack's default blur
 THREADS = (1, 2)
@@ -62,7 +61,8 @@ class Scene:
 def make_scene(size: int, share: float, device: torch.device) -> Scene:
     """The astronaut photo at size², and an ellipse (4:3, tilted 20°) centred right of and above
     the middle that covers `share` of the image."""
-    photo = cv2.resize(data.astronaut().astype(np.float32) / 255, (size, size),
+    astronaut = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    photo = cv2.resize(astronaut.astype(np.float32) / 255, (size, size),
                        interpolation=cv2.INTER_CUBIC).clip(0, 1)
     image = torch.from_numpy(photo)[None].contiguous().to(device)
     ellipse = np.zeros((size, size), np.uint8)
