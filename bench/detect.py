@@ -1,6 +1,15 @@
 """Benchmark (a measurement, not a test) of the detectors on the pack's real photos: `make bench`.
 
     .venv/bin/python bench/detect.py [--repeats 5] [--detectors face_haar,hands_mediapipe]
+    .venv/bin/python bench/detect.py --truth-only
+
+First the accuracy against ground truth: faces and hands marked by eye on the photos of people in
+assets/photos/people/boxes.json (sources in assets/photos/CREDITS.md). Detections run with
+default settings (confidence 0.3) are matched to marked boxes greedily, most confident first, at
+box intersection-over-union >= MATCH_IOU (loose, because detectors frame a face differently: Haar
+includes the forehead); found / false / missed per detector, overall and on `group x4`, the
+16-person montage made by tiling group_montage4.jpg 2x2 (3072x1024, synthetic: small faces in a
+wide image). The face-mesh detectors are scored on faces (the mesh's face-oval box).
 
 For every offline detector (mediapipe, Haar) and every photo in assets/photos, times
 `pipelines.detect.detect(image, detector)` with default settings (confidence 0.3), the whole call
@@ -14,6 +23,7 @@ Markdown table. Detectors whose package is missing are reported as such.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -32,13 +42,76 @@ sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 from region_repair.pipelines import detect as det  # noqa: E402
 from region_repair.pipelines import sam as sam_ops  # noqa: E402
 
+MATCH_IOU = 0.3
+PEOPLE = PACK_ROOT / "assets" / "photos" / "people"
+TRUTH_DETECTORS = {"face": ["face_short_mediapipe", "face_full_mediapipe", "face_mesh_mediapipe",
+                            "face_haar"],
+                   "hand": ["hands_mediapipe"]}
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hand_call.jpg",
           "hand_four.jpg"]
 
 
-def load(name: str) -> torch.Tensor:
-    rgb = np.asarray(Image.open(PACK_ROOT / "assets" / "photos" / name).convert("RGB"))
+def load(name: str, folder: Path = PACK_ROOT / "assets" / "photos") -> torch.Tensor:
+    rgb = np.asarray(Image.open(folder / name).convert("RGB"))
     return torch.from_numpy(rgb.astype(np.float32) / 255)[None]
+
+
+def truth() -> dict[str, tuple[torch.Tensor, dict[str, list]]]:
+    """Photo name -> (image, {"face": boxes, "hand": boxes or None}), plus the group x4 montage."""
+    marked = json.loads((PEOPLE / "boxes.json").read_text())["photos"]
+    out = {name: (load(name, PEOPLE), {"face": boxes["faces"], "hand": boxes["hands"]})
+           for name, boxes in marked.items()}
+    montage, boxes = out["group_montage4.jpg"]
+    height, width = montage.shape[1:3]
+    shifted = {kind: [[x0 + dx, y0 + dy, x1 + dx, y1 + dy] for x0, y0, x1, y1 in boxes[kind]
+                      for dy in (0, height) for dx in (0, width)] for kind in boxes}
+    out["group x4"] = (montage.repeat(1, 2, 2, 1), shifted)
+    return out
+
+
+def score(found: det.Detections, marked: list[list[int]]) -> tuple[int, int, int]:
+    """(found, false, missed): detections matched greedily, most confident first."""
+    unmatched = list(marked)
+    hits = 0
+    for item in sorted(found.items, key=lambda d: -d.confidence):
+        best = max(unmatched, key=lambda box: det._iou(item.box, box), default=None)
+        if best is not None and det._iou(item.box, best) >= MATCH_IOU:
+            unmatched.remove(best)
+            hits += 1
+    return hits, len(found.items) - hits, len(unmatched)
+
+
+def accuracy() -> None:
+    photos = truth()
+    real = [boxes for name, (_, boxes) in photos.items() if name != "group x4"]
+    faces = sum(len(boxes["face"]) for boxes in real)
+    hands = sum(len(boxes["hand"] or []) for boxes in real)
+    print(f"accuracy on {len(real)} photos of people ({faces} faces, {hands} hands marked by "
+          f"eye) and on group x4 (16 faces, 16 hands); match at IoU >= {MATCH_IOU}, default "
+          "settings")
+    print("| detector | found / false / missed (photos) | recall | false share | group x4 | "
+          "ms per photo (median) |")
+    print("|---|---|---|---|---|---|")
+    for kind, detectors in TRUTH_DETECTORS.items():
+        for detector in detectors:
+            total = np.zeros(3, int)
+            group = (0, 0, 0)
+            times = []
+            for name, (image, boxes) in photos.items():
+                if boxes[kind] is None:
+                    continue
+                start = time.perf_counter()
+                found = det.detect(image, detector)
+                times.append(time.perf_counter() - start)
+                result = score(found, boxes[kind])
+                if name == "group x4":
+                    group = result
+                else:
+                    total += result
+            hit, false, missed = (int(v) for v in total)
+            print(f"| {detector} | {hit} / {false} / {missed} | {hit / (hit + missed):.2f} | "
+                  f"{false / max(hit + false, 1):.2f} | {group[0]} / {group[1]} / {group[2]} | "
+                  f"{statistics.median(times) * 1000:.0f} |")
 
 
 def timed(function, repeats: int):
@@ -63,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (default 5)")
     parser.add_argument("--detectors", default="",
                         help="comma-separated detector names (default: every offline one)")
+    parser.add_argument("--truth-only", action="store_true",
+                        help="only the accuracy against the marked photos of people")
     options = parser.parse_args(argv)
+    accuracy()
+    if options.truth_only:
+        return 0
     detectors = ([det.Detector(name) for name in options.detectors.split(",")]
                  if options.detectors else
                  [d for d in det.Detector if d not in det.YOLO_DETECTORS])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +14,7 @@ import comfy.model_management as model_management
 import comfy.utils
 import folder_paths
 import torch
+from comfy_api.latest import io
 
 logger = logging.getLogger("region_repair")
 
@@ -71,3 +75,39 @@ def model_folders(name: str) -> list[str]:
 def check_interrupt() -> None:
     """Raise ComfyUI's interrupt exception if the user cancelled; advances no progress."""
     model_management.throw_exception_if_processing_interrupted()
+
+
+def finite_inputs(execute: Callable) -> Callable:
+    """Wrap a node's `execute` (under @classmethod): every FLOAT input must be finite and every
+    MASK input free of NaN and infinity, else a ValueError naming the input. JSON's NaN passes
+    ComfyUI's min/max check, and would end as a silent wrong result or a raw error far from it."""
+    signature = inspect.signature(execute)
+    extra = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+
+    def check(cls, args: tuple, kwargs: dict) -> None:
+        values = signature.bind_partial(cls, *args, **kwargs).arguments
+        values.update(values.pop(extra[0], {}) if extra else {})  # inputs taken as **kwargs
+        for spec in cls.define_schema().inputs:  # GET_SCHEMA writes to the class (locked)
+            value = values.get(spec.id)
+            items = value if isinstance(value, list) else [value]
+            if isinstance(spec, io.Float.Input):
+                bad = [item for item in items if item is not None and not math.isfinite(item)]
+                if bad:
+                    raise ValueError(f"{spec.id}: must be a finite number, got {bad[0]}")
+            elif isinstance(spec, io.Mask.Input):
+                if any(item is not None and not torch.isfinite(item).all() for item in items):
+                    raise ValueError(f"{spec.id}: the mask holds NaN or infinite values; "
+                                     "masks must be finite, 0..1 (check the node that made it)")
+
+    if inspect.iscoroutinefunction(execute):
+        @functools.wraps(execute)
+        async def checked_async(cls, *args, **kwargs):
+            check(cls, args, kwargs)
+            return await execute(cls, *args, **kwargs)
+        return checked_async
+
+    @functools.wraps(execute)
+    def checked(cls, *args, **kwargs):
+        check(cls, args, kwargs)
+        return execute(cls, *args, **kwargs)
+    return checked

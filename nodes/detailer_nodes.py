@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..pipelines import detailer
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Detections
 
@@ -72,6 +72,7 @@ class Detailer(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, detections, prompt: str, negative_prompt: str,  # type: ignore[override]
                 mask_dilation: int, mask_blur: int, mask_padding: int,
                 inpainting_base_model: str, union_masks: bool, seed: int, steps: int,

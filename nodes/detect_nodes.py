@@ -8,8 +8,8 @@ from comfy_api.latest import io
 from ..pipelines import detect as detect_ops
 from ..pipelines import masks as mask_ops
 from ..pipelines import sam as sam_ops
-from ._comfy import (compute_device, model_files, model_folders, progress_and_cancel,
-                     register_model_folder, report, to_output)
+from ._comfy import (compute_device, finite_inputs, model_files, model_folders,
+                     progress_and_cancel, register_model_folder, report, to_output)
 from .types import Detections
 
 NO_FILE = "(none)"
@@ -47,7 +47,7 @@ class Detect(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The image batch to search."),
                 io.Combo.Input("detector", options=detect_ops.Detector,
-                               default=detect_ops.Detector.FACE_SHORT_MEDIAPIPE,
+                               default=detect_ops.Detector.FACE_FULL_MEDIAPIPE,
                                tooltip="*_mediapipe need mediapipe 0.10.21; *_haar need only "
                                "OpenCV 4; face_yolov8n / hand_yolov8n need that .pt in "
                                "models/ultralytics; yolo_file uses yolo_model."),
@@ -76,6 +76,7 @@ class Detect(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, detector: str, confidence: float,  # type: ignore[override]
                 max_num_detections: int, sort_by: str, min_area_ratio: float,
                 max_area_ratio: float, yolo_model: str = NO_FILE) -> io.NodeOutput:
@@ -126,6 +127,7 @@ class SAMRefine(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, sam_model: str, points: str,  # type: ignore[override]
                 clip_to_box: bool, detections: detect_ops.Detections | None = None,
                 mask: torch.Tensor | None = None) -> io.NodeOutput:
@@ -134,7 +136,7 @@ class SAMRefine(io.ComfyNode):
             raise ValueError(sam_ops.missing_checkpoint_message(
                 model_folders("sams"), None if sam_model == NO_FILE else sam_model))
         batch, height, width = image.shape[:3]
-        clicks = sam_ops.parse_points(points)
+        clicks = sam_ops.parse_points(points, width, height)
         notes: list[str] = []
         if detections is None and mask is not None:
             fitted, notes = mask_ops.fit_to_image(mask, batch, height, width)

@@ -9,9 +9,12 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines import quality
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 
 # One widget per threshold: (name, min, max, step, tooltip); defaults from quality.Thresholds.
+# Widgets added after release are optional and come last: API prompts saved before them still
+# validate (the default applies) and saved workflows keep their widget order.
+ADDED_LATER = ("max_residue",)
 THRESHOLDS = {
     "max_shift_px": (0.01, 4096.0, 0.05, "framing_shift fires when the frame's centre moved "
                      "more than this many pixels (or a rotation moved its corners that far)."),
@@ -21,10 +24,13 @@ THRESHOLDS = {
                          "outside the mask exceeds this (8-bit levels). With info blend = mask, "
                          "any change at all fires."),
     "max_seam_delta_e": (0.1, 100.0, 0.1, "seam fires when the colour step (ΔE2000) across the "
-                         "mask's edge exceeds the original's by more than this."),
+                         "mask's edge exceeds by more than this what the surroundings' own "
+                         "texture shows one band further out."),
     "max_seam_gradient": (0.1, 100.0, 0.1, "seam also fires when the luminance gradient on the "
-                          "mask's edge exceeds the original's by more than this (L* per pixel)."),
-    "seam_width": (1, 64, 1, "Pixels each side of the mask's edge that the seam compares."),
+                          "mask's edge exceeds the surroundings' own by more than this (L* per "
+                          "pixel)."),
+    "seam_width": (1, 64, 1, "Pixels each side of the mask's edge that the seam and residue "
+                   "compare."),
     "min_reference_similarity": (-1.0, 0.99, 0.01, "reference_mismatch fires when the repaired "
                                  "region's similarity to the best aligned reference (-1..1) is "
                                  "below this."),
@@ -32,6 +38,11 @@ THRESHOLDS = {
                            "is further than this (ΔE2000) from the info's target_lab..."),
     "max_color_spread": (0.1, 100.0, 0.1, "...or further than this from the set's mean colour "
                          "(the same variation of every image)."),
+    "max_residue": (0.01, 0.99, 0.01, "residue fires when more than this share (0..1) of the "
+                    "old content in the ring just inside the mask survives, where it stood out "
+                    "from its surroundings and the content was to be replaced: a left-over "
+                    "outline or frame. Judged on the image alone without info; never for "
+                    "recolour."),
 }
 
 
@@ -40,7 +51,8 @@ class QualityCheck(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         defaults = {f.name: f.default for f in fields(quality.Thresholds)}
         widgets = [(io.Int if isinstance(defaults[name], int) else io.Float).Input(
-            name, default=defaults[name], min=low, max=high, step=step, tooltip=tip)
+            name, default=defaults[name], min=low, max=high, step=step, tooltip=tip,
+            optional=name in ADDED_LATER)
             for name, (low, high, step, tip) in THRESHOLDS.items()]
         return io.Schema(
             node_id="RegionRepair_QualityCheck",
@@ -49,9 +61,10 @@ class QualityCheck(io.ComfyNode):
             description=(
                 "PiktID Detail Repair's review signal, done locally: every candidate is compared "
                 "with its original and flagged needs_review with reasons (framing_shift, "
-                "scale_drift, outside_mask_changed, seam, no_reference, reference_mismatch, "
-                "color_target) and scores, as JSON. Candidates come back ranked (fewest "
-                "reasons, then lowest penalty), with the best one per original. Works on any "
+                "scale_drift, outside_mask_changed, seam, residue, no_reference, "
+                "reference_unaligned, reference_mismatch, color_target) and scores, as JSON. "
+                "Candidates come back ranked (fewest reasons, then lowest penalty, then the edge "
+                "closest to its surroundings), with the best one per original. Works on any "
                 "original/candidate pair, a vendor's output included; a generator's info JSON "
                 "adds what only it knows (references used, blend promise, colour target)."),
             inputs=[
@@ -63,7 +76,8 @@ class QualityCheck(io.ComfyNode):
                               "edit); one for all originals or one each. Resized if needed."),
                 io.String.Input("info", optional=True, force_input=True, multiline=True,
                                 tooltip="Optional: the generator's info JSON, one entry per "
-                                "candidate."),
+                                "candidate: references used or unaligned, the blend promise, "
+                                "whether the content was replaced, the colour target."),
                 io.Image.Input("references", optional=True, tooltip="Optional: shots where the "
                                "true detail is visible; enables reference_mismatch."),
                 *widgets,
@@ -79,6 +93,7 @@ class QualityCheck(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, original: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
                 info: str | None = None, references: torch.Tensor | None = None,
                 **thresholds) -> io.NodeOutput:

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..pipelines import garment_mask, recolor
 from ..pipelines.masks import as_bhw, is_placeholder
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 
 
@@ -65,8 +65,9 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 io.Float.Input("variation_step", default=8.0, min=0.0, max=40.0, step=0.5,
                                tooltip="Lightness step (ΔL*) between shade variations."),
                 io.Float.Input("contrast", default=1.0, min=0.1, max=3.0, step=0.05,
-                               tooltip="Multiplies the shading contrast the physical model "
-                               "gives (1 = as a real dye change)."),
+                               tooltip="Multiplies the shading kept: the spread of lightness "
+                               "inside the garment, output / input, is aimed at 0.8-1.25 times "
+                               "this (1 = folds as a dye change keeps them)."),
                 io.Combo.Input("processing_size", options=recolor.ProcessingSize,
                                tooltip="native keeps each image's size (outside pixels bit-"
                                "identical); 1024/2048/4096 scale the long side first."),
@@ -100,6 +101,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
         return True
 
     @classmethod
+    @finite_inputs
     def execute(cls, images: list[torch.Tensor], reference_text: list[str],  # type: ignore[override]
                 instruction: list[str], garment_label: list[str], use_anchor: list[bool],
                 post_process: list[bool], anchor_index: list[int], num_variations: list[int],

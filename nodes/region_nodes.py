@@ -8,7 +8,8 @@ from comfy_api.latest import io
 from ..pipelines import masks as mask_ops
 from ..pipelines import outpaint
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel,
+                     report, to_output)
 from .types import Region
 
 
@@ -45,6 +46,7 @@ class CleanMask(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, mask: torch.Tensor, polarity: str, invert: bool, threshold: float,  # type: ignore[override]
                 stabilize: float, image: torch.Tensor | None = None) -> io.NodeOutput:
         mask = mask_ops.as_bhw(mask).to(compute_device())
@@ -118,6 +120,7 @@ class DilateBlurPad(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, mask: torch.Tensor, mask_dilation: int,  # type: ignore[override]
                 mask_blur: int, window_mode: str, mask_padding: int, context_factor: float,
                 region_mode: str, merge_overlapping: bool, resize_mode: str,
@@ -127,7 +130,7 @@ class DilateBlurPad(io.ComfyNode):
             merge_overlapping, resize_mode, processing_size,
             region_ops.parse_buckets(buckets) if resize_mode == "custom_buckets" else ())
         found, crops, crop_masks = region_ops.prepare_regions(image.to(compute_device()), mask,
-                                                              settings)
+                                                              settings, check_interrupt)
         report(cls.hidden.unique_id, found.notes)
         return io.NodeOutput(to_output(crops), to_output(crop_masks), found,
                              to_output(found.mask))
@@ -209,6 +212,7 @@ class OutpaintPad(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, left: float, top: float, right: float,  # type: ignore[override]
                 bottom: float, units: str, fill: str) -> io.NodeOutput:
         amounts = outpaint.pad_amounts(image.shape[1], image.shape[2],

@@ -7,8 +7,9 @@ import json
 import torch
 from comfy_api.latest import io
 
+from ..pipelines.regions import BLEND_HELP, Blend
 from ..pipelines.vendors import remote
-from ._comfy import check_interrupt, progress_and_cancel, report, to_output
+from ._comfy import check_interrupt, finite_inputs, progress_and_cancel, report, to_output
 
 
 class RemoteVendorInpaint(io.ComfyNode):
@@ -23,7 +24,8 @@ class RemoteVendorInpaint(io.ComfyNode):
                 "Recolor, PICPIK ModifyMaskedPixels, Photio Regen, or an OctoAI-compatible "
                 "/adetailer: OctoAI itself shut down on 2024-10-31, so that one needs your own "
                 "server's URL) and returns every candidate at the original size. With blend on, "
-                "only pixels inside the mask change, whatever the vendor shifted or rescaled. "
+                "only pixels inside the mask change, whatever the vendor shifted or rescaled, "
+                "blended seamlessly by default. "
                 "Keys come from environment variables or ~/.config/comfyui-region-repair/"
                 "keys.toml, never from the graph (see docs/vendors.md). Uses your credits."),
             inputs=[
@@ -34,8 +36,11 @@ class RemoteVendorInpaint(io.ComfyNode):
                                tooltip="Vendor and endpoint. octoai-compatible/adetailer takes "
                                "no mask (it detects faces or hands); blend keeps it in yours."),
                 io.String.Input("base_url", default="",
-                                tooltip="Empty: the vendor's documented URL. Required for the "
-                                "OctoAI-compatible endpoint (OctoAI shut down in 2024)."),
+                                tooltip="Empty: the vendor's documented URL. Another host "
+                                "gets no key unless allowed outside the graph "
+                                "(REGION_REPAIR_<VENDOR>_HOSTS or allowed_hosts in the keys "
+                                "file). Required for the OctoAI-compatible endpoint (OctoAI "
+                                "shut down in 2024)."),
                 io.String.Input("prompt", default="", multiline=True,
                                 tooltip="PiktID reviewer_note / instruction, PICPIK "
                                 "PositivePrompts, Photio and adetailer prompt."),
@@ -53,12 +58,18 @@ class RemoteVendorInpaint(io.ComfyNode):
                                  tooltip="Confine the vendor's change to the mask: every pixel "
                                  "outside it stays bit-identical."),
                 io.Int.Input("feather", default=4, min=0, max=64,
-                             tooltip="Inward feather of the blend, in pixels."),
+                             tooltip="Ramp of the inward blend method inside the mask, in "
+                             "pixels; the seamless and hard methods do not use it."),
                 io.Int.Input("timeout_s", default=900, min=10, max=7200,
                              tooltip="Give up after this many seconds for the whole run."),
                 io.Image.Input("references", optional=True,
                                tooltip="Reference shots: PiktID references (up to 10) or "
                                "reference_image, PICPIK Image2Image (the first)."),
+                # Last, so workflows saved before it keep their widget order.
+                io.Combo.Input("blend_method", options=[b.value for b in Blend if b.confined],
+                               default=Blend.SEAMLESS.value, optional=True,
+                               tooltip="How blend confines the vendor's result to the mask: "
+                               + BLEND_HELP + "."),
             ],
             outputs=[io.Image.Output("images", display_name="images"),
                      io.Mask.Output("fitted_mask", display_name="mask"),
@@ -67,14 +78,16 @@ class RemoteVendorInpaint(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     async def execute(cls, image: torch.Tensor, mask: torch.Tensor, endpoint: str,  # type: ignore[override]
                       base_url: str, prompt: str, negative_prompt: str, candidates: int,
                       seed: int, options: str, blend: bool, feather: int, timeout_s: int,
-                      references: torch.Tensor | None = None) -> io.NodeOutput:
+                      references: torch.Tensor | None = None,
+                      blend_method: str = Blend.SEAMLESS.value) -> io.NodeOutput:
         settings = remote.RemoteSettings(
             endpoint, base_url=base_url, prompt=prompt, negative_prompt=negative_prompt,
             candidates=candidates, seed=seed, options=remote.parse_options(options),
-            blend=blend, feather=feather, timeout=float(timeout_s))
+            blend=blend, feather=feather, blend_method=blend_method, timeout=float(timeout_s))
         node_id = cls.hidden.unique_id
         step = progress_and_cancel(remote.unit_count(endpoint, image.shape[0], candidates))
         result = await remote.run_remote(

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..pipelines import detail_repair as repair
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, progress_and_cancel, report, to_output
+from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
 
@@ -26,7 +26,9 @@ class GuidedBlendInpaint(io.ComfyNode):
                 "context crop (mask box x context_factor, processed at most 2048 px) and blends "
                 "only that region back at the original size. Reference shots are aligned by "
                 "feature matching and guide the fix. Engine by what is connected: a diffusion "
-                "model; else the aligned reference; else classical fill (removal). -blend modes "
+                "model; else the aligned reference (by features, or by intensity for tight "
+                "references); else classical fill (removal), except that a logo or text whose "
+                "references do not align is kept as it was. -blend modes "
                 "keep every pixel outside the mask bit-identical; plain modes paste the whole "
                 "window. The default seamless blend replaces the mask's content completely, with "
                 "no seam at its edge. Outputs candidates (seed, seed+1, ...) and an info JSON "
@@ -45,7 +47,9 @@ class GuidedBlendInpaint(io.ComfyNode):
                                "whole window may change. -blend: change confined to the mask."),
                 io.Combo.Input("category", options=repair.Category, tooltip="Prompt family "
                                "(with clip): logo, text, artifact, or general (the note is the "
-                               "instruction; empty = remove)."),
+                               "instruction; empty = remove). When references are given but "
+                               "none aligns, logo and text keep the input in the mask; "
+                               "artifact and general get the classical fill."),
                 io.String.Input("reviewer_note", default="", multiline=True, tooltip="Targeted "
                                 "instruction, e.g. 'fix the first letter only'."),
                 io.String.Input("image_notes", default="", multiline=True, tooltip="Brand or "
@@ -84,6 +88,7 @@ class GuidedBlendInpaint(io.ComfyNode):
         )
 
     @classmethod
+    @finite_inputs
     def execute(cls, image: torch.Tensor, mode: str, category: str, reviewer_note: str,  # type: ignore[override]
                 image_notes: str, context_factor: float, processing_size: int,
                 num_candidates: int, reference_denoise: float, feather: int,
@@ -91,9 +96,10 @@ class GuidedBlendInpaint(io.ComfyNode):
                 scheduler: str, denoise: float, mask=None, region=None, references=None,
                 model=None, vae=None, positive=None, negative=None, clip=None,
                 blend: str = region_ops.Blend.SEAMLESS.value) -> io.NodeOutput:
+        category = repair.Category(category)  # unknown values are an error, model or not
         settings = repair.RepairSettings(mode, context_factor, num_candidates, seed,
                                          processing_size, denoise, reference_denoise, feather,
-                                         add_ai_watermark, blend)
+                                         add_ai_watermark, blend, category=category)
         if mask is None and region is None:
             raise ValueError("mask/region: connect a mask, or a region from Dilate Blur Pad")
         device = compute_device()

@@ -8,7 +8,8 @@ The pieces, in order (`repair`):
    the guidance: the masked area pre-filled with the real detail, colour-matched.
 3. Generation, per candidate (seed, seed+1, ...): a `Generator` (diffusion, built by the node
    from ComfyUI's model) sees what the mode defines (`Mode`); with no generator, the embedded
-   engines answer: the aligned reference, or classical fill.
+   engines answer: the aligned reference, or classical fill; when references are given but
+   none aligns, a logo or text is kept as it was (`Engine.KEPT`, `reference_unaligned`).
 4. Colour: the new content's low-frequency colour is matched to the original's ring around the
    mask (`harmonize.match_low_frequency`), the field's most common seam complaint.
 5. Blend: `-blend` modes confine the change to the mask, every pixel outside it bit-identical:
@@ -72,6 +73,20 @@ class Engine(Choice):
     DIFFUSION = "diffusion"
     REFERENCE_WARP = "reference_warp"
     CLASSICAL_FILL = "classical_fill"
+    # References given, none aligned, and the category asks to repair a detail (logo, text):
+    # the input is kept rather than the detail erased by a classical fill.
+    KEPT = "kept"
+
+
+# Categories whose detail must survive when no reference aligns: they ask for a repair, and a
+# classical fill would erase the logo or name tag entirely. `general` (removal) and `artifact`
+# want the masked content gone, so they still get the classical fill.
+KEEP_WHEN_UNALIGNED = frozenset({Category.LOGO, Category.TEXT})
+UNALIGNED_NOTES = {
+    True: "reference_unaligned: no reference could be aligned; the detail was kept as it was",
+    False: "reference_unaligned: no reference could be aligned; the masked area was filled "
+           "classically",
+}
 
 
 # Prompt families per category: (positive template, negative). `{note}` takes the reviewer note
@@ -130,13 +145,13 @@ class RepairSettings:
     feather: int = 4  # the inward blend's ramp and the plain modes' window edge, in pixels
     add_ai_watermark: bool = False
     blend: region_ops.Blend = region_ops.Blend.SEAMLESS  # how -blend modes confine the change
+    # What the user repairs: decides what happens when references are given but none aligns.
+    category: Category = Category.LOGO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
-        object.__setattr__(self, "blend", region_ops.Blend(self.blend))
-        if not self.blend.confined:
-            raise ValueError(f"blend: {self.blend.value!r} is not allowed; choose seamless, "
-                             "inward or hard")
+        object.__setattr__(self, "blend", region_ops.confined_blend(self.blend))
+        object.__setattr__(self, "category", Category(self.category))
         low, high = CONTEXT_FACTOR_RANGE
         if not low <= self.context_factor <= high:
             raise ValueError(f"context_factor: {self.context_factor} is outside {low}-{high}")
@@ -208,18 +223,23 @@ def generator_inputs(mode: Mode, crops: torch.Tensor, masks: torch.Tensor,
     return _marked(base, masks), torch.ones_like(masks), torch.zeros_like(masks)
 
 
-def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor]
+def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor],
+                    keep_unaligned: bool
                     ) -> tuple[torch.Tensor, torch.Tensor, list[dict | None], list[str]]:
-    """Per image: the reference-filled image, the warped reference (the image itself where no
+    """Per image: the reference-filled image (where no reference aligned, the input when
+    `keep_unaligned`, else the classical fill), the warped reference (the image itself where no
     reference aligned), the alignment facts for the info JSON, and notes."""
     filled, warped, facts, notes = image.clone(), image.clone(), [], []
+    # The alignment keeps its own context (3x the mask's box, widened for plain areas), not the
+    # window's context_factor: a smaller one loses matches, a larger one gains none
+    # (docs/engines.md, tight references).
     for b in range(image.shape[0]):
-        result, alignment, image_notes = reference_warp.reference_fill(image[b], mask[b],
-                                                                       list(references))
+        result, alignment, image_notes = reference_warp.reference_fill(
+            image[b], mask[b], list(references), keep_unaligned=keep_unaligned)
         notes += [f"image {b}: {note}" for note in image_notes]
         facts.append(None if alignment is None else alignment.to_json())
+        filled[b] = result
         if alignment is not None:
-            filled[b] = result
             warped[b] = torch.where(alignment.valid[..., None], alignment.warped, image[b])
     return filled, warped, facts, notes
 
@@ -236,18 +256,31 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     regions = plan(image, mask, settings, regions)
     user_mask = regions.user_mask
     crops, crop_masks = region_ops.crop(image, regions)
-    filled, warped, alignments, notes = (_references_for(image, user_mask, references)
-                                         if references else (image, None, [None] * batch, []))
+    keep = settings.category in KEEP_WHEN_UNALIGNED
+    filled, warped, alignments, notes = (
+        _references_for(image, user_mask, references, keep)
+        if references else (image, None, [None] * batch, []))
     aligned = any(a is not None for a in alignments)
+    unaligned = [bool(references) and a is None for a in alignments]
+    notes += [f"image {b}: {UNALIGNED_NOTES[keep]}" for b in range(batch) if unaligned[b]]
     guidance = region_ops.crop(filled, regions)[0] if aligned else None
     reference = region_ops.crop(warped, regions)[0] if aligned else None
     engine = (Engine.DIFFUSION if generator is not None
-              else Engine.REFERENCE_WARP if aligned else Engine.CLASSICAL_FILL)
+              else Engine.REFERENCE_WARP if aligned
+              else Engine.KEPT if references and keep else Engine.CLASSICAL_FILL)
+    if engine is Engine.CLASSICAL_FILL and any(bool((m > 0).all()) for m in crop_masks):
+        regions = replace(regions, notes=[*regions.notes, "the mask covers its whole window, "
+                                          "so the classical fill has no context to draw from "
+                                          "(a flat result): connect a model, or mask less"])
 
     pixels, gen_mask, hidden = generator_inputs(settings.mode, crops, crop_masks, guidance,
                                                 reference)
     candidates = []
     for k in range(settings.num_candidates):
+        if engine is Engine.KEPT:
+            if step is not None:
+                step()
+            continue
         if engine is Engine.DIFFUSION:
             strength = settings.reference_denoise if aligned else settings.denoise
             new = generator(pixels, gen_mask, hidden, settings.seed + k,
@@ -261,7 +294,8 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
         if step is not None:
             step()
     blend = settings.blend if settings.mode.confined else region_ops.Blend.WINDOW
-    out = region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather)
+    out = (image.repeat(settings.num_candidates, 1, 1, 1) if engine is Engine.KEPT else
+           region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather))
     if settings.add_ai_watermark:
         out = add_ai_watermark(out)
     # The watermark is a deliberate change outside the mask, so the output no longer promises
@@ -273,6 +307,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
                         engine=engine.value, mode=settings.mode.value, blend=promise,
                         references_used=alignments[b] is not None,
                         reference_count=len(references), notes=regions.notes + notes,
+                        reference_unaligned=unaligned[b],
                         alignment=alignments[b], processing_size=list(regions.processing_size),
                         windows=[[w.x0, w.y0, w.x1, w.y1] for w in regions.windows
                                  if w.batch_index == b],

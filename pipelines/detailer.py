@@ -107,6 +107,9 @@ def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
     for index, shape in objects:
         if not 0 <= index < batch:
             raise ValueError(f"detections: batch index {index} is outside 0..{batch - 1}")
+        if tuple(shape.shape) != (height, width):
+            raise ValueError(f"detections: found on a {shape.shape[-1]}x{shape.shape[-2]} "
+                             f"image; image is {width}x{height} (detect on this image)")
         mask = torch.zeros(batch, height, width, device=image.device)
         mask[index] = shape.to(mask.device, mask.dtype)
         jobs.append(mask)

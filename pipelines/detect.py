@@ -4,7 +4,9 @@ Detectors, by option name (`Detector`):
 - mediapipe 0.10.21 (optional; its `.tflite` models ship in the wheel): face short-range and
   full-range (box masks, as adetailer), face mesh (a face-shaped mask from the face-oval contour),
   eyes from the mesh with iris landmarks, hands (`model_complexity=0`), person (selfie
-  segmentation, one detection per connected part);
+  segmentation, one detection per connected part). The full-range face, mesh, eyes and hand
+  detectors also run on overlapping square tiles (`tiles`): mediapipe shrinks the whole image to
+  its 192x192 input, where the faces and hands of full-body and group photos vanish;
 - OpenCV 4.x Haar cascades (bundled with opencv-python-headless < 5): faces and eyes, the fallback
   when mediapipe is absent;
 - YOLOv8 `.pt` files the user puts in ComfyUI's `ultralytics` model folder, through the optional
@@ -40,6 +42,14 @@ MAX_FACES = 20
 MAX_HANDS = 20
 # Two boxes overlapping this much (intersection over union) are one object found twice.
 DUPLICATE_IOU = 0.5
+# Tiles are squares of the image's short side, then half of it, and so on while they stay this
+# large: twice the 192x192 input of mediapipe's face and palm detectors.
+MIN_TILE = 384
+# A detection lying this much inside a more confident one (intersection over its own area) is
+# that object again, seen cut by a tile edge or whole in another tile.
+TILE_DUPLICATE_SHARE = 0.5
+# FaceMesh runs on a square crop this many face-box widths wide around each face found.
+MESH_CROP = 2.0
 # Selfie segmentation works at 256x256: foreground parts under this share of the image are
 # upsampling specks, not people.
 MIN_PERSON_PART = 0.001
@@ -228,6 +238,56 @@ def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+def _inside_share(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """How much of box `a` lies inside box `b` (intersection over a's area)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / max((a[2] - a[0]) * (a[3] - a[1]), 1)
+
+
+def tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """The windows (x0, y0, x1, y1) a tiled detector searches: the whole image, then squares of
+    the short side, half of it, a quarter, ... while at least MIN_TILE (or the short side, for a
+    smaller image), each level overlapping by half a tile so every object lies whole in one."""
+    windows = [(0, 0, width, height)]
+    side = min(height, width)
+    while True:
+        step = max(side // 2, 1)
+        ys = list(range(0, height - side + 1, step))
+        xs = list(range(0, width - side + 1, step))
+        ys += [height - side] if ys[-1] + side < height else []
+        xs += [width - side] if xs[-1] + side < width else []
+        windows += [(x, y, x + side, y + side) for y in ys for x in xs
+                    if (x, y, x + side, y + side) not in windows]
+        if side // 2 < MIN_TILE:
+            return windows
+        side //= 2
+
+
+def _tiled(run: Callable[[np.ndarray], list[_Found]]) -> Callable[[np.ndarray], list[_Found]]:
+    """`run` on every window of `tiles`, found objects moved back into the whole frame; an object
+    found again (mostly inside a more confident one) is kept once."""
+    def run_tiles(frame: np.ndarray) -> list[_Found]:
+        height, width = frame.shape[:2]
+        found = []
+        for x0, y0, x1, y1 in tiles(height, width):
+            for f in run(np.ascontiguousarray(frame[y0:y1, x0:x1])):
+                mask = np.zeros((height, width), bool)
+                mask[y0:y1, x0:x1] = f.mask
+                box = (f.box[0] + x0, f.box[1] + y0, f.box[2] + x0, f.box[3] + y0)
+                found.append(replace(f, box=box, mask=mask))
+        found.sort(key=lambda f: (-f.confidence, f.box))
+        kept: list[_Found] = []
+        for f in found:
+            if all(_inside_share(f.box, k.box) < TILE_DUPLICATE_SHARE
+                   and _inside_share(k.box, f.box) < TILE_DUPLICATE_SHARE for k in kept):
+                kept.append(f)
+        return kept
+    return run_tiles
+
+
 # --- mediapipe ----------------------------------------------------------------------------
 
 def _mediapipe_solutions():
@@ -270,45 +330,42 @@ def _mediapipe_faces(model_selection: int, confidence: float) -> Iterator[Callab
             height, width = frame.shape[:2]
             return [_Found(box, score, "face", _box_mask(box, height, width))
                     for box, score in _face_boxes(detector, frame)]
-        yield run
+        # The full-range model is for small faces: search tiles too. The short-range one is for
+        # close-ups, which tiles would cut.
+        yield _tiled(run) if model_selection == 1 else run
 
 
 @contextmanager
 def _mediapipe_mesh(eyes: bool, confidence: float) -> Iterator[Callable]:
     solutions = _mediapipe_solutions()
     mesh_api = solutions.face_mesh
-    oval = _indices(mesh_api.FACEMESH_FACE_OVAL)
     # The subject's own left and right: the eye contour plus the iris ring (refine_landmarks).
-    eye_parts = {"eye_left": _indices(mesh_api.FACEMESH_LEFT_EYE | mesh_api.FACEMESH_LEFT_IRIS),
-                 "eye_right": _indices(mesh_api.FACEMESH_RIGHT_EYE
-                                       | mesh_api.FACEMESH_RIGHT_IRIS)}
-    # FaceMesh reports no score; the short-range face detector (the one FaceMesh runs inside)
-    # gives each face its confidence.
-    with mesh_api.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES,
-                           refine_landmarks=True, min_detection_confidence=confidence) as mesh, \
-            solutions.face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=confidence) as faces:
+    parts = ({"eye_left": _indices(mesh_api.FACEMESH_LEFT_EYE | mesh_api.FACEMESH_LEFT_IRIS),
+              "eye_right": _indices(mesh_api.FACEMESH_RIGHT_EYE | mesh_api.FACEMESH_RIGHT_IRIS)}
+             if eyes else {"face": _indices(mesh_api.FACEMESH_FACE_OVAL)})
+    # FaceMesh finds faces with the short-range detector, which misses the small faces of
+    # full-body and group photos: the tiled full-range detector finds them, and FaceMesh runs on
+    # a crop around each, with that face's score (FaceMesh reports none).
+    with _mediapipe_faces(1, confidence) as faces, \
+            mesh_api.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                              min_detection_confidence=confidence) as mesh:
         def run(frame: np.ndarray) -> list[_Found]:
             height, width = frame.shape[:2]
-            scored = _face_boxes(faces, frame)
             found = []
-            for landmarks in mesh.process(frame).multi_face_landmarks or []:
-                points = _landmark_points(landmarks, height, width)
-                face = _hull_mask(points[oval], height, width)
-                box = support_box(face)
-                if box is None:
-                    continue
-                matches = [(_iou(box, other), score) for other, score in scored]
-                best = max(matches, default=(0.0, confidence))
-                score = best[1] if best[0] > 0 else confidence
-                if not eyes:
-                    found.append(_Found(box, score, "face", face))
-                    continue
-                for label, index in eye_parts.items():
-                    eye = _hull_mask(points[index], height, width)
-                    eye_box = support_box(eye)
-                    if eye_box is not None:
-                        found.append(_Found(eye_box, score, label, eye))
+            for face_found in faces(frame):
+                x0, y0, x1, y1 = face_found.box
+                half = MESH_CROP * max(x1 - x0, y1 - y0) / 2
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                cx0, cy0, cx1, cy1 = _clip_box(cx - half, cy - half, cx + half, cy + half,
+                                               height, width)
+                crop = np.ascontiguousarray(frame[cy0:cy1, cx0:cx1])
+                for landmarks in mesh.process(crop).multi_face_landmarks or []:
+                    points = _landmark_points(landmarks, cy1 - cy0, cx1 - cx0) + (cx0, cy0)
+                    for label, index in parts.items():
+                        shape = _hull_mask(points[index], height, width)
+                        box = support_box(shape)
+                        if box is not None:
+                            found.append(_Found(box, face_found.confidence, label, shape))
             return found
         yield run
 
@@ -338,7 +395,7 @@ def _mediapipe_hands(confidence: float) -> Iterator[Callable]:
                 found.append(_Found(box, float(handedness.classification[0].score),
                                     f"hand_{side}", mask))
             return found
-        yield run
+        yield _tiled(run)
 
 
 @contextmanager

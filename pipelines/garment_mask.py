@@ -40,6 +40,7 @@ Refiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 class GarmentRegion(Choice):
     UPPER = "upper body"
+    UPPER_LONG = "upper body to the knees"  # coats, parkas, trench coats
     LOWER = "lower body"
     FULL = "full body"
     HEAD = "head"
@@ -50,9 +51,11 @@ class GarmentRegion(Choice):
 # "long-sleeve t-shirt" work.
 LABELS: dict[str, GarmentRegion] = {
     **dict.fromkeys(("t-shirt", "tshirt", "tee", "shirt", "top", "blouse", "sweater", "jumper",
-                     "hoodie", "sweatshirt", "jacket", "coat", "blazer", "vest", "cardigan",
-                     "polo", "parka", "tank", "camisole", "upper", "torso", "bomber", "anorak",
-                     "pullover", "sleeve", "sleeves", "bra"), GarmentRegion.UPPER),
+                     "hoodie", "sweatshirt", "jacket", "blazer", "vest", "cardigan", "polo",
+                     "tank", "camisole", "upper", "torso", "bomber", "anorak", "pullover",
+                     "sleeve", "sleeves", "bra"), GarmentRegion.UPPER),
+    **dict.fromkeys(("coat", "parka", "overcoat", "trench", "raincoat", "mac", "duster"),
+                    GarmentRegion.UPPER_LONG),
     **dict.fromkeys(("trousers", "pants", "jeans", "skirt", "shorts", "leggings", "chinos",
                      "joggers", "lower", "legs", "slacks"), GarmentRegion.LOWER),
     **dict.fromkeys(("dress", "jumpsuit", "overall", "overalls", "suit", "gown", "robe",
@@ -267,6 +270,9 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     top = shoulder_y - 0.35 * shoulder_width
     if region is GarmentRegion.UPPER:
         band, core = (rows >= top) & (rows <= hip_y + 0.25 * torso), torso_core
+    elif region is GarmentRegion.UPPER_LONG:  # a coat may reach the knees, or below them
+        knee_y = float(knees[:, 1].mean())
+        band, core = (rows >= top) & (rows <= knee_y + 0.25 * torso), torso_core
     elif region is GarmentRegion.LOWER:
         band, core = rows >= hip_y - 0.15 * torso, thigh_core
     elif region is GarmentRegion.FULL:

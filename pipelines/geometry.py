@@ -41,6 +41,9 @@ def parse_boxes(text: str, name: str = "bbox") -> list[Box]:
     boxes = []
     for index, row in enumerate(rows):
         label = f"{name}[{index}]" if len(rows) > 1 else name
+        if not isinstance(row, list):  # a JSON list mixing boxes and numbers
+            raise ValueError(f"{label}: expected a box [x, y, w, h], got {row!r}; in a list of "
+                             "boxes every item must be a box")
         if len(row) != 4:
             raise ValueError(f"{label}: expected 4 numbers [x, y, w, h], got {len(row)}: {row!r}")
         try:

@@ -10,15 +10,21 @@ threshold, a reason (the seed's names kept verbatim: `framing_shift`, `scale_dri
 - `outside_mask_changed`: largest and mean change outside the mask (`mask == 0`), in 8-bit
   levels; a generator whose info says `blend == "mask"` promised exactly 0.
 - `seam`: across the mask's edge (`mask >= 0.5`), the ΔE2000 between the local mean colours just
-  inside and just outside, and the luminance gradient on the edge, minus the same in the original.
+  inside and just outside, and the luminance gradient on the edge, beyond what the surroundings'
+  own texture shows one band further out (the original's inside holds the old content, so it is
+  no reference for the new).
+- `residue`: old content surviving in the ring just inside the mask, where it stood out from
+  its surroundings and the content was to be replaced (a left-over outline or frame).
 - `no_reference`: the info says the job ran without references.
+- `reference_unaligned`: the info says references were given but none aligned.
 - `reference_mismatch`: band-pass correlation, inside the mask, between the candidate and each
   reference warped onto the original (SIFT + homography); the best reference counts.
 - `color_target`: ΔE2000 of the mask's mean Lab to the info's `target_lab`, and to the mean of
   the set (the same variation of every image with that target).
 
 Candidates are candidate-major (all originals' candidate 0, then candidate 1, ...) unless the
-info JSON gives `image_index` / `candidate_index`. docs/quality.md documents the report.
+info JSON gives `image_index` / `candidate_index`. Within an original they rank by fewest
+reasons, lowest penalty, then the edge's scores. docs/quality.md documents the report.
 """
 
 from __future__ import annotations
@@ -52,6 +58,18 @@ REGION_SIZE = 256
 # A ratio to its threshold counts at most this much in the penalty, so one wild number (an
 # unalignable candidate) does not drown every other difference.
 RATIO_CAP = 10.0
+# The surroundings' texture (rms ΔE of the outer band from the band beyond it) is taken as at
+# least this, so a flat synthetic background does not make any speck of old content "contrast".
+TEXTURE_FLOOR = 1.0
+# residue fires only where the input's inner ring stands out from what its surroundings predict
+# by this many times their own texture: below it the old content looks like its surroundings
+# (a speck's mask grown onto a plain wall) and nothing of it can show, whatever survives.
+MIN_RESIDUE_CONTRAST = 1.5
+# The generators (info `node`) that replace the masked content, so that old content surviving
+# there is residue; recolour keeps the structure by design, as does a kept detail whose
+# references did not align (`reference_unaligned`).
+REPLACING_NODES = ("GuidedBlendInpaint", "RemoteVendorInpaint")
+KEEPING_ENDPOINTS = ("piktid/garment-recolor",)
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -63,10 +81,11 @@ class Thresholds:
     max_outside_mean: float = 1.0         # outside_mask_changed: mean |change|, 8-bit levels
     max_seam_delta_e: float = 3.0         # seam: excess ΔE2000 across the mask's edge
     max_seam_gradient: float = 3.0        # seam: excess luminance gradient on the edge, L*/px
-    seam_width: int = 4                   # px each side of the edge that the seam compares
+    seam_width: int = 4                   # px each side of the edge that seam and residue compare
     min_reference_similarity: float = 0.5  # reference_mismatch: band-pass correlation, -1..1
     max_target_delta_e: float = 3.0       # color_target: ΔE2000 of the mean colour to target
     max_color_spread: float = 2.0         # color_target: ΔE2000 to the set's mean colour
+    max_residue: float = 0.6              # residue: share of the old inner ring kept, 0..1
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -75,6 +94,8 @@ class Thresholds:
         if not -1 <= self.min_reference_similarity < 1:
             raise ValueError(f"min_reference_similarity: {self.min_reference_similarity} must "
                              "be in -1..1 (1 excluded)")
+        if self.max_residue >= 1:
+            raise ValueError(f"max_residue: {self.max_residue} must be in 0..1 (both excluded)")
 
 
 @dataclass
@@ -243,51 +264,135 @@ def _geometry_scores(fit: dict | None) -> dict:
             "alignment_correlation": fit["correlation"]}
 
 
-# --- seam ---------------------------------------------------------------------------------------
+# --- the mask's edge: seam and residue ----------------------------------------------------------
 
-def seam(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
-         ) -> list[tuple[float, float]]:
-    """Discontinuity across the edge of `inside` ([H, W] bool) for the original ([H, W, 3])
-    and then each candidate ([k, H, W, 3]): per image, on the one-pixel lines either side of
-    the edge, the mean ΔE2000 between the mean Lab colours of the band pixels just inside and
-    just outside (within `width` px, in a box of 2*width+1 px), and the mean luminance gradient
-    (Sobel, L* per pixel). Everything is gathered at the line pixels, so the cost follows the
-    edge's length, not the mask's area."""
-    x0, y0, x1, y1 = mask_ops.support_box(inside, 2 * width + 2)
-    support = inside[y0:y1, x0:x1][None].float()
-    inner = ((mask_ops.dilate(1 - support, width) > 0) & (support > 0))[0]
-    outer = mask_ops.ring(support, width)[0]
-    line = ((mask_ops.dilate(1 - support, 1) > 0) & (support > 0)
-            | mask_ops.ring(support, 1))[0]
-    band = inner | outer
+def _box_means(values: torch.Tensor, where: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
+               radius: int) -> torch.Tensor:
+    """Mean of `values` ([n, H, W, c <= 3]) over the pixels `where` ([H, W] bool) in the box of
+    2*radius+1 px around each point (ys, xs): [n, P, c], nan where the box holds none of them.
+    OpenCV's box filter (running sums, zero beyond the crop) costs the same whatever the
+    radius."""
+    weight = where.to(values.dtype)
+    stacked = torch.cat([values * weight[..., None],
+                         weight.expand(values.shape[:-1])[..., None]], -1).cpu().numpy()
+    size = (2 * radius + 1, 2 * radius + 1)
+    sums = np.stack([cv2.boxFilter(image, -1, size, normalize=False,
+                                   borderType=cv2.BORDER_CONSTANT) for image in stacked])
+    sums = torch.from_numpy(sums[:, ys.cpu().numpy(), xs.cpu().numpy()]).to(values.device)
+    count = torch.where(sums[..., -1:] > 0.5, sums[..., -1:], torch.nan)
+    return sums[..., :-1] / count
+
+
+def _sobel(luminance: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """Mean Sobel gradient magnitude of `luminance` ([n, H, W]) at the points: [n]."""
+    steps = torch.arange(-1, 2, device=luminance.device)
+    dy, dx = (t.flatten() for t in torch.meshgrid(steps, steps, indexing="ij"))
+    rows = (ys[:, None] + dy).clamp(0, luminance.shape[1] - 1)
+    cols = (xs[:, None] + dx).clamp(0, luminance.shape[2] - 1)
+    around = luminance[:, rows, cols]  # [n, P, 9], row-major 3x3
+    sobel = torch.tensor([-1.0, 0, 1, -2, 0, 2, -1, 0, 1], device=luminance.device) / 8
+    return torch.hypot(around @ sobel, around @ sobel.view(3, 3).T.flatten()).mean(-1)
+
+
+def _distances(support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distance of every pixel inside `support` (bool) to the nearest pixel outside
+    it, and of every pixel outside to the nearest inside (0 elsewhere); pixels beyond the
+    image do not count, so the image's border neither grows nor erodes the mask."""
+    inside = support.astype(np.uint8)
+    return (cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE),
+            cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+
+
+def edge(original: torch.Tensor, candidates: torch.Tensor, inside: torch.Tensor, width: int
+         ) -> list[dict]:
+    """Seam and residue of each candidate ([k, H, W, 3]) at the edge of `inside` ([H, W] bool,
+    neither empty nor full), judged against the untouched surroundings of the original
+    ([H, W, 3]), on the mask's box. Bands by distance to the edge: `inner`, the `width` px
+    just inside; `outer`, the `width` px just outside; `beyond`, the next `width` px out.
+
+    - residue: how much of the input's own inner band survives in the candidate. Each inner
+      pixel's prediction from the outside is the mean of the outer band around it (a box of
+      2*width px); with `old` the input's deviation from it and `new` the candidate's, the
+      kept share is the regression slope sum(new . old) / sum(|old|^2) (Lab) per 1-px layer
+      of depth, and the most kept layer counts (so a thin outline counts in full): 1 for the
+      input unchanged, 0 for content that does not follow it. `contrast` says whether there
+      is anything to survive: the rms of `old` over the rms deviation of the outer band from
+      the band beyond it (the surroundings' own texture at the same distance).
+    - seam: on the lines either side of the edge, the ΔE2000 between the candidate's mean
+      colours of the inner and outer bands around each line pixel (box of 2*width+1 px), and
+      the Sobel gradient of L*, minus an allowance: the same measured one band further out,
+      between the outer band and the band beyond (the texture's own variation).
+    """
+    x0, y0, x1, y1 = mask_ops.support_box(inside, 2 * width + 3)
+    depth, distance = (torch.from_numpy(d).to(inside.device)
+                       for d in _distances(inside[y0:y1, x0:x1].cpu().numpy()))
+    inner, outer = (depth > 0) & (depth <= width), (distance > 0) & (distance <= width)
+    beyond = (distance > width) & (distance <= 2 * width)
+    edge_line = ((depth > 0) & (depth < 1.5)) | ((distance > 0) & (distance < 1.5))
+    texture_line = (distance > width - 1) & (distance <= width + 1)
     crop = torch.cat([original[None, y0:y1, x0:x1], candidates[:, y0:y1, x0:x1]])
+    looked_at = (depth > 0) & (depth <= width + 1) | (distance > 0) & (distance <= 2 * width + 2)
     lab = torch.zeros(crop.shape, dtype=torch.float32, device=crop.device)
-    lab[:, band] = srgb_to_lab(crop[:, band][:, :, None])[:, :, 0]  # Lab only where looked at
+    lab[:, looked_at] = srgb_to_lab(crop[:, looked_at][:, :, None])[:, :, 0]
+    old_lab = lab[:1]
 
-    ys, xs = torch.nonzero(line, as_tuple=True)
+    # residue
+    ys, xs = torch.nonzero(outer, as_tuple=True)
+    texture = old_lab[0, ys, xs] - _box_means(old_lab, beyond, ys, xs, 2 * width)[0]
+    texture_rms = float(texture.square().sum(-1).nanmean().sqrt().nan_to_num(0.0))
+    texture_rms = max(texture_rms, TEXTURE_FLOOR)  # nan: no band beyond (the image's border)
+    ys, xs = torch.nonzero(inner, as_tuple=True)
+    predicted = _box_means(old_lab, outer, ys, xs, 2 * width)[0]
+    old = old_lab[0, ys, xs] - predicted
+    new = lab[1:, ys, xs] - predicted
+    energy = (old * old).sum(-1)
+    contrast = float(energy.mean().sqrt()) / texture_rms
+    # The slope per 1-px layer of depth, the most kept layer counting, among the layers where
+    # the old content stands out; where none does, nothing old can survive visibly and a slope
+    # would be noise (None).
+    layer = F.one_hot((depth[ys, xs].ceil().long() - 1).clamp(0, width - 1), width).float()
+    layer_energy = energy @ layer
+    stands_out = layer_energy > (MIN_RESIDUE_CONTRAST * texture_rms) ** 2 * layer.sum(0)
+    fraction = ((((new * old).sum(-1) @ layer)[:, stands_out] / layer_energy[stands_out]
+                 ).amax(-1).clamp(0, 1) if stands_out.any() else None)
 
-    def around(radius: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row and column indices [P, (2r+1)²] of the box around each line pixel."""
-        steps = torch.arange(-radius, radius + 1, device=lab.device)
-        dy, dx = (t.flatten() for t in torch.meshgrid(steps, steps, indexing="ij"))
-        return ((ys[:, None] + dy).clamp(0, line.shape[0] - 1),
-                (xs[:, None] + dx).clamp(0, line.shape[1] - 1))
+    # seam
+    def steps(images: torch.Tensor, near: torch.Tensor, far: torch.Tensor, line: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ΔE2000 between the mean colours of two bands around each pixel of `line`: the mean
+        of these local steps, and the step between their averages along the whole line (a
+        colour offset all along the edge, which the texture's own steps average out of)."""
+        ys, xs = torch.nonzero(line, as_tuple=True)
+        a, b = _box_means(images, near, ys, xs, width), _box_means(images, far, ys, xs, width)
+        seen = ~(a.isnan() | b.isnan()).any(-1).any(0)  # both bands in reach (image border)
+        a, b = a[:, seen], b[:, seen]
+        return ciede2000(a, b).mean(-1).float(), ciede2000(a.mean(1), b.mean(1)).float()
 
-    rows, cols = around(width)
-    values = lab[:, rows, cols]  # [n, P, K, 3]
+    local, offset = steps(lab, inner, outer, edge_line)
+    texture_local, texture_offset = steps(old_lab, outer, beyond, texture_line)
+    gradient = _sobel(lab[..., 0], *torch.nonzero(edge_line, as_tuple=True))
+    texture_gradient = _sobel(old_lab[..., 0], *torch.nonzero(texture_line, as_tuple=True))
+    # The allowance: the surroundings' own variation (or the input's own, where it is lower:
+    # the two agree where the old content continues its surroundings), and, where the old
+    # content stands out, the share of the input's edge that the candidate kept: that is
+    # residue's to judge, not the seam's.
+    kept = (fraction if fraction is not None and contrast > MIN_RESIDUE_CONTRAST
+            else torch.zeros(candidates.shape[0], device=lab.device))
 
-    def local_mean(where: torch.Tensor) -> torch.Tensor:
-        weight = where[rows, cols].float()[None, ..., None]
-        return (values * weight).sum(2) / weight.sum(2).clamp_min(1e-6)
+    def excess(measured: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        # fmin: a texture number is nan where no band beyond is in reach (the image's border)
+        return measured[1:] - torch.fmin(texture, measured[:1]) - kept * measured[0]
 
-    delta_e = ciede2000(local_mean(inner), local_mean(outer)).mean(-1)
-    rows, cols = around(1)
-    lum = lab[:, rows, cols, 0]  # [n, P, 9], row-major 3x3
-    sobel = torch.tensor([-1.0, 0, 1, -2, 0, 2, -1, 0, 1], device=lab.device) / 8
-    gx = lum @ sobel
-    gy = lum @ sobel.view(3, 3).T.flatten()
-    gradient = torch.hypot(gx, gy).mean(-1)
-    return [(float(d), float(g)) for d, g in zip(delta_e, gradient)]
+    seam_delta_e = torch.maximum(excess(local, texture_local), excess(offset, texture_offset))
+    seam_gradient = excess(gradient, texture_gradient)
+    return [{"seam_delta_e": float(seam_delta_e[k]), "seam_gradient": float(seam_gradient[k]),
+             "residue": None if fraction is None else float(fraction[k]),
+             "residue_contrast": contrast}
+            for k in range(candidates.shape[0])]
+
+
+EMPTY_EDGE = {"seam_delta_e": None, "seam_gradient": None, "residue": None,
+              "residue_contrast": None}
 
 
 # --- references ---------------------------------------------------------------------------------
@@ -378,11 +483,22 @@ def mean_lab(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # --- verdict ------------------------------------------------------------------------------------
 
+def replaces_content(entry: dict | None) -> bool | None:
+    """Whether the generator's info says it replaced the masked content (None without info)."""
+    if entry is None:
+        return None
+    return bool(entry.get("node") in REPLACING_NODES
+                and entry.get("endpoint") not in KEEPING_ENDPOINTS
+                and not entry.get("reference_unaligned"))
+
+
 def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: float
-             ) -> tuple[list[str], float]:
-    """Reasons (in the order of the module docstring) and the penalty: the sum of each
-    measured number's ratio to its threshold (capped at RATIO_CAP). A rotation counts as a
-    framing shift by how far it moves the frame's corners."""
+             ) -> tuple[list[str], float, float]:
+    """Reasons (in the order of the module docstring), the penalty: the sum of each measured
+    number's ratio to its threshold (capped at RATIO_CAP), and the tie-break for equal
+    penalties: how far the edge's step and gradient are from the surroundings' own, either way,
+    over their thresholds, plus the residue ratio. A rotation counts as a framing shift by how
+    far it moves the frame's corners."""
     ratios: dict[str, float] = {}
     forced: set[str] = set()
     if "shift_px" in scores:
@@ -395,12 +511,23 @@ def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: flo
     ratios["outside_mask_changed"] = scores["outside_mean"] / t.max_outside_mean
     if entry is not None and entry.get("blend") == "mask" and scores["outside_max"] > 0:
         forced.add("outside_mask_changed")  # the generator promised exactly 0 there
+    tie_break = 0.0
     if scores.get("seam_delta_e") is not None:
-        ratios["seam"] = max(scores["seam_delta_e"] / t.max_seam_delta_e,
-                             scores["seam_gradient"] / t.max_seam_gradient)
+        step, gradient = (scores["seam_delta_e"] / t.max_seam_delta_e,
+                          scores["seam_gradient"] / t.max_seam_gradient)
+        ratios["seam"] = max(step, gradient, 0.0)
+        tie_break = abs(step) + abs(gradient)  # an edge smoother than its surroundings is a smear
+        # Without info the image alone decides (see docs/quality.md).
+        if (scores["content_replaced"] is not False and scores["residue"] is not None
+                and scores["residue_contrast"] > MIN_RESIDUE_CONTRAST):
+            ratios["residue"] = scores["residue"] / t.max_residue
+            tie_break += ratios["residue"]
     if scores.get("references_used") is False:
         forced.add("no_reference")
         ratios["no_reference"] = 1.0
+    if scores.get("reference_unaligned"):
+        forced.add("reference_unaligned")
+        ratios["reference_unaligned"] = 1.0
     if "reference_similarity" in scores:
         similarity = scores["reference_similarity"]
         ratios["reference_mismatch"] = RATIO_CAP if similarity is None else (
@@ -409,7 +536,7 @@ def _verdict(scores: dict, entry: dict | None, t: Thresholds, half_diagonal: flo
         ratios["color_target"] = max(scores["target_delta_e"] / t.max_target_delta_e,
                                      scores["color_spread_delta_e"] / t.max_color_spread)
     reasons = [name for name, ratio in ratios.items() if ratio > 1 or name in forced]
-    return reasons, sum(min(ratio, RATIO_CAP) for ratio in ratios.values())
+    return reasons, sum(min(ratio, RATIO_CAP) for ratio in ratios.values()), tie_break
 
 
 def _round(value):
@@ -476,7 +603,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             fits = dict(zip(moved, geometry(_pooled_gray(original[None], factor)[0],
                                             _pooled_gray(movers, factor), keep,
                                             (height, width), factor)))
-        seams = (seam(original, group, edited, thresholds.seam_width)
+        edges = (edge(original, group, edited, thresholds.seam_width)
                  if edited.any() and not edited.all() else None)
         compare = refs if edited.any() else []  # an empty mask has no region to compare
         aligned = [(r, h) for r, h in ((r, align_reference(original, outside, r))
@@ -496,12 +623,12 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             if checked:
                 s.update(_geometry_scores(fits[j] if j in fits else IDENTITY))
             s["outside_max"], s["outside_mean"], s["outside_changed_fraction"] = changes[position]
-            s["seam_delta_e"] = None if seams is None else max(0.0, seams[position + 1][0]
-                                                                - seams[0][0])
-            s["seam_gradient"] = None if seams is None else max(0.0, seams[position + 1][1]
-                                                                 - seams[0][1])
             entry = entries[j] if entries else None
+            s.update(EMPTY_EDGE if edges is None else edges[position])
+            s["content_replaced"] = replaces_content(entry)
             s["references_used"] = None if entry is None else entry.get("references_used")
+            s["reference_unaligned"] = (None if entry is None
+                                        else bool(entry.get("reference_unaligned")))
             if compare:
                 s["reference_similarity"] = max((sim[position] for sim in similarities),
                                                 default=None)
@@ -529,7 +656,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
     entries_out, ranking = [], []
     for j in range(count):
         entry = entries[j] if entries else None
-        reasons, penalty = _verdict(scores[j], entry, thresholds, half_diagonal)
+        reasons, penalty, tie_break = _verdict(scores[j], entry, thresholds, half_diagonal)
         note = scores[j].pop("note", None)
         entries_out.append({"input_index": j, "image_index": image_index[j],
                             "candidate_index": candidate_index[j],
@@ -537,7 +664,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                             "penalty": round(penalty, 4), "rank": None,
                             "scores": {k: _round(v) for k, v in scores[j].items()},
                             "notes": [note] if note else []})
-        ranking.append((image_index[j], len(reasons), penalty, j))
+        ranking.append((image_index[j], len(reasons), penalty, tie_break, j))
     order = [j for *_, j in sorted(ranking)]
     best = []
     for j in order:

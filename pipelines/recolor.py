@@ -4,11 +4,12 @@ across a whole set of product images.
 - **Target.** A swatch image (its dominant colour), a text (hex or a CSS4/XKCD colour name), or a
   free-form instruction ("a slightly darker navy"): colour plus modifiers, see `resolve_target`.
 - **Recolour.** In CIELAB, as a change of dye under the photo's own light: every garment pixel
-  keeps its shading (its lightness offset from the garment's mean, scaled by the physical gain
-  between the source and target lightness) and takes the target's hue, with chroma following the
-  shaded lightness as it does for a real dye. A solver then moves the mapping until the
-  garment's *mean* colour, measured after the round trip through sRGB (gamut clipping included),
-  lands on the target.
+  keeps its shading (its lightness offset from the garment's mean, scaled by a gain chosen so
+  the garment's spread of L* stays 0.72-1.25 times the original's, whatever the target's
+  lightness) and takes the target's hue, with chroma following the shaded lightness as it does
+  for a real dye. A solver then moves the mapping until the garment's *mean* colour, measured
+  after the round trip through sRGB (gamut mapping included), lands on the target; where sRGB
+  cannot hold both, the folds are kept and the report says how far the mean is.
 - **Set.** `use_anchor` fits that mapping once, on the anchor image, and applies it to every image;
   `post_process` then pulls each image's garment mean onto the anchor's result. Pixels outside the
   garment mask are copied, never converted.
@@ -109,6 +110,12 @@ MODIFIERS: dict[str, Modifier] = {
 INTENSITY = {"slightly": 0.5, "bit": 0.5, "little": 0.5, "touch": 0.5, "somewhat": 0.5,
              "tad": 0.5, "much": 2.0, "very": 2.0, "lot": 2.0, "way": 2.0, "extra": 2.0,
              "really": 2.0, "super": 2.0}
+# Words that ask for a pattern, which a one-colour recolour cannot honour (a note says so).
+PATTERN_WORDS = frozenset((
+    "stripe", "stripes", "striped", "pinstripe", "pinstripes", "pinstriped", "plaid", "tartan",
+    "gingham", "checkered", "chequered", "polka", "dots", "dotted", "spotted", "floral",
+    "flowers", "paisley", "houndstooth", "herringbone", "camo", "camouflage", "leopard", "zebra",
+    "chevron", "argyle", "pattern", "patterned", "print", "printed", "ombre", "gradient"))
 HEX_IN_TEXT = re.compile(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b")
 
 
@@ -117,6 +124,7 @@ class ParsedText:
     rgb: tuple[float, float, float] | None
     colour_text: str | None          # what named the colour ("#2e5a3b", "forest green")
     modifiers: tuple[tuple[str, Modifier, float], ...]  # (word, modifier, intensity)
+    patterns: tuple[str, ...] = ()  # pattern words found, not honoured
 
 
 def parse_colour_text(text: str, name: str = "instruction") -> ParsedText:
@@ -148,20 +156,29 @@ def parse_colour_text(text: str, name: str = "instruction") -> ParsedText:
                 break
         else:
             i += 1
-    modifiers = []
+    modifiers, patterns = [], []
     scale = 1.0
     for index, (_, word) in enumerate(words):
         if index in used:
             continue
-        if word in INTENSITY:
+        if word in PATTERN_WORDS:
+            patterns.append(word)
+        elif word in INTENSITY:
             scale = INTENSITY[word]
         elif word in MODIFIERS:
             modifiers.append((word, MODIFIERS[word], scale))
             scale = 1.0
     if not found:
-        return ParsedText(None, None, tuple(modifiers))
+        return ParsedText(None, None, tuple(modifiers), tuple(patterns))
     _, said, code = max(found)
-    return ParsedText(parse_hex(code, name), said, tuple(modifiers))
+    return ParsedText(parse_hex(code, name), said, tuple(modifiers), tuple(patterns))
+
+
+def _pattern_note(parsed: ParsedText, name: str) -> list[str]:
+    if not parsed.patterns:
+        return []
+    return [f"{name}: pattern words {', '.join(repr(w) for w in parsed.patterns)} ignored; "
+            "this node recolours to one colour and makes no patterns"]
 
 
 def apply_modifiers(lab: torch.Tensor, modifiers: Sequence[tuple[str, Modifier, float]]
@@ -285,6 +302,7 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
         notes.append(f"colour from reference_image: dominant colour {lab_hex(base)}")
     if text:
         parsed = parse_colour_text(text, "reference_text")
+        notes += _pattern_note(parsed, "reference_text")
         if base is None:
             base = apply_modifiers(rgb_lab(parsed.rgb), parsed.modifiers)
             notes.append(f"colour from reference_text {parsed.colour_text!r}: {lab_hex(base)}")
@@ -292,6 +310,7 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
             notes.append(f"reference_text {text!r} ignored: reference_image sets the colour")
     if instruction:
         parsed = parse_colour_text(instruction, "instruction")
+        notes += _pattern_note(parsed, "instruction")
         if base is None and parsed.rgb is not None:
             base = rgb_lab(parsed.rgb)
             notes.append(f"colour from instruction {parsed.colour_text!r}: {lab_hex(base)}")
@@ -345,7 +364,8 @@ def map_lab(lab: torch.Tensor, transfer: Transfer) -> torch.Tensor:
     eff = transfer.effective.to(lab.dtype)
     gain = transfer.gain.to(lab.dtype)
     lightness = soft_clip_lightness(eff[:, :1] + gain * (lab[None, :, 0] - transfer.source_l))
-    scale = (lightness + 16) / (eff[:, :1] + 16)
+    # An effective L* below 0 (a near-black mean keeping its folds) would blow this up.
+    scale = (lightness + 16) / (eff[:, :1] + 16).clamp_min(16)
     return torch.stack([lightness, eff[:, 1:2] * scale, eff[:, 2:3] * scale], dim=-1)
 
 
@@ -388,27 +408,49 @@ def in_gamut(lab: torch.Tensor) -> torch.Tensor:
                         dtype=torch.float64)
 
 
-def shown_mean(lab: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """`[V, K, 3]` Lab of K levels with pixel `counts` `[K]` -> `[V, 3]`: the mean colour the
-    output image will hold, after the gamut mapping to sRGB."""
-    shown = srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].double()
-    return (shown * counts[None, :, None]).sum(1) / counts.sum()
+def shown_levels(lab: torch.Tensor) -> torch.Tensor:
+    """`[V, K, 3]` Lab levels -> the Lab the output image will hold, after the gamut mapping."""
+    return srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].double()
 
 
-def shading_gain(garment: Garment, source_l: float, goal_l: torch.Tensor,
-                 contrast: float) -> torch.Tensor:
-    """`[V, 1]` gain of the lightness offsets around the garment's mean.
+def weighted_mean(values: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean over the levels axis (-2) of `[V, K, C]` with pixel `counts` `[K]` -> `[V, C]`."""
+    return (values * counts[None, :, None]).sum(1) / counts.sum()
 
-    Shading offsets scale with L* + 16 (a fold that halves the light halves Y on any dye), so a
-    dark-to-light recolour amplifies them and light-to-dark compresses them; held within
-    0.35..3 so sensor noise on black cloth does not explode. Highlights are partly specular
-    (added light, not scaled), so the gain is also capped where it would push the garment's
-    98th-percentile lightness past L* 97: above that the soft clip would flatten them."""
-    gain = ((goal_l + 16) / (source_l + 16)).clamp(0.35, 3.0)
-    bright = garment.quantile(0.98) - source_l
-    if bright > 1e-3:
-        gain = torch.minimum(gain, ((97 - goal_l) / bright).clamp_min(0.15))
-    return gain[:, None] * contrast
+
+def lightness_std(levels: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of L* over levels `[..., K]` with pixel `counts` `[K]`."""
+    mean = (levels * counts).sum(-1, keepdim=True) / counts.sum()
+    return (((levels - mean) ** 2 * counts).sum(-1) / counts.sum()).sqrt()
+
+
+# The shading kept: the std of L* inside the garment, output / input. A dye change under the same
+# light scales shading offsets by (L*_target + 16) / (L*_source + 16): up to 4x from black to
+# cream, which reads as vinyl, down to 0.2 from white to black, which reads as a flat cut-out.
+# The ratio aimed at is that physical one held within SHADING_RATIO (then times `contrast`);
+# where the garment's mean cannot land within COLOUR_TOLERANCE of the target with it, lower
+# ratios are tried down to SHADING_FLOOR, and below that the folds win: the mean gives way and
+# the record reports the colour error.
+SHADING_RATIO = (0.8, 1.25)
+SHADING_FLOOR = 0.72
+COLOUR_TOLERANCE = 0.5  # ΔE2000 of the mean a ratio may cost before a lower one is tried
+# Above this the garment's noise and JPEG blocks would be amplified into blotches (a black
+# T-shirt's L* spread is mostly noise).
+MAX_GAIN = 4.0
+CHROMA_HEADROOM = 2.0  # the effective chroma's cap, relative to the target's
+RATIO_SLACK = 0.02
+# A garment mean further than this from the target is reported in the notes.
+GAVE_WAY_REPORT = 1.0
+GIVE_WAY_PROBES = 6  # bisection steps of the aimed L* when the folds cannot be kept at the goal
+# The effective (pre-clip) L* may leave 0..100: the soft clip brings the pixels back, which lets
+# a near-white or near-black mean keep its folds as a soft shoulder instead of a flat clip.
+EFFECTIVE_L = (-40.0, 140.0)
+
+
+def shading_ratio(source_l: float, goal_l: torch.Tensor, contrast: float) -> torch.Tensor:
+    """`[V]` std of L* ratio (output / input) to aim for, per variation."""
+    physical = (goal_l + 16) / (source_l + 16)
+    return physical.clamp(*SHADING_RATIO) * contrast
 
 
 def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
@@ -417,21 +459,102 @@ def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Ten
     """Find the effective Lab per variation whose mapped, gamut-mapped garment mean equals
     `goal` `[V, 3]` (fixed-point steps: each adds the remaining error). Works on the garment's
     L* histogram. Returns the transfer and the mean it achieves."""
-    levels = torch.stack([garment.levels, torch.zeros_like(garment.levels),
-                          torch.zeros_like(garment.levels)], -1)
+    levels = garment.level_lab()
     effective = (goal if start is None else start).clone()
     for _ in range(iterations):
         transfer = Transfer(source_l, gain, effective)
-        achieved = shown_mean(map_lab(levels, transfer), garment.counts)
+        achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
         if float(ciede2000(achieved, goal).max()) < tolerance:
             break
         effective = effective + (goal - achieved)
-        effective[:, 0].clamp_(0.5, 99.5)
-        effective[:, 1:].clamp_(-160, 160)
+        effective[:, 0].clamp_(*EFFECTIVE_L)
+        # Highlights pushed to white lose their chroma in the gamut mapping; buying it back in
+        # the shadows would tint the folds (yellow folds on a cream shirt): the chroma is capped,
+        # and the record shows the mean's shortfall instead.
+        chroma = effective[:, 1:].norm(dim=1, keepdim=True)
+        goal_chroma = goal[:, 1:].norm(dim=1, keepdim=True)
+        cap = torch.maximum(goal_chroma * CHROMA_HEADROOM, goal_chroma + 10)
+        effective[:, 1:] *= (cap / chroma.clamp_min(1e-9)).clamp(max=1)
     else:
         transfer = Transfer(source_l, gain, effective)
-        achieved = shown_mean(map_lab(levels, transfer), garment.counts)
+        achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
     return transfer, achieved
+
+
+def shown_ratio(garment: Garment, transfer: Transfer) -> torch.Tensor:
+    """`[V, 1]` std of the output's L* over the input's, on the garment's histogram."""
+    shown = shown_levels(map_lab(garment.level_lab(), transfer))[..., 0]
+    source = lightness_std(garment.levels, garment.counts).clamp_min(1e-6)
+    return (lightness_std(shown, garment.counts) / source)[:, None]
+
+
+def fit_transfer(garment: Garment, goal: torch.Tensor, contrast: float
+                 ) -> tuple[Transfer, torch.Tensor]:
+    """The transfer whose garment mean lands on `goal` `[V, 3]` while keeping the shading ratio
+    of `shading_ratio`, per variation. Returns the transfer and the mean it achieves."""
+    source_l = float(garment.mean[0])
+    wanted = shading_ratio(source_l, goal[:, 0], contrast)
+    fits = [_fit_one(garment, source_l, goal[v:v + 1], float(wanted[v]))
+            for v in range(goal.shape[0])]
+    transfer = Transfer(source_l, torch.cat([t.gain for t, _ in fits]),
+                        torch.cat([t.effective for t, _ in fits]))
+    return transfer, torch.cat([achieved for _, achieved in fits])
+
+
+def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: float
+             ) -> tuple[Transfer, torch.Tensor]:
+    """One variation. The wanted ratio, then 1, then SHADING_FLOOR (those below it): the first
+    whose mean lands within COLOUR_TOLERANCE wins, else the one whose mean is closest (the
+    gamut, not the folds, is in the way: chroma lost at the edge). If even the floor is out of
+    reach (a white top dyed near-black keeps its folds only in a crushed shoulder), the aimed
+    L* moves towards
+    mid-grey until the floor is kept (`GIVE_WAY_PROBES` bisection steps, to within about 1 L*
+    of the closest such lightness): the folds win, the mean gives way."""
+    ratios = [wanted] + [r for r in (1.0, SHADING_FLOOR) if r < wanted]
+    kept = []  # (ΔE, order, transfer, mean) of the fits that keep the floor
+    for order, ratio in enumerate(ratios):
+        transfer, achieved, shown = _fit_ratio(garment, source_l, goal, ratio)
+        if shown >= min(ratio, SHADING_FLOOR) - RATIO_SLACK:
+            error = float(ciede2000(achieved, goal).max())
+            if error <= COLOUR_TOLERANCE:
+                return transfer, achieved
+            kept.append((error, order, transfer, achieved))
+    if kept:  # the mean is off at every ratio (the gamut, not the folds): the closest one
+        _, _, transfer, achieved = min(kept, key=lambda fit: fit[:2])
+        return transfer, achieved
+    # Bisect the aimed L* between the goal's (folds lost) and mid-grey for the closest one that
+    # keeps the floor.
+    infeasible, feasible = float(goal[0, 0]), 50.0
+    best = None
+    for _ in range(GIVE_WAY_PROBES):
+        aim = goal.clone()
+        aim[0, 0] = feasible if best is None else (infeasible + feasible) / 2
+        fit = _fit_ratio(garment, source_l, aim, ratio)
+        if fit[2] >= ratio - RATIO_SLACK:
+            feasible, best = float(aim[0, 0]), fit
+        elif best is None:
+            return fit[:2]  # not even at mid-grey: keep what mid-grey gives
+        else:
+            infeasible = float(aim[0, 0])
+    return best[:2]
+
+
+def _fit_ratio(garment: Garment, source_l: float, aim: torch.Tensor, ratio: float,
+               rounds: int = 8) -> tuple[Transfer, torch.Tensor, float]:
+    """The gain rescaled by wanted / shown ratio each round (the soft clip and the gamut
+    compress the shading near black and white, so the gain must grow there), the mean re-solved
+    onto `aim` each time. Returns the transfer, its mean and the ratio it shows."""
+    gain = torch.full((1, 1), ratio, dtype=torch.float64, device=aim.device)
+    transfer, achieved = solve(garment, source_l, gain, aim, iterations=16)
+    shown = float(shown_ratio(garment, transfer))
+    for _ in range(rounds):
+        if abs(shown - ratio) < RATIO_SLACK or (shown < ratio and float(gain) >= MAX_GAIN):
+            break
+        gain = (gain * ratio / max(shown, 1e-3)).clamp(0.05, MAX_GAIN)
+        transfer, achieved = solve(garment, source_l, gain, aim, start=transfer.effective,
+                                   iterations=16)
+        shown = float(shown_ratio(garment, transfer))
+    return transfer, achieved, shown
 
 
 # --- diffusion refinement -----------------------------------------------------------------------
@@ -524,7 +647,7 @@ class RecolorSettings:
     anchor_index: int = 0
     num_variations: int = 1
     variation_step: float = 8.0  # ΔL* between shade variations
-    contrast: float = 1.0        # multiplies the physical shading gain
+    contrast: float = 1.0        # multiplies the shading ratio aimed at (shading_ratio)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_variations <= MAX_VARIATIONS:
@@ -563,10 +686,10 @@ class Garment:
     def empty(self) -> bool:
         return self.levels.shape[0] == 0
 
-    def quantile(self, q: float) -> float:
-        cumulative = torch.cumsum(self.counts, 0)
-        position = int(torch.searchsorted(cumulative, q * float(cumulative[-1])))
-        return float(self.levels[min(position, len(self.levels) - 1)])
+    def level_lab(self) -> torch.Tensor:
+        """The histogram's levels as neutral Lab `[K, 3]` (a transfer reads only L*)."""
+        zeros = torch.zeros_like(self.levels)
+        return torch.stack([self.levels, zeros, zeros], -1)
 
 
 # CIE Y of linear sRGB (D65), as kornia's rgb_to_xyz, so L* here equals srgb_to_lab's.
@@ -662,12 +785,17 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         anchor = usable[0]
     goals = variation_goals(target.lab, settings.num_variations, settings.variation_step)
 
-    def own_transfer(garment: Garment, goal: torch.Tensor) -> tuple[Transfer, torch.Tensor]:
-        source_l = float(garment.mean[0])
-        gain = shading_gain(garment, source_l, goal[:, 0], settings.contrast)
-        return solve(garment, source_l, gain, goal)
+    def own_transfer(garment: Garment) -> tuple[Transfer, torch.Tensor]:
+        return fit_transfer(garment, goals, settings.contrast)
 
-    anchor_transfer, anchor_mean = own_transfer(garments[anchor], goals)
+    def onto_anchor(garment: Garment) -> Transfer:
+        """This shot's own shading fit, landing on the anchor's result: a set's shots differ in
+        light, and the anchor's gain on a dimmer or brighter shot would crush or amplify its
+        folds."""
+        moved, _ = fit_transfer(garment, anchor_mean, settings.contrast)
+        return moved
+
+    anchor_transfer, anchor_mean = own_transfer(garments[anchor])
     transfers: list[Transfer | None] = []
     for index, garment in enumerate(garments):
         step()
@@ -676,21 +804,18 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
             continue
         if index == anchor:
             transfer = anchor_transfer
-        elif settings.use_anchor:
+        elif settings.post_process:
+            transfer = onto_anchor(garment)
+        elif settings.use_anchor:  # the anchor's one curve: each shot keeps its own light
             transfer = anchor_transfer
-            if settings.post_process:  # keep the anchor's curve, land on the anchor's result
-                transfer, _ = solve(garment, transfer.source_l, transfer.gain,
-                                    anchor_mean, start=transfer.effective)
         else:
-            transfer, _ = own_transfer(garment, goals)
-            if settings.post_process:
-                transfer, _ = solve(garment, transfer.source_l, transfer.gain,
-                                    anchor_mean, start=transfer.effective)
+            transfer, _ = own_transfer(garment)
         transfers.append(transfer)
 
     outputs: list[torch.Tensor] = [torch.empty(0)] * (len(images) * settings.num_variations)
     records: list[dict] = [{}] * len(outputs)
     means: dict[tuple[int, int], torch.Tensor] = {}
+    ratios: dict[tuple[int, int], float] = {}
     for index, (image, garment, transfer) in enumerate(zip(images, garments, transfers)):
         step()
         recoloured = None if transfer is None else apply_transfer(garment.lightness, transfer)
@@ -710,8 +835,10 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
                 core = garment.weight >= CORE_WEIGHT
                 shown = flat[garment.index[core], :3]
                 shown = shown[strided(shown.shape[0], MEAN_SAMPLE, shown.device)]
-                means[index, variation] = srgb_to_lab(shown[None, :, None])[0, :, 0].mean(
-                    0).double()
+                shown_lab = srgb_to_lab(shown[None, :, None])[0, :, 0].double()
+                means[index, variation] = shown_lab.mean(0)
+                ratios[index, variation] = float(shown_lab[:, 0].std(correction=0) / lightness_std(
+                    garment.levels, garment.counts).clamp_min(1e-6))
             outputs[variation * len(images) + index] = out
             records[variation * len(images) + index] = {
                 "image_index": index, "variation_index": variation,
@@ -725,6 +852,13 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         record["delta_e_target"] = round(float(ciede2000(mean, goals[variation])), 4)
         anchor_result = means[anchor, variation]
         record["delta_e_anchor"] = round(float(ciede2000(mean, anchor_result)), 4)
+        record["shading_ratio"] = round(ratios[index, variation], 3)
+        if record["delta_e_target"] > GAVE_WAY_REPORT:
+            notes.append(
+                f"image {index}, variation {variation}: the garment's mean is ΔE00 "
+                f"{record['delta_e_target']:.1f} from the target {record['target_hex']}: sRGB "
+                "cannot show that lightness with this garment's folds, so the folds were kept "
+                f"(lightness spread {record['shading_ratio']:.2f}x the original's)")
     return outputs, records, notes
 
 
@@ -834,7 +968,8 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
             notes=list(notes) if number == 0 else [],
             target_lab=record["target_lab"], target_hex=record["target_hex"],
             **{key: record[key] for key in ("garment_mean_lab", "delta_e_target",
-                                            "delta_e_anchor") if key in record}))
+                                            "delta_e_anchor", "shading_ratio")
+               if key in record}))
     report = {
         "schema": REPORT_SCHEMA,
         "target": {"lab": [round(float(v), 3) for v in target.lab], "hex": target.hex},

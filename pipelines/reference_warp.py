@@ -9,9 +9,16 @@ reference. Lowe's ratio test, then a MAGSAC++ homography (reference -> target), 
 on the band's intensities for sub-pixel accuracy. The reference with the best score (inliers
 over 1 + reprojection error) is warped into the target's frame with a validity mask.
 
+A reference with too few feature matches (a tight crop of the detail on plain surroundings) is
+located by intensity instead: a rotation-scale-position search by masked normalised
+cross-correlation on a small pyramid level, where the garbled detail still counts (it keeps its
+coarse shape), then ECC level by level up to full resolution on the surroundings. Feature
+alignments are preferred; `Alignment.method` says which one aligned.
+
 `reference_fill` then matches the warp's colour to the original around the mask
 (pipelines.harmonize) and pastes it inside the mask; where the warp has no data it falls back to
-the classical fill. Work is per single image: the caller loops over a batch.
+the classical fill (or, with `keep_unaligned`, keeps the input when no reference aligns).
+Work is per single image: the caller loops over a batch.
 """
 
 from __future__ import annotations
@@ -41,6 +48,22 @@ RANSAC_ITERATIONS = 10000
 MAX_ANISOTROPY = 3.0       # ratio of the local map's singular values
 ECC_ITERATIONS = 60
 ECC_SIDE = 768             # the ECC refinement runs on a box shrunk to this long side
+# Intensity alignment, for references too tight for features: the coarse search runs where the
+# mask's box is this many pixels on its long side, over these rotations and scale steps.
+COARSE_DETAIL_SIDE = 24
+SEARCH_ANGLES = tuple(range(-21, 22, 3))  # degrees
+SEARCH_SCALE_STEP = 1.1
+SEARCH_KEEP = 8            # best grid positions polished by ECC at the coarse level
+STEP_LIMIT = 1.5           # px at the previous level a finer ECC level may move the detail
+SEARCH_REFINE = 3          # distinct places of those refined up to full resolution
+MASK_WEIGHT = 0.5          # of the garbled pixels in the coarse search
+MAX_FOOTPRINT = 8          # a reference showing more than 8x the mask's box is for features
+MIN_OVERLAP = 0.6          # share of the reference that must lie in the target
+COARSE_BLUR = 1.0          # sigma at the coarse level: the garbled detail keeps its coarse shape
+MIN_TEMPLATE_SIDE = 8
+MIN_COARSE_CORRELATION = 0.7  # ECC at the coarse level, the detail included
+MIN_CORRELATION = 0.85     # an intensity alignment below this is not trusted
+FLAT_STD = 2 / 255         # a reference flatter than this cannot be located by intensity
 
 
 @dataclass
@@ -51,16 +74,23 @@ class Alignment:
     target pixels per reference pixel at the mask's centre (0.9: the reference shows the detail
     about 11 % larger), `rotation_deg` the rotation of the reference into the target there
     (counter-clockwise in the image as displayed), `reprojection_error` the RMS distance in
-    target pixels of the inlier matches under the final homography.
+    target pixels of the inlier matches under the final homography. `method` says how the
+    reference was located: "features" (SIFT matches, then the homography) or "intensity" (a
+    tight or plain reference with too few matches: a rotation-scale search by normalised
+    cross-correlation, then ECC level by level); an intensity alignment has no matches, so
+    `matches`, `inliers` and `inlier_ratio` are 0 and `reprojection_error` is None, and
+    `correlation` is ECC's correlation at the last level (None for features).
     """
     warped: torch.Tensor          # [H, W, 3] float 0..1 in the target frame, 0 where not valid
     valid: torch.Tensor           # [H, W] bool: the warp has reference data there
     reference_index: int
+    method: str                   # "features" or "intensity"
     homography: list[list[float]]
     matches: int
     inliers: int
     inlier_ratio: float
-    reprojection_error: float
+    reprojection_error: float | None
+    correlation: float | None
     scale: float
     rotation_deg: float
     refined: bool
@@ -69,30 +99,41 @@ class Alignment:
 
     def to_json(self) -> dict:
         """Everything but the tensors, for the node's info JSON."""
-        return {"reference_index": self.reference_index, "homography": self.homography,
-                "matches": self.matches, "inliers": self.inliers,
+        return {"reference_index": self.reference_index, "method": self.method,
+                "homography": self.homography, "matches": self.matches, "inliers": self.inliers,
                 "inlier_ratio": round(self.inlier_ratio, 4),
-                "reprojection_error": round(self.reprojection_error, 4),
+                "reprojection_error": _rounded(self.reprojection_error),
+                "correlation": _rounded(self.correlation),
                 "scale": round(self.scale, 4), "rotation_deg": round(self.rotation_deg, 3),
                 "refined": self.refined, "mask_coverage": round(self.mask_coverage, 4),
                 "context_box": self.context_box}
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 @dataclass
 class _Candidate:
     index: int
+    method: str                   # "features" or "intensity"
     homography: np.ndarray
     matches: int
     inliers: int
-    error: float
+    error: float | None           # features: RMS reprojection error of the inliers
+    correlation: float | None     # intensity: ECC correlation of the surroundings
     scale: float
     rotation: float
     refined: bool
     coverage: float
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @property
-    def score(self) -> float:
-        return self.inliers / (1.0 + self.error)
+    def score(self) -> tuple[bool, float]:
+        """Feature alignments first (their matches are checked geometry), then by quality."""
+        if self.method == "features":
+            return True, self.inliers / (1.0 + self.error)
+        return False, self.correlation
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -232,6 +273,195 @@ def _refine_ecc(box_gray: np.ndarray, band: np.ndarray, box: tuple[int, int, int
     return refined / refined[2, 2]
 
 
+# --- intensity alignment (tight references) ---------------------------------------------------
+
+def _similarity(angle: float, scale: float) -> np.ndarray:
+    """3x3: rotation by `angle` degrees counter-clockwise on screen, then `scale`."""
+    return np.vstack([cv2.getRotationMatrix2D((0, 0), angle, scale), [0, 0, 1]])
+
+
+def _shift(x: float, y: float) -> np.ndarray:
+    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
+
+
+def _masked_ncc(image: np.ndarray, image_weight: np.ndarray, template: np.ndarray,
+                template_weight: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation of `template` at every position inside `image`, each pixel
+    pair weighted by the product of both weights (Padfield's masked NCC): padding, a reference's
+    empty corners and the garbled detail count for nothing or less. Positions where the overlap
+    holds under MIN_OVERLAP of the template's weight score -1."""
+    def correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cv2.matchTemplate(a, b, cv2.TM_CCORR)
+
+    weighted_image, weighted_template = image * image_weight, template * template_weight
+    overlap = correlate(image_weight, template_weight)
+    sum_image = correlate(weighted_image, template_weight)
+    sum_template = correlate(image_weight, weighted_template)
+    cross = correlate(weighted_image, weighted_template)
+    square_image = correlate(weighted_image * image, template_weight)
+    square_template = correlate(image_weight, weighted_template * template)
+    safe = np.maximum(overlap, 1e-6)
+    covariance = cross - sum_image * sum_template / safe
+    variance = ((square_image - sum_image ** 2 / safe)
+                * (square_template - sum_template ** 2 / safe))
+    # The overlap's spread must be above the flat level on both sides.
+    flat = (FLAT_STD ** 2) * safe
+    scores = covariance / np.sqrt(np.maximum(variance, 1e-12))
+    usable = ((overlap >= MIN_OVERLAP * template_weight.sum())
+              & (square_image - sum_image ** 2 / safe > flat)
+              & (square_template - sum_template ** 2 / safe > flat))
+    return np.where(usable, scores, -1.0).astype(np.float32)
+
+
+def _coarse_search(target: np.ndarray, box: tuple[int, int, int, int], reference: np.ndarray,
+                   max_scale: float) -> list[tuple[float, np.ndarray]]:
+    """Rotation, scale and position of `reference` in `target` (both float32 grey, the target at
+    the coarse level, `box` the mask's box there) by masked normalised cross-correlation over a
+    grid of rotations and scales; the SEARCH_KEEP best (correlation, reference -> target
+    homography at the coarse level), one per rotation and scale, best first. The masked pixels
+    take part at MASK_WEIGHT: garbled, they still carry the detail's coarse shape, and on plain
+    surroundings they are most of the signal. The reference may reach beyond the target's edge."""
+    x0, y0, x1, y1 = box
+    ref_corners = _corners((0, 0, reference.shape[1], reference.shape[0]))
+    target_weight = np.ones_like(target)
+    target_weight[y0:y1, x0:x1] = MASK_WEIGHT
+    found = []
+    scales = np.exp(np.arange(-math.log(max_scale), math.log(max_scale) + 1e-9,
+                              math.log(SEARCH_SCALE_STEP)))
+    for angle in SEARCH_ANGLES:
+        for scale in scales:
+            place = _similarity(angle, scale)
+            corners = _apply(place, ref_corners)
+            left, top = corners.min(axis=0)
+            size = np.ceil(corners.max(axis=0) - (left, top)).astype(int)
+            # The reference must show the whole detail, and not be much larger than the target.
+            if ((size < (x1 - x0, y1 - y0)).any() or size.min() < MIN_TEMPLATE_SIDE
+                    or size.max() > MAX_FOOTPRINT * max(x1 - x0, y1 - y0)):
+                continue
+            to_template = _shift(-left, -top) @ place
+            template = cv2.warpAffine(reference, to_template[:2], tuple(size),
+                                      flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            valid = cv2.warpAffine(np.ones_like(reference), to_template[:2], tuple(size),
+                                   flags=cv2.INTER_NEAREST)
+            # Every placement that covers the mask's box, the target padded where it ends.
+            pad = [max(size[1] - y1, 0), max(y0 + size[1] - target.shape[0], 0),
+                   max(size[0] - x1, 0), max(x0 + size[0] - target.shape[1], 0)]
+            wx0, wy0 = x1 - size[0] + pad[2], y1 - size[1] + pad[0]
+            window = cv2.copyMakeBorder(target, *pad, cv2.BORDER_CONSTANT)
+            weight = cv2.copyMakeBorder(target_weight, *pad, cv2.BORDER_CONSTANT)
+            window_slice = (slice(wy0, y0 + size[1] + pad[0]), slice(wx0, x0 + size[0] + pad[2]))
+            scores = _masked_ncc(window[window_slice], weight[window_slice], template, valid)
+            _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+            found.append((best, _shift(x1 - size[0] + bx, y1 - size[1] + by) @ to_template))
+    found.sort(key=lambda item: -item[0])
+    return found[:SEARCH_KEEP]
+
+
+def _ecc_level(target: np.ndarray, support: np.ndarray, reference: np.ndarray,
+               homography: np.ndarray, factor: float, with_mask: bool
+               ) -> tuple[np.ndarray, float] | None:
+    """One ECC step of an affine reference -> target map with both images shrunk by `factor`
+    (the reference to the target's pixel density): the target's part the reference shows is the
+    template, the masked pixels in it only when `with_mask`. The refined map and its
+    correlation, or None when ECC diverges."""
+    footprint = _apply(homography, _corners((0, 0, reference.shape[1], reference.shape[0])))
+    tx0, ty0 = np.maximum(np.floor(footprint.min(axis=0)).astype(int) - 8, 0)
+    tx1, ty1 = np.minimum(np.ceil(footprint.max(axis=0)).astype(int) + 8, target.shape[::-1])
+    if tx1 - tx0 < MIN_TEMPLATE_SIDE or ty1 - ty0 < MIN_TEMPLATE_SIDE:
+        return None
+    # A large footprint is matched shrunk to ECC_SIDE at most: its cost grows with the area.
+    factor = min(factor, ECC_SIDE / max(tx1 - tx0, ty1 - ty0))
+    size = (max(MIN_TEMPLATE_SIDE, round((tx1 - tx0) * factor)),
+            max(MIN_TEMPLATE_SIDE, round((ty1 - ty0) * factor)))
+    to_template = np.diag([size[0] / (tx1 - tx0), size[1] / (ty1 - ty0), 1.0]) @ _shift(-tx0,
+                                                                                          -ty0)
+    template = cv2.resize(target[ty0:ty1, tx0:tx1], size, interpolation=cv2.INTER_AREA)
+    template_mask = np.full(size[::-1], 255, np.uint8)
+    if not with_mask:
+        hole = cv2.resize(support[ty0:ty1, tx0:tx1].astype(np.uint8), size,
+                          interpolation=cv2.INTER_NEAREST)
+        template_mask[cv2.dilate(hole, np.ones((5, 5), np.uint8)) > 0] = 0
+    ref_factor = min(1.0, factor * math.sqrt(abs(np.linalg.det(homography[:2, :2]))))
+    source = (cv2.resize(reference, None, fx=ref_factor, fy=ref_factor,
+                         interpolation=cv2.INTER_AREA) if ref_factor < 1 else reference)
+    to_source = np.diag([source.shape[1] / reference.shape[1],
+                         source.shape[0] / reference.shape[0], 1.0])
+    warp = to_source @ np.linalg.inv(homography) @ np.linalg.inv(to_template)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-5)
+    try:
+        correlation, warp = cv2.findTransformECCWithMask(
+            template, source, template_mask, np.full(source.shape, 255, np.uint8),
+            (warp / warp[2, 2])[:2].astype(np.float32), cv2.MOTION_AFFINE, criteria, 3)
+    except cv2.error:  # ECC raises when it diverges
+        return None
+    warp = np.vstack([warp.astype(np.float64), [0, 0, 1]])
+    return np.linalg.inv(np.linalg.inv(to_source) @ warp @ to_template), float(correlation)
+
+
+def _refine_levels(target: np.ndarray, support: np.ndarray, reference: np.ndarray,
+                   homography: np.ndarray, start: float) -> tuple[np.ndarray, float]:
+    """ECC level by level (factor 2) from `start` up to full resolution. Each level first fits
+    the surroundings alone; where they hold too little (a plain sky, a clipped reference) and
+    the fit moves the detail by STEP_LIMIT pixels of the level before or more, it fits with the
+    garbled detail included, and when that moves it too, the coarser map stands. The map and
+    the correlation of the last level kept (-1 when none was)."""
+    x0, y0, x1, y1 = support_box(support)
+    box = _corners((x0, y0, x1, y1))
+    factor, correlation = start, -1.0
+    while factor < 1.0:
+        limit = STEP_LIMIT / factor
+        factor = min(1.0, factor * 2)
+        for with_mask in (False, True):
+            step = _ecc_level(target, support, reference, homography, factor, with_mask)
+            if step is not None and np.abs(_apply(step[0] @ np.linalg.inv(homography), box)
+                                           - box).max() < limit:
+                homography, correlation = step
+                break
+        else:
+            break
+    return homography, correlation
+
+
+def _align_by_intensity(target: np.ndarray, support: np.ndarray, reference: np.ndarray,
+                        max_scale: float) -> tuple[np.ndarray, float] | None:
+    """Reference -> target map by intensity alone, for references that show too little around
+    the detail for features: a coarse rotation-scale-position search by masked normalised
+    cross-correlation, ECC on the best positions at that level (the garbled detail included),
+    then ECC level by level up to full resolution (`_refine_levels`). The map and the
+    correlation of its last level, or None when no place correlates even coarsely."""
+    x0, y0, x1, y1 = support_box(support)
+    start = min(1.0, COARSE_DETAIL_SIDE / max(x1 - x0, y1 - y0))
+    small_target, small_reference = (
+        cv2.GaussianBlur(cv2.resize(gray, None, fx=start, fy=start, interpolation=cv2.INTER_AREA),
+                         (0, 0), COARSE_BLUR) for gray in (target, reference))
+    small_box = (int(x0 * start), int(y0 * start), math.ceil(x1 * start), math.ceil(y1 * start))
+    # The search's maps work on both images shrunk: undo both shrinks.
+    to_full = np.diag([1 / start, 1 / start, 1.0])
+    coarse = []
+    for _, homography in _coarse_search(small_target, small_box, small_reference, max_scale):
+        polished = _ecc_level(target, support, reference,
+                              to_full @ homography @ np.linalg.inv(to_full), start, True)
+        if polished is not None:
+            coarse.append(polished)
+    # Grid neighbours converge to the same place: refine each place once, best first. A place
+    # that correlates poorly even coarsely is not the detail (unrelated references end here).
+    coarse = sorted((item for item in coarse if item[1] >= MIN_COARSE_CORRELATION),
+                    key=lambda item: -item[1])
+    corners = _corners((0, 0, reference.shape[1], reference.shape[0]))
+    places, best = [], None
+    for homography, _ in coarse:
+        footprint = _apply(homography, corners)
+        if any(np.abs(footprint - other).max() < 2 / start for other in places):
+            continue
+        places.append(footprint)
+        refined = _refine_levels(target, support, reference, homography, start)
+        if best is None or refined[1] > best[1]:
+            best = refined
+        if len(places) == SEARCH_REFINE:
+            break
+    return best
+
+
 @dataclass
 class _Features:
     box: tuple[int, int, int, int]
@@ -273,8 +503,8 @@ def _context_features(image: torch.Tensor, support: np.ndarray, context: float,
 def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
                      context: float = 3.0, *, min_inliers: int = 16,
                      min_inlier_ratio: float = 0.2, max_scale: float = 4.0,
-                     feature_side: int = 1024, refine: bool = True, seed: int = 0
-                     ) -> tuple[Alignment | None, list[str]]:
+                     feature_side: int = 1024, refine: bool = True, seed: int = 0,
+                     intensity: bool = True) -> tuple[Alignment | None, list[str]]:
     """Align the references to the target around the mask; warp the best one into place.
 
     - `image`: the target `[H, W, 3]` in 0..1; `mask`: `[H, W]` at its size, > 0 = corrupt.
@@ -286,6 +516,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
       larger or smaller. `feature_side`: features are found on images shrunk to this long side
       (the ECC refinement and the warp use full resolution). `refine`: ECC refinement.
     - `seed`: the RANSAC sampler's seed; the same inputs and seed give the same result.
+    - `intensity`: a reference with too few feature matches (a tight crop, plain surroundings)
+      is located by intensity instead (see `Alignment`); False: features only.
 
     Returns the alignment (None when no reference passes) and one note per reference saying
     what was found, plus which one was chosen or why none was.
@@ -320,10 +552,11 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     if widened != context:
         notes.append(f"context widened to {widened:.3g}x the mask's box for enough features "
                      f"({len(features.points)} found)")
-    if len(features.points) < MIN_MATCHES:
-        return None, notes + [f"the context around the mask has only {len(features.points)} "
-                              "usable features: a flat or tiny area cannot be located in the "
-                              "references"]
+    matchable = len(features.points) >= MIN_MATCHES
+    if not matchable:
+        notes.append(f"the context around the mask has only {len(features.points)} usable "
+                     "features: " + ("the references are located by intensity alone" if intensity
+                                     else "a flat or tiny area cannot be located by them"))
     box, box_gray, band, factor = features.box, features.gray, features.band, features.factor
     target_points, descriptors = features.points, features.descriptors
     x0, y0, x1, y1 = support_box(support)
@@ -335,75 +568,120 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     usac.loMethod, usac.final_polisher = cv2.LOCAL_OPTIM_SIGMA, cv2.MAGSAC
     usac.threshold, usac.confidence = threshold, RANSAC_CONFIDENCE
     usac.maxIterations, usac.randomGeneratorState = RANSAC_ITERATIONS, seed
+    # The intensity fallback sees the garbled detail too: it still carries its coarse shape.
+    target_gray = _gray8(image[..., :3].detach().float().cpu().numpy()).astype(np.float32) / 255
 
     candidates = []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
     for index, reference in enumerate(references):
         gray = _gray8(reference[..., :3].detach().float().cpu().numpy())
-        small, ref_factor = _resized(gray, feature_side)
-        ref_keypoints, ref_descriptors = reference_sift.detectAndCompute(small, None)
-        if ref_descriptors is None or len(ref_keypoints) < 2:
-            notes.append(f"reference {index}: no features (flat or tiny image)")
+        if matchable:
+            found, note = _match_features(index, gray, descriptors, target_points, matcher,
+                                          reference_sift, usac, min_inliers, min_inlier_ratio,
+                                          feature_side)
+        else:
+            found, note = None, None
+        if found is None and not intensity:
+            notes.append(note or f"reference {index}: not located (too few usable features)")
             continue
-        pairs = matcher.knnMatch(descriptors, ref_descriptors, k=2)
-        good = [pair[0] for pair in pairs
-                if len(pair) == 2 and pair[0].distance < RATIO_TEST * pair[1].distance]
-        if len(good) < MIN_MATCHES:
-            notes.append(f"reference {index}: {len(good)} feature matches (need {MIN_MATCHES}): "
-                         "it does not seem to show the area around the mask")
-            continue
-        source = np.array([ref_keypoints[m.trainIdx].pt for m in good], np.float64) / ref_factor
-        destination = target_points[[m.queryIdx for m in good]]
-        homography, inlier_mask = cv2.findHomography(source, destination, usac)
-        inliers = int(inlier_mask.sum()) if homography is not None else 0
-        if inliers < max(min_inliers, min_inlier_ratio * len(good)):
-            notes.append(f"reference {index}: {inliers} consistent matches of {len(good)} (need "
-                         f"{max(min_inliers, math.ceil(min_inlier_ratio * len(good)))}): it does "
-                         "not seem to show the area around the mask")
-            continue
-        refined = False
-        if refine:
-            better = _refine_ecc(box_gray, band, box, gray, homography)
-            if better is not None and np.all(np.isfinite(better)):
-                # ECC optimises intensities, not the matches: keep it only while it moves the
-                # context box and the mask's centre by less than RANSAC's threshold (it
-                # polishes, it does not relocate).
-                checks = _apply(np.linalg.inv(homography), np.vstack([_corners(box), centre]))
-                moved = np.linalg.norm(_apply(better, checks) - _apply(homography, checks), axis=1)
-                if moved.max() < threshold:
-                    homography, refined = better, True
-        reason, scale, rotation = _implausible(homography, box, centre, max_scale)
+        if found is None:
+            # Too few matches: a tight or plain reference. Locate it by intensity instead.
+            located = _align_by_intensity(target_gray, support, gray.astype(np.float32) / 255,
+                                            max_scale)
+            if located is None or located[1] < MIN_CORRELATION:
+                notes.append((f"{note}; not" if note else f"reference {index}: not")
+                             + " located by intensity either (correlation "
+                             f"{-1.0 if located is None else located[1]:.3f}, need "
+                             f"{MIN_CORRELATION})")
+                continue
+            homography, correlation = located
+            found = _Candidate(index, "intensity", homography, 0, 0, None, correlation, 0.0,
+                               0.0, False, 0.0)
+            candidate_box = _context_box(support, context)
+        else:
+            homography, source, destination, chosen = found
+            refined = False
+            if refine:
+                better = _refine_ecc(box_gray, band, box, gray, homography)
+                if better is not None and np.all(np.isfinite(better)):
+                    # ECC optimises intensities, not the matches: keep it only while it moves
+                    # the context box and the mask's centre by less than RANSAC's threshold (it
+                    # polishes, it does not relocate).
+                    checks = _apply(np.linalg.inv(homography),
+                                    np.vstack([_corners(box), centre]))
+                    moved = np.linalg.norm(_apply(better, checks) - _apply(homography, checks),
+                                           axis=1)
+                    if moved.max() < threshold:
+                        homography, refined = better, True
+            error = float(np.sqrt(np.mean(np.sum(
+                (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
+            found = _Candidate(index, "features", homography, len(source), int(chosen.sum()),
+                               error, None, 0.0, 0.0, refined, 0.0)
+            candidate_box = box
+        reason, found.scale, found.rotation = _implausible(found.homography, candidate_box,
+                                                           centre, max_scale)
         if reason:
             notes.append(f"reference {index}: rejected, {reason}")
             continue
-        chosen = inlier_mask.ravel().astype(bool)
-        error = float(np.sqrt(np.mean(np.sum(
-            (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
-        coverage = float(_valid_map(homography, box, gray.shape)[
-            support[box[1]:box[3], box[0]:box[2]]].mean())
-        if coverage == 0:
+        found.box = candidate_box
+        found.coverage = float(_valid_map(found.homography, candidate_box, gray.shape)[
+            support[candidate_box[1]:candidate_box[3], candidate_box[0]:candidate_box[2]]].mean())
+        if found.coverage == 0:
             notes.append(f"reference {index}: rejected, it does not show the masked area itself")
             continue
-        candidates.append(_Candidate(index, homography, len(good), inliers, error, scale,
-                                     rotation, refined, coverage))
-        notes.append(f"reference {index}: aligned, {inliers} inliers of {len(good)} matches, "
-                     f"error {error:.2f} px, scale {scale:.3f}, rotation {rotation:.1f} deg"
-                     + (", ECC-refined" if refined else "")
-                     + ("" if coverage == 1 else f", covers {coverage:.0%} of the mask"))
+        candidates.append(found)
+        notes.append(f"reference {index}: aligned, " + (
+            f"{found.inliers} inliers of {found.matches} matches, error {found.error:.2f} px"
+            if found.method == "features" else
+            f"by intensity (too few feature matches), correlation {found.correlation:.3f}")
+            + f", scale {found.scale:.3f}, rotation {found.rotation:.1f} deg"
+            + (", ECC-refined" if found.refined else "")
+            + ("" if found.coverage == 1 else f", covers {found.coverage:.0%} of the mask"))
     if not candidates:
         return None, notes + ["no reference could be aligned to the area around the mask"]
 
     best = max(candidates, key=lambda candidate: candidate.score)
     notes.append(f"chose reference {best.index}")
-    warped, valid = _warp(references[best.index], best.homography, support.shape, box)
+    warped, valid = _warp(references[best.index], best.homography, support.shape, best.box)
     alignment = Alignment(
         warped=warped.to(image.device), valid=valid.to(image.device),
-        reference_index=best.index, homography=best.homography.tolist(),
-        matches=best.matches, inliers=best.inliers, inlier_ratio=best.inliers / best.matches,
-        reprojection_error=best.error, scale=best.scale, rotation_deg=best.rotation,
-        refined=best.refined, mask_coverage=best.coverage, context_box=list(box))
+        reference_index=best.index, method=best.method, homography=best.homography.tolist(),
+        matches=best.matches, inliers=best.inliers,
+        inlier_ratio=best.inliers / best.matches if best.matches else 0.0,
+        reprojection_error=best.error, correlation=best.correlation, scale=best.scale,
+        rotation_deg=best.rotation, refined=best.refined, mask_coverage=best.coverage,
+        context_box=list(best.box))
     return alignment, notes
+
+
+def _match_features(index: int, gray: np.ndarray, descriptors: np.ndarray,
+                    target_points: np.ndarray, matcher: cv2.BFMatcher, sift: cv2.SIFT,
+                    usac: cv2.UsacParams, min_inliers: int, min_inlier_ratio: float,
+                    feature_side: int
+                    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+                               str | None]:
+    """The feature path for one reference: (homography, reference points, target points,
+    inlier flags) of the ratio-test matches, or None and the note saying why not."""
+    small, ref_factor = _resized(gray, feature_side)
+    ref_keypoints, ref_descriptors = sift.detectAndCompute(small, None)
+    if ref_descriptors is None or len(ref_keypoints) < 2:
+        return None, f"reference {index}: no features (flat or tiny image)"
+    pairs = matcher.knnMatch(descriptors, ref_descriptors, k=2)
+    good = [pair[0] for pair in pairs
+            if len(pair) == 2 and pair[0].distance < RATIO_TEST * pair[1].distance]
+    if len(good) < MIN_MATCHES:
+        return None, (f"reference {index}: {len(good)} feature matches (need {MIN_MATCHES}): "
+                      "it does not seem to show the area around the mask")
+    source = np.array([ref_keypoints[m.trainIdx].pt for m in good], np.float64) / ref_factor
+    destination = target_points[[m.queryIdx for m in good]]
+    homography, inlier_mask = cv2.findHomography(source, destination, usac)
+    inliers = int(inlier_mask.sum()) if homography is not None else 0
+    if inliers < max(min_inliers, min_inlier_ratio * len(good)):
+        return None, (f"reference {index}: {inliers} consistent matches of {len(good)} (need "
+                      f"{max(min_inliers, math.ceil(min_inlier_ratio * len(good)))}): it does "
+                      "not seem to show the area around the mask")
+    return (homography, source, destination, inlier_mask.ravel().astype(bool)), None
 
 
 def _valid_map(homography: np.ndarray, box: tuple[int, int, int, int],
@@ -437,7 +715,8 @@ def _warp(reference: torch.Tensor, homography: np.ndarray, shape: tuple[int, int
 
 def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
                    context: float = 3.0, *, ring_width: int = 8,
-                   fallback: FillMethod | str | None = FillMethod.TELEA, **align_options
+                   fallback: FillMethod | str | None = FillMethod.TELEA,
+                   keep_unaligned: bool = False, **align_options
                    ) -> tuple[torch.Tensor, Alignment | None, list[str]]:
     """Repair the masked area of `image` from the best-aligned reference.
 
@@ -445,6 +724,8 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     mask (pipelines.harmonize.match_low_frequency) and pasted inside the mask (a soft mask
     blends by its value). Masked pixels the warp does not cover, or the whole mask when no
     reference aligns, get the classical `fallback` fill (None: they keep the original).
+    `keep_unaligned`: when no reference aligns, the mask keeps the original whatever the
+    fallback (a detail that must not be erased; the fallback still serves uncovered pixels).
     Pixels outside the mask are bit-identical to `image`. `align_options` go to
     align_references. Returns the image `[H, W, C]`, the alignment (or None) and notes.
     """
@@ -453,9 +734,10 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
     method = None if fallback is None else FillMethod(fallback)
     if alignment is None:
-        notes.append("masked area kept as it was" if method is None else
+        keep = method is None or keep_unaligned
+        notes.append("masked area kept as it was" if keep else
                      f"masked area filled classically ({method.value})")
-        return (image.clone() if method is None else
+        return (image.clone() if keep else
                 classical_fill(image[None], mask[None], method)[0]), alignment, notes
     # Everything happens in the context box, grown to hold the colour ring and what the classical
     # fill reads: the rest of the frame is only copied.

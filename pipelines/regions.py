@@ -13,6 +13,7 @@ replaces the mask completely and is blended seamlessly against the untouched pix
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -66,6 +67,15 @@ class Blend(Choice):
     @property
     def confined(self) -> bool:
         return self in (Blend.SEAMLESS, Blend.INWARD, Blend.HARD)
+
+
+def confined_blend(value: Blend | str, name: str = "blend") -> Blend:
+    """`value` as a Blend that keeps every pixel outside the mask, or an error naming `name`."""
+    blend = Blend(value)
+    if not blend.confined:
+        raise ValueError(f"{name}: {blend.value!r} is not confined to the mask; choose "
+                         "seamless, inward or hard")
+    return blend
 
 
 # What each blend does, for the nodes' tooltips.
@@ -130,8 +140,12 @@ class WindowSettings:
             object.__setattr__(self, name, kind(getattr(self, name)))
 
 
+# The largest crop side, as processing_size's cap: bigger crops stall the next node for minutes.
+MAX_BUCKET_SIDE = 8192
+
+
 def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ...]:
-    """`512x512, 768x512` (width x height) to a tuple of sizes."""
+    """`512x512, 768x512` (width x height) to a tuple of sizes, each side 8..8192."""
     sizes = []
     for item in text.replace(";", ",").replace("\n", ",").split(","):
         if not item.strip():
@@ -143,6 +157,9 @@ def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ..
             raise ValueError(f"{name}: {item.strip()!r} is not WIDTHxHEIGHT, e.g. 768x512") from None
         if width < 8 or height < 8:
             raise ValueError(f"{name}: {item.strip()!r} is too small; each side must be >= 8")
+        if max(width, height) > MAX_BUCKET_SIDE:
+            raise ValueError(f"{name}: {item.strip()!r} is too large; each side must be <= "
+                             f"{MAX_BUCKET_SIDE}")
         sizes.append((width, height))
     if not sizes:
         raise ValueError(f"{name}: no size given; expected a list like 512x512, 768x512")
@@ -225,18 +242,20 @@ def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSetting
                                        abs(math.log(b[0] * b[1] / (width * height)))))
 
 
-def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
+def plan_regions(user_mask: torch.Tensor, settings: WindowSettings,
+                 check_cancel: Callable[[], None] = lambda: None) -> Regions:
     """Process the mask (dilate, blur), split it into objects and lay out one window per crop.
 
     `user_mask` is the cleaned `[B, H, W]` mask at the image's size. Raises ValueError when no
-    image of the batch has any masked pixel.
+    image of the batch has any masked pixel. `check_cancel` is called between steps.
     """
     batch, height, width = user_mask.shape
     # Everything is computed on the box of the user's mask plus the reach of dilation and blur
     # (the reach box); the full-size mask and labels are zero fills with that box written in.
     mask = zeros(user_mask.shape, user_mask.dtype, user_mask.device)
     labels = zeros(user_mask.shape, torch.int32, user_mask.device)
-    found = mask_ops.grown_and_blurred_box(user_mask, settings.dilation, settings.blur)
+    found = mask_ops.grown_and_blurred_box(user_mask, settings.dilation, settings.blur,
+                                           check_cancel)
     if found is None:
         raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")
     grown, (rx0, ry0, rx1, ry1) = found
@@ -246,6 +265,7 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings) -> Regions:
     boxes: list[tuple[int, int, int, int]] = []
     owners: list[tuple[int, list[int]]] = []  # (batch index, labels) per box
     for b in range(batch):
+        check_cancel()
         if settings.region_mode is RegionMode.PER_OBJECT:
             # OpenCV labels 2x2 blocks: on the image's block grid, objects are numbered (and
             # their windows ordered) as on the whole image.
@@ -355,6 +375,11 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical. `feather`
     (default: the region's blur) is the inward and window blends' ramp.
     """
+    if tuple(image.shape[:3]) != tuple(regions.user_mask.shape):
+        batch, height, width = regions.user_mask.shape
+        raise ValueError(f"image: {image.shape[0]} image(s) of {image.shape[2]}x{image.shape[1]}"
+                         f", but the region was made for {batch} of {width}x{height}; connect "
+                         "the image given to Dilate Blur Pad")
     count = len(regions.windows)
     if crops.shape[0] % count:
         raise ValueError(f"crops: {crops.shape[0]} images for {count} regions; expected a "
@@ -380,7 +405,8 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     return out
 
 
-def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings
+def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings,
+                    check_cancel: Callable[[], None] = lambda: None
                     ) -> tuple[Regions, torch.Tensor, torch.Tensor]:
     """DilateBlurPad: fit the mask to the image (resizing it when its size differs, as the
     vendors do; `regions.notes` says so), plan the windows, crop. Returns the regions, the crops
@@ -393,7 +419,7 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
     # Near-binary values (0.98 from a brush or a JPEG) snap to 0 and 1 so no ghost is left.
     # Small ops on the mask's box and the windows, plus two scans of the mask: one thread.
     with one_cpu_thread():
-        regions = plan_regions(mask_ops.clean(user_mask), settings)
+        regions = plan_regions(mask_ops.clean(user_mask), settings, check_cancel)
         regions = replace(regions, notes=notes + regions.notes)
         crops, crop_masks = crop(image, regions)
     return regions, crops, crop_masks
@@ -411,10 +437,7 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
     if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")
-    blend = Blend(blend)
-    if not blend.confined:
-        raise ValueError(f"blend: {blend.value!r} is not confined to the mask; use seamless, "
-                         "inward or hard")
+    blend = confined_blend(blend)
     weight = mask.to(image.dtype)
     if blend is Blend.INWARD:
         weight = mask_ops.inward_feather(weight, feather)

@@ -166,9 +166,9 @@ class SamPrompt:
     point_labels: tuple[int, ...] = ()
 
 
-def parse_points(text: str) -> list[tuple[float, float, int]]:
-    """`x, y` or `x, y, label` per line (or separated by ';'), pixels; label 1 = object (the
-    default), 0 = background."""
+def parse_points(text: str, width: int, height: int) -> list[tuple[float, float, int]]:
+    """`x, y` or `x, y, label` per line (or separated by ';'), pixels inside the `width` x
+    `height` image; label 1 = object (the default), 0 = background."""
     points = []
     for item in re.split(r"[;\n]", text):
         if not item.strip():
@@ -180,7 +180,11 @@ def parse_points(text: str) -> list[tuple[float, float, int]]:
         if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0, 1)):
             raise ValueError(f"points: {item.strip()!r} is not 'x, y' or 'x, y, label' with "
                              "label 0 or 1")
-        points.append((values[0], values[1], int(values[2]) if len(values) == 3 else 1))
+        x, y = values[:2]
+        if not (0 <= x < width and 0 <= y < height):  # also refuses nan and inf
+            raise ValueError(f"points: {item.strip()!r} lies outside the {width}x{height} "
+                             f"image; x must be 0..{width - 1} and y 0..{height - 1} pixels")
+        points.append((x, y, int(values[2]) if len(values) == 3 else 1))
     return points
 
 

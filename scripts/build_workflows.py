@@ -76,7 +76,8 @@ def quality_check(g: Graph, original, candidates: Node, mask, info=None) -> Node
 
 def save_and_review(g: Graph, original, fixed: Node, prefix: str) -> None:
     """Save a Guided Blend Inpaint result and put Quality Check on it (mask and info)."""
-    save_and_review(g, original, fixed, prefix)
+    save(g, fixed, prefix)
+    quality_check(g, original, fixed, fixed[1], fixed[3])
 
 
 def mask_from_bbox() -> Graph:
@@ -102,8 +103,9 @@ def region_blur() -> Graph:
            "- **Dilate Blur Pad**: OctoAI adetailer's `mask_dilation` 4, `mask_blur` 4, "
            "`mask_padding` 32; windows at the border slide inward; `per_object` gives each "
            "box its own crop.\n- **Image Blur** stands in for any sampler.\n"
-           "- **Stitch Region** puts the crops back; the inward feather keeps every pixel "
-           "outside the boxes bit-identical.")
+           "- **Stitch Region** puts the crops back; its seamless blend replaces the boxes "
+           "completely with no seam at their edges and keeps every pixel outside them "
+           "bit-identical.")
     photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
     boxes = g.node("RegionRepair_MaskFromBBox", "Regions: face and name tag", "Regions",
                    image=photo, bbox=FACE_AND_TAG)
@@ -112,7 +114,7 @@ def region_blur() -> Graph:
                  resize_mode="multiple_of_64")
     blur = g.node("ImageBlur", "The edit: a strong blur (stand-in for any sampler)", "Edit",
                   image=pad[0], blur_radius=31, sigma=8.0)
-    stitched = g.node("RegionRepair_StitchRegion", "Stitch back (inward feather)", "Edit",
+    stitched = g.node("RegionRepair_StitchRegion", "Stitch back (seamless)", "Edit",
                       image=photo, region=pad[2], crops=blur)
     save(g, stitched, "region_blur")
     return g
@@ -190,7 +192,8 @@ def picpik_inpaint(diffusion: bool) -> Graph:
     g = Graph()
     g.note("**PICPIK ModifyMaskedPixels, inpaint.** `SubModelList` LoRA → LoraLoader (strength "
            "= LoraWeight). `Image2Image` reference → the `references` input; its `ReferStrength` "
-           "s maps to `reference_denoise` = 1 - s (0.5 → 0.5). `Masked.MaskBlur` → `feather`; "
+           "s maps to `reference_denoise` = 1 - s (0.5 → 0.5). `Masked.MaskBlur` → `feather` "
+           "with `blend` = inward (the default seamless blend needs no blur); "
            "`InvertMask` → Clean Mask `invert`; `Width`/`Height` → `processing_size`; "
            "`BatchSize` → `num_candidates` (1-4)."
            + ("" if diffusion else "\n\n**Embedded variant:** the reference warp, no LoRA."))
@@ -205,7 +208,7 @@ def picpik_inpaint(diffusion: bool) -> Graph:
     engines = sd15_inpaint(g, "an embroidered mission patch", "", lora=0.8) if diffusion \
         else None
     fixed = repair(g, photo, mask, "ModifyMaskedPixels", engines, references=reference[0],
-                   reference_denoise=0.5, feather=12, category="general",
+                   reference_denoise=0.5, category="general",
                    reviewer_note="an embroidered mission patch")
     save_and_review(g, photo, fixed, "picpik_inpaint")
     return g
@@ -287,7 +290,10 @@ VENDOR_NOTES = {
     "photio/regen": "Photio `POST /v1/inference/regen` (black = edit: the node inverts the "
                     "pack's mask for you). Empty prompt removes, a prompt adds.",
     "octoai-compatible/adetailer": "An OctoAI-compatible `/adetailer` server. OctoAI shut "
-                                   "down in 2024: set `base_url` to a compatible server.",
+                                   "down in 2024: set `base_url` to a compatible server, and "
+                                   "allow it outside the graph "
+                                   "(`REGION_REPAIR_OCTOAI_HOSTS=https://your.server` before "
+                                   "starting ComfyUI), or the key is not sent.",
 }
 
 
@@ -295,8 +301,9 @@ def vendor(endpoint: str) -> Graph:
     g = Graph()
     g.note(f"**{endpoint} through Remote Vendor Inpaint.** {VENDOR_NOTES[endpoint]}\n\n"
            "Keys never go in the workflow: set the environment variables or the keys file "
-           "(docs/vendors.md) before starting ComfyUI. `blend` (on) confines the vendor's "
-           "change to the mask with the pack's exact blend; Quality Check flags a vendor that "
+           "(docs/vendors.md) before starting ComfyUI; a key goes only to its vendor's own "
+           "host unless you allow another one there. `blend` (on) confines the vendor's "
+           "change to the mask, seamlessly by default; Quality Check flags a vendor that "
            "shifted or rescaled the frame.")
     photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
     mask = g.node("RegionRepair_MaskFromBBox", "Mask", "Input", image=photo,

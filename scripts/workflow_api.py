@@ -66,8 +66,11 @@ def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str
                 inputs[slot["name"]] = [str(source), source_slot]
         values = list(node.get("widgets_values", []))
         position = 0
+        optional = object_info[kind]["input"].get("optional", {})
         for name, spec in widget_inputs(object_info[kind]):
             if position >= len(values):
+                if name in optional:  # a widget added later: its default applies, as in ComfyUI
+                    continue
                 raise ValueError(f"node {node['id']} ({kind}): no widget value for {name!r}")
             inputs.setdefault(name, values[position])
             position += 2 if ui_only_value(spec) else 1

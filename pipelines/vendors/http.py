@@ -5,8 +5,9 @@ errors, and logging that never shows a secret.
   bodies and timeouts; at most `RetryPolicy.attempts` tries and `RetryPolicy.budget` seconds of
   waiting per request. Anything else fails at once with a `VendorError` saying what the status
   means (400, 401, 402 with the credits, 403, 404, 422, 429 ...).
-- Authenticated calls never follow redirects, so a key cannot travel to another host; downloads
-  carry no key at all (PiktID's CloudFront links and PICPIK's image URLs need none).
+- Authenticated calls go only to the base URL's host (which `keys.base_url` checked against the
+  hosts allowed outside the graph) and never follow redirects, so a key cannot travel to another
+  host; downloads carry no key at all (PiktID's CloudFront links and PICPIK's image URLs need none).
 - Logs name the method, the path and the status; headers are redacted, bodies never logged, and
   every error message is scrubbed of the client's secrets.
 - No connectivity probes: the only requests are the ones the caller asks for.
@@ -77,6 +78,22 @@ class Timeouts:
                                      sock_read=self.read)
 
 
+def origin(url: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, lower-cased, default port dropped; None for
+    any other scheme, a URL without a host, or one carrying user:password."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    default = {"http": 80, "https": 443}[scheme]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
 def redact_headers(headers: Any) -> dict[str, str]:
     return {name: "<redacted>" if any(s in name.lower() for s in SECRET_NAMES) else value
             for name, value in dict(headers or {}).items()}
@@ -117,8 +134,10 @@ def _detail(payload: Any) -> str:
     if "field" in payload and "message" in payload:  # PiktID's detail entries
         return f"{payload['field']}: {payload['message']}" if payload["field"] else \
             str(payload["message"])
-    parts = [_detail(payload.get(key)) for key in ("error", "message", "Message", "detail")]
-    return " - ".join(part for part in parts if part)
+    # Photio puts its reason in `body` (the image's field on success; errors only come here).
+    parts = [_detail(payload.get(key)) for key in ("error", "message", "Message", "detail",
+                                                    "body")]
+    return " - ".join(part for part in parts if part)[:300]
 
 
 @dataclass
@@ -156,6 +175,14 @@ class HttpClient:
 
     def url(self, path: str) -> str:
         return path if re.match(r"https?://", path) else self.base_url + "/" + path.lstrip("/")
+
+    def _check_keyed(self, url: str) -> None:
+        """A keyed call goes only to the base URL's origin (checked against the allowed hosts
+        before the run); an absolute URL from a vendor's answer never gets the key."""
+        target = origin(url)
+        if target is None or target != origin(self.base_url):
+            raise self.error("protocol", f"refused to send the key to {target or repr(url)}: "
+                             f"not the base URL's host {origin(self.base_url)}")
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -206,6 +233,8 @@ class HttpClient:
         `status_code`) to (status, payload), which is then handled like an HTTP status."""
         retry = retry or self.retry
         url = self.url(path)
+        if auth:
+            self._check_keyed(url)
         send = {**(self.auth if auth else {}), **(headers or {})}
         started = time.monotonic()
         waited = 0.0
@@ -271,6 +300,7 @@ class HttpClient:
         """GET a long-lived stream (SSE): connect and read timeouts, no total; one try (the
         caller reconnects). Error statuses raise the readable error."""
         url = self.url(path)
+        self._check_keyed(url)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect,
                                         sock_read=idle)
         async with self.session.get(url, params=params, headers={**self.auth,

@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -51,12 +52,26 @@ def b64decode(text: str, vendor: str, what: str) -> bytes:
         raise VendorError(vendor, "protocol", f"{what} is not valid base64") from None
 
 
+# No vendor returns more than 4096 px a side; a bigger answer is refused from its header, before
+# it is decoded (a 12000^2 result would take gigabytes).
+MAX_RESULT_SIDE = 8192
+
+
 def decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
-    """Image bytes (PNG, JPEG, WebP ...) to a float `[H, W, 3]` tensor."""
+    """Image bytes (PNG, JPEG, WebP ...) to a float `[H, W, 3]` tensor; sizes beyond
+    MAX_RESULT_SIDE are refused from the header, before decoding."""
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with warnings.catch_warnings():  # PIL warns on huge headers; the size is checked here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+        with opened:
+            width, height = opened.size
+            if max(width, height) > MAX_RESULT_SIDE:
+                raise VendorError(vendor, "protocol", f"{what} is {width}x{height}; results "
+                                  f"larger than {MAX_RESULT_SIDE} px a side are refused "
+                                  "before decoding")
             array = np.asarray(opened.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise VendorError(vendor, "protocol", f"{what} is not an image ({len(data)} bytes)"
                           ) from None
     return torch.from_numpy(array.copy())

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import images
-from .http import HttpClient, Response
+from .http import HttpClient, Response, VendorError
 
 VENDOR = "photio"
 BASE_URL = "https://api.photio.io"
@@ -44,7 +44,12 @@ def _envelope(response: Response) -> tuple[int, Any] | None:
     """Photio's body status: an error reported under HTTP 200 is handled as that status."""
     payload = response.json()
     code = payload.get("status_code", 200) if isinstance(payload, dict) else 200
-    return None if code == 200 else (int(code), payload)
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise VendorError(VENDOR, "protocol", f"regen answered a status_code that is not a "
+                          f"number (a {type(code).__name__}), HTTP {response.status}")
+    return None if code == 200 else (code, payload)
 
 
 class Photio:

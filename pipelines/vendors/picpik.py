@@ -20,6 +20,7 @@ from .http import HttpClient, Response
 
 VENDOR = "picpik"
 BASE_URL = "https://api.picpik.ai"
+CHINA_URL = "https://api.picpikai.com"
 DONE = {"finished", "success", "succeeded", "completed", "done"}
 FAILED = {"error", "failed", "fail"}
 

@@ -23,7 +23,7 @@ import torch
 from .. import masks as mask_ops
 from ..choices import Choice
 from ..info import record as info_record
-from ..regions import blend_masked
+from ..regions import Blend, blend_masked, confined_blend
 from . import images, keys, octoai, photio, picpik, piktid
 from .http import HttpClient, RetryPolicy, Timeouts, VendorError, new_session
 
@@ -42,8 +42,6 @@ class Endpoint(Choice):
         return self.value.split("/")[0].removesuffix("-compatible")
 
 
-DEFAULT_URLS = {"piktid": piktid.BASE_URL, "picpik": picpik.BASE_URL, "photio": photio.BASE_URL,
-                "octoai": ""}
 # What the `options` JSON may set per endpoint; everything else comes from the node's inputs.
 OPTIONS: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.PIKTID_DETAIL_REPAIR: ("project_name", "category", "image_notes", "model",
@@ -73,7 +71,8 @@ class RemoteSettings:
     seed: int = -1          # -1: the vendor picks
     options: dict[str, Any] = field(default_factory=dict)
     blend: bool = True
-    feather: int = 4
+    feather: int = 4  # the inward blend method's ramp
+    blend_method: Blend | str = Blend.SEAMLESS
     timeout: float = 900.0  # the whole run
     concurrency: int = 4
     retry: RetryPolicy = RetryPolicy()
@@ -84,6 +83,7 @@ class RemoteSettings:
 
     def __post_init__(self) -> None:
         self.endpoint = Endpoint(self.endpoint)
+        self.blend_method = confined_blend(self.blend_method, "blend_method")
         allowed = OPTIONS[self.endpoint]
         unknown = sorted(set(self.options) - set(allowed))
         if unknown:
@@ -99,8 +99,12 @@ def parse_options(text: str) -> dict[str, Any]:
     """The node's `options` string: a JSON object (empty = none)."""
     if not text.strip():
         return {}
+
+    def not_finite(name: str) -> Any:
+        raise ValueError(f"options: {name} is not a finite number")
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=not_finite)
     except json.JSONDecodeError as exc:
         raise ValueError(f"options: not valid JSON ({exc.msg} at line {exc.lineno}, column "
                          f"{exc.colno})") from None
@@ -143,11 +147,100 @@ def _vendor_seed(seed: int, index: int, top: int) -> int:
     return -1 if seed < 0 else (max(1, seed) + index - 1) % top + 1
 
 
+# --- the vendors' requests, built once for the run and once with placeholders to check them ---
+PIKTID_DETAIL_FIELDS = ("image_notes", "model", "add_ai_watermark", "mode", "context_factor")
+PIKTID_GARMENT_FIELDS = ("garment_label", "reference_text", "model", "processing_size",
+                         "post_process", "use_anchor", "add_ai_watermark")
+# Options that steer the client rather than fill a request field.
+CLIENT_OPTIONS = ("transport", "project_name", "image2image_strength")
+
+
+def _fields(settings: RemoteSettings, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    return {key: value for key, value in settings.options.items()
+            if (key in names if names else key not in CLIENT_OPTIONS)}
+
+
+def _piktid_detail(settings: RemoteSettings, project_id: str, image_id: str, mask_id: str,
+                   ref_ids: list[str]) -> piktid.DetailRepairRequest:
+    return piktid.DetailRepairRequest(
+        project_id, image_id, mask_image=mask_id, references=ref_ids,
+        num_candidates=settings.candidates,
+        category=settings.options.get("category", "general"),
+        reviewer_note=settings.prompt.strip() or None,
+        **_fields(settings, PIKTID_DETAIL_FIELDS))
+
+
+def _piktid_garment(settings: RemoteSettings, project_id: str, image_ids: list[str],
+                    ref_ids: list[str]) -> piktid.GarmentRecolorRequest:
+    return piktid.GarmentRecolorRequest(
+        project_id, image_ids, reference_image=ref_ids[0] if ref_ids else None,
+        instruction=settings.prompt.strip() or None, num_variations=settings.candidates,
+        **_fields(settings, PIKTID_GARMENT_FIELDS))
+
+
+def _picpik(settings: RemoteSettings, listed: list[str], height: int, width: int
+            ) -> picpik.ModifyMaskedPixelsRequest:
+    """`listed`: the image and mask data URIs, and the first reference's when one is given."""
+    scale = min(1.0, 2560 / max(height, width))
+    size = {"width": max(64, round(width * scale / 8) * 8),
+            "height": max(64, round(height * scale / 8) * 8)}
+    extra = None
+    if len(listed) > 2:  # the first reference, as Image2Image's extra image
+        extra = {"ImageIndex": 2,
+                 "ReferStrength": settings.options.get("image2image_strength", 0.5)}
+    return picpik.ModifyMaskedPixelsRequest(
+        listed, positive_prompts=[settings.prompt] if settings.prompt else [],
+        negative_prompts=[settings.negative_prompt] if settings.negative_prompt else [],
+        seed=settings.seed, batch_size=settings.candidates, image2image=extra,
+        **{**size, **_fields(settings)})
+
+
+def _photio(settings: RemoteSettings, image_b64: str, mask_b64: str, seed: int
+            ) -> photio.RegenRequest:
+    return photio.RegenRequest(
+        image_b64, mask_b64, prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt or photio.DEFAULT_NEGATIVE, seed=seed,
+        **_fields(settings))
+
+
+def _octoai(settings: RemoteSettings, init_image: str, seed: int) -> octoai.AdetailerRequest:
+    return octoai.AdetailerRequest(
+        init_image=init_image, prompt=settings.prompt or None,
+        negative_prompt=settings.negative_prompt or None, seed=None if seed < 0 else seed,
+        **_fields(settings))
+
+
+def check_requests(settings: RemoteSettings, height: int, width: int, ref_count: int) -> None:
+    """Build every kind of request the run will send, with placeholders for the uploads, and
+    validate it: a bad value is refused (with the vendor module's own message) before the first
+    byte leaves."""
+    endpoint = settings.endpoint
+    refs = [f"reference_{i}" for i in range(ref_count)]
+    try:
+        if endpoint.vendor == "piktid":
+            transport = settings.options.get("transport", "sse")
+            if transport not in ("sse", "poll"):
+                raise ValueError(f"options.transport: 'sse' or 'poll', got {transport!r}")
+        if endpoint is Endpoint.PIKTID_DETAIL_REPAIR:
+            _piktid_detail(settings, "project", "image", "mask", refs).body()
+        elif endpoint is Endpoint.PIKTID_GARMENT_RECOLOR:
+            _piktid_garment(settings, "project", ["image"], refs).body()
+        elif endpoint is Endpoint.PICPIK_MODIFY_MASKED_PIXELS:
+            _picpik(settings, ["image", "mask", *refs[:1]], height, width).params()
+        elif endpoint is Endpoint.PHOTIO_REGEN:
+            _photio(settings, "image", "mask", _vendor_seed(settings.seed, 0, 4294967296)
+                    ).body()
+        else:
+            _octoai(settings, "image", _vendor_seed(settings.seed, 0, 2 ** 32 - 1)).body()
+    except TypeError as exc:  # e.g. a string where the vendor takes a number
+        raise ValueError(f"options: a value of the wrong type for {endpoint.value} ({exc})"
+                         ) from None
+
+
 class _Run:
-    def __init__(self, settings: RemoteSettings, session: Any, secrets: dict[str, keys.Secret],
-                 on_status: Callable[[str], None]):
+    def __init__(self, settings: RemoteSettings, session: Any, base_url: str,
+                 secrets: dict[str, keys.Secret], on_status: Callable[[str], None]):
         self.settings, self.on_status = settings, on_status
-        self.opts = dict(settings.options)
         self.jobs: list[str] = []
         vendor = settings.endpoint.vendor
         key = secrets["key"].reveal() if "key" in secrets else ""
@@ -156,7 +249,7 @@ class _Run:
         retry = settings.retry
         if vendor == "octoai":  # a dead service: fail fast
             retry = replace(retry, attempts=min(retry.attempts, 3))
-        self.http = HttpClient(session, vendor, settings.base_url.strip() or DEFAULT_URLS[vendor],
+        self.http = HttpClient(session, vendor, base_url,
                                auth=auth, secrets=[s.reveal() for s in secrets.values()],
                                key_hint=keys.hint(vendor), retry=retry,
                                timeouts=settings.timeouts)
@@ -168,9 +261,7 @@ class _Run:
 
     # --- PiktID -----------------------------------------------------------------------------
     def piktid(self) -> piktid.PiktID:
-        transport = self.opts.pop("transport", "sse")
-        if transport not in ("sse", "poll"):
-            raise ValueError(f"options.transport: 'sse' or 'poll', got {transport!r}")
+        transport = self.settings.options.get("transport", "sse")
         return piktid.PiktID(self.http, poll_interval=self.poll(5.0), sse=transport == "sse",
                              sse_idle=self.settings.sse_idle,
                              not_visible_delay=self.settings.not_visible_delay,
@@ -178,12 +269,10 @@ class _Run:
 
     async def piktid_units(self, image, mask, refs) -> list[Callable[[], Awaitable]]:
         client = self.piktid()
-        project_name = str(self.opts.pop("project_name", "comfyui-region-repair"))
+        project_name = str(self.settings.options.get("project_name", "comfyui-region-repair"))
         project_id = await client.project(project_name)
         ref_ids = [await client.upload(await _png(ref), f"reference_{i}.png", project_name)
                    for i, ref in enumerate(refs)]
-        k = self.settings.candidates
-        prompt = self.settings.prompt.strip() or None
 
         async def finish(job_id: str, count: int) -> list[list[Candidate]]:
             self.jobs.append(job_id)
@@ -206,12 +295,8 @@ class _Run:
                                                    project_name)
                     mask_id = await client.upload(images.mask_png(mask[b]), f"mask_{b}.png",
                                                   project_name)
-                    request = piktid.DetailRepairRequest(
-                        project_id, image_id, mask_image=mask_id, references=ref_ids,
-                        num_candidates=k, category=self.opts.get("category", "general"),
-                        reviewer_note=prompt, **{key: self.opts[key] for key in (
-                            "image_notes", "model", "add_ai_watermark", "mode",
-                            "context_factor") if key in self.opts})
+                    request = _piktid_detail(self.settings, project_id, image_id, mask_id,
+                                             ref_ids)
                     return await finish(await client.start_detail_repair(request), 1)
                 return run
             return [unit(b) for b in range(image.shape[0])]
@@ -220,11 +305,7 @@ class _Run:
             async def run() -> list[list[Candidate]]:
                 ids = [await client.upload(await _png(image[b]), f"image_{b}.png", project_name)
                        for b in range(start, min(start + 10, image.shape[0]))]
-                request = piktid.GarmentRecolorRequest(
-                    project_id, ids, reference_image=ref_ids[0] if ref_ids else None,
-                    instruction=prompt, num_variations=k, **{key: self.opts[key] for key in (
-                        "garment_label", "reference_text", "model", "processing_size",
-                        "post_process", "use_anchor", "add_ai_watermark") if key in self.opts})
+                request = _piktid_garment(self.settings, project_id, ids, ref_ids)
                 return await finish(await client.start_garment_recolor(request), len(ids))
             return run
         return [chunk(start) for start in range(0, image.shape[0], 10)]
@@ -235,27 +316,15 @@ class _Run:
                                self.secrets["private_key"].reveal(),
                                poll_interval=self.poll(3.0), on_status=self.on_status)
         height, width = image.shape[1:3]
-        scale = min(1.0, 2560 / max(height, width))
-        size = {"width": max(64, round(width * scale / 8) * 8),
-                "height": max(64, round(height * scale / 8) * 8)}
-        opts = dict(self.opts)
-        strength = opts.pop("image2image_strength", 0.5)
         k, seed = self.settings.candidates, self.settings.seed
 
         def unit(b: int) -> Callable[[], Awaitable]:
             async def run() -> list[list[Candidate]]:
                 listed = [images.data_uri(await _png(image[b])),
                           images.data_uri(images.mask_png(mask[b]))]
-                extra = None
-                if refs:  # the first reference, as Image2Image's extra image
-                    listed.append(images.data_uri(await _png(refs[0])))
-                    extra = {"ImageIndex": 2, "ReferStrength": strength}
-                request = picpik.ModifyMaskedPixelsRequest(
-                    listed, positive_prompts=[self.settings.prompt] if self.settings.prompt
-                    else [], negative_prompts=[self.settings.negative_prompt]
-                    if self.settings.negative_prompt else [], seed=seed, batch_size=k,
-                    image2image=extra, **{**size, **opts})
-                uid = await client.modify_masked_pixels(request)
+                listed += [images.data_uri(await _png(ref)) for ref in refs[:1]]
+                uid = await client.modify_masked_pixels(_picpik(self.settings, listed, height,
+                                                                width))
                 self.jobs.append(uid)
                 detail = await client.wait(uid)
                 # Downloaded at once: PICPIK keeps the images 24 h.
@@ -273,12 +342,9 @@ class _Run:
         def unit(b: int, i: int) -> Callable[[], Awaitable]:
             async def run() -> list[list[Candidate]]:
                 seed = _vendor_seed(self.settings.seed, i, 4294967296)
-                request = photio.RegenRequest(
-                    images.b64(await _png(image[b])),
-                    images.b64(images.mask_png(mask[b], edit_is_black=True)),
-                    prompt=self.settings.prompt,
-                    negative_prompt=self.settings.negative_prompt or photio.DEFAULT_NEGATIVE,
-                    seed=seed, **self.opts)
+                request = _photio(self.settings, images.b64(await _png(image[b])),
+                                  images.b64(images.mask_png(mask[b], edit_is_black=True)),
+                                  seed)
                 data = await client.regen(request)
                 return [[Candidate(await _decode(data, "photio", "regen's image"),
                                    None if seed < 0 else seed)]]
@@ -288,7 +354,7 @@ class _Run:
 
     def octoai_units(self, image) -> list[Callable[[], Awaitable]]:
         client = octoai.OctoAI(self.http)
-        base_model = self.opts.get("inpainting_base_model", "sdxl")
+        base_model = self.settings.options.get("inpainting_base_model", "sdxl")
         height, width = image.shape[1:3]
         target_w, target_h = octoai.nearest_resolution(width, height, base_model)
 
@@ -296,12 +362,8 @@ class _Run:
             async def run() -> list[list[Candidate]]:
                 seed = _vendor_seed(self.settings.seed, i, 2 ** 32 - 1)
                 sent = images.resize(image[b], target_h, target_w)
-                request = octoai.AdetailerRequest(
-                    init_image=images.b64(await _png(sent)),
-                    prompt=self.settings.prompt or None,
-                    negative_prompt=self.settings.negative_prompt or None,
-                    seed=None if seed < 0 else seed, **self.opts)
-                answer = await client.adetailer(request)
+                answer = await client.adetailer(
+                    _octoai(self.settings, images.b64(await _png(sent)), seed))
                 if answer.image is None:
                     raise VendorError("octoai", "safety", f"the image was removed for safety "
                                       f"({answer.num_removed_for_safety} request(s))")
@@ -328,31 +390,38 @@ async def _decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
 
 
 async def _run_units(units: list[Callable[[], Awaitable]], concurrency: int,
-                     check_cancel: Callable[[], None], on_progress: Callable[[], None]
-                     ) -> list[Any]:
-    """Run the units concurrently; check for an interrupt every 0.2 s; the first failure (or
-    the interrupt) cancels the rest."""
+                     on_progress: Callable[[], None]) -> list[Any]:
+    """Run the units concurrently; the first failure cancels the rest."""
     gate = asyncio.Semaphore(concurrency)
 
     async def gated(unit: Callable[[], Awaitable]) -> Any:
         async with gate:
-            return await unit()
+            result = await unit()
+        on_progress()
+        return result
 
     tasks = [asyncio.ensure_future(gated(unit)) for unit in units]
     try:
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.2,
-                                               return_when=asyncio.FIRST_COMPLETED)
-            check_cancel()
-            for task in done:
-                task.result()
-                on_progress()
-        return [task.result() for task in tasks]
+        return await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _cancellable(work: Awaitable, check_cancel: Callable[[], None]) -> Any:
+    """Await `work`, checking for an interrupt every 0.2 s whatever it is waiting on (a
+    project, an upload, a server that never answers); an interrupt cancels it at once."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            if not task.done():
+                check_cancel()
+        return task.result()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSettings,
@@ -375,7 +444,9 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
     refs = [] if references is None else [ref[..., :3] for ref in references]
     if len(refs) > 10:
         raise ValueError(f"references: at most 10 images, got {len(refs)}")
+    check_requests(settings, height, width, len(refs))
     vendor = endpoint.vendor
+    base_url = keys.base_url(vendor, settings.base_url, env)
     secrets = keys.credentials(vendor, env)
     if vendor == "octoai":
         notes.append(f"{octoai.SHUTDOWN}; using {settings.base_url.strip()}")
@@ -387,7 +458,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
 
     async def main() -> list[Any]:
         async with new_session() as session:
-            run = _Run(settings, session, secrets, on_status)
+            run = _Run(settings, session, base_url, secrets, on_status)
             try:
                 if vendor == "piktid":
                     units = await run.piktid_units(rgb, mask, refs)
@@ -397,7 +468,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
                     units = run.photio_units(rgb, mask)
                 else:
                     units = run.octoai_units(rgb)
-                return await _run_units(units, settings.concurrency, check_cancel, on_progress)
+                return await _run_units(units, settings.concurrency, on_progress)
             except BaseException:
                 if run.jobs:
                     on_status(f"stopped; {vendor} documents no cancel, so job(s) "
@@ -405,7 +476,7 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
                 raise
 
     try:
-        outputs = await asyncio.wait_for(main(), settings.timeout)
+        outputs = await asyncio.wait_for(_cancellable(main(), check_cancel), settings.timeout)
     except asyncio.TimeoutError:
         raise VendorError(vendor, "timeout", f"no result within {settings.timeout:g} s "
                           "(timeout_s)") from None
@@ -457,7 +528,8 @@ def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
             info.append(entry)
             notes += [f"image {b} candidate {i}: {note}" for note in own]
     new = torch.stack(results)
-    out = blend_masked(rgb, new, mask, settings.feather) if settings.blend else new
+    out = (blend_masked(rgb, new, mask, settings.feather, settings.blend_method)
+           if settings.blend else new)
     if image.shape[-1] == 4:  # the input's alpha comes back unchanged
         out = torch.cat([out, image[..., 3:].repeat(k, 1, 1, 1)], dim=-1)
     return RemoteResult(out, mask, info, notes)

@@ -121,6 +121,14 @@ def test_bad_settings_name_the_field(field, value, match):
         DetailerSettings(**{field: value})
 
 
+def test_detections_from_another_image_size_are_an_error_naming_them():
+    image, objects = objects_scene()
+    height, width = image.shape[1:3]
+    with pytest.raises(ValueError, match=rf"detections: found on a {width + 8}x{height} image; "
+                                         rf"image is {width}x{height}"):
+        detail(image, [(0, torch.zeros(height, width + 8))], DetailerSettings())
+
+
 def test_a_bad_batch_index_is_an_error():
     image, objects = objects_scene()
     with pytest.raises(ValueError, match="batch index 5"):

@@ -92,6 +92,9 @@ def test_pixel_units_match_normalized_units():
     ("a, b, c, d", "normalized", "expected 4 numbers"),
     ("nan, 0, 0.1, 0.1", "normalized", "finite"),
     ("[0, 0, 1", "normalized", "not valid JSON"),
+    ("[[0.1, 0.1, 0.2, 0.2], 0.5]", "normalized",
+     "bbox[1]: expected a box [x, y, w, h], got 0.5; in a list of boxes every item must be a box"),
+    ("[[0.1, 0.1, 0.2, 0.2], {\"x\": 1}]", "normalized", "bbox[1]: expected a box"),
     ("  ", "normalized", "no box given"),
     ("0, 0, 1, 1", "percent", "units = 'percent'; allowed: 'normalized', 'pixels'"),
 ])

@@ -6,6 +6,8 @@ most 96 px a side, so thousands of cases stay fast on a 2-core CPU.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -316,3 +318,34 @@ def test_ring_is_the_band_just_outside_the_mask():
     assert band.dtype == torch.bool
     assert not (band & (mask > 0)).any()
     assert band[0, 6, 9] and band[0, 9, 13] and not band[0, 5, 9] and not band[0, 9, 14]
+
+
+def test_gaussian_blur_in_bands_equals_one_convolution():
+    """Large blurs run in bands (to check for an interrupt); the result is the same."""
+    mask = (torch.rand(1, 300, 2000) > 0.7).float()
+    radius = 40
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / (radius / 2)) ** 2)
+    kernel = kernel / kernel.sum()
+    whole = F.pad(mask[:, None], (radius,) * 4, mode="replicate")
+    whole = F.conv2d(F.conv2d(whole, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
+    calls = []
+    banded = mask_ops.gaussian_blur(mask, radius, check_cancel=lambda: calls.append(1))
+    assert len(calls) > 4  # it did run in bands
+    torch.testing.assert_close(banded, whole[:, 0].clamp(0, 1), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dilation, blur", [(200, 0), (0, 256), (-200, 0)])
+def test_grow_and_blur_of_a_large_mask_honours_an_interrupt_within_a_second(dilation, blur):
+    mask = torch.zeros(1, 4096, 4096)
+    mask[:, 1000:3000, 1000:3000] = 1
+    start = time.monotonic()
+
+    def check_cancel():
+        if time.monotonic() - start > 0.3:
+            raise InterruptedError
+
+    with pytest.raises(InterruptedError):
+        mask_ops.grow_and_blur(mask, dilation, blur, check_cancel)
+    latency = time.monotonic() - start - 0.3
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"

@@ -72,6 +72,15 @@ def test_text_sets_the_colour_and_the_instruction_refines_it():
     assert any("modifiers darker" in note for note in target.notes)
 
 
+def test_pattern_words_are_not_silently_dropped():
+    target = recolor.resolve_target(None, None, "navy with pinstripes, polka dots")
+    assert target.lab.allclose(lab_of("#000080"), atol=0.01)
+    assert any("instruction: pattern words 'pinstripes', 'polka', 'dots' ignored" in note
+               for note in target.notes)
+    target = recolor.resolve_target(None, "camo green", None)  # an XKCD colour, not a pattern
+    assert not any("pattern" in note for note in target.notes)
+
+
 def test_a_modifier_only_instruction_starts_from_the_garment():
     garment = torch.tensor([50.0, 20.0, 30.0], dtype=torch.float64)
     target = recolor.resolve_target(None, None, "lighter", lambda: garment)
@@ -134,6 +143,27 @@ def test_folds_keep_their_contrast_light_to_dark_and_dark_to_light():
         correlation = torch.corrcoef(torch.stack([before, after]))[0, 1]
         assert correlation > 0.97, (target, correlation)
         assert after.std() > 1.0, f"{target}: the garment came out flat"
+
+
+@pytest.mark.parametrize("base, target", [
+    ((0.08, 0.08, 0.09), "#F5F5DC"),  # black to cream: was flattened to a tenth
+    ((0.9, 0.9, 0.88), "#111111"),    # white to near-black
+    ((0.06, 0.06, 0.07), "#228B22"),  # black to green: was amplified 1.5-1.9x
+    ((0.06, 0.06, 0.07), "#1E3A8A"),
+    ((0.62, 0.5, 0.36), "#F5F5DC")])  # tan to cream
+def test_the_folds_keep_0_7_to_1_4_of_their_lightness_spread_for_any_target(base, target):
+    image, mask = textured(base=base), blob_mask()
+    result = run_set([image], [mask], target)
+    inside = mask > 0
+    before = srgb_to_lab(image[None])[0][inside][:, 0]
+    as_png = (result.images[0] * 255).round() / 255
+    ratio = float(srgb_to_lab(as_png[None])[0][inside][:, 0].std() / before.std())
+    assert 0.7 <= ratio <= 1.4, (target, ratio)
+    record = result.report["outputs"][0]
+    assert record["shading_ratio"] == pytest.approx(ratio, abs=0.05)
+    # The mean lands on the target, or the report says by how much it gave way to the folds.
+    gave_way = [note for note in result.report["notes"] if "folds were kept" in note]
+    assert (record["delta_e_target"] <= 1) != bool(gave_way), (record, gave_way)
 
 
 def test_a_set_of_different_sizes_and_light_lands_on_one_colour_with_the_anchor():

@@ -14,6 +14,7 @@ from skimage import data
 from region_repair.pipelines.classical_fill import classical_fill
 from region_repair.pipelines.reference_warp import (MAX_REFERENCES, align_references,
                                                     reference_fill)
+from tight_references import homography_error, make_case
 
 # The astronaut's mission patch (a logo with small text), 60 x 60 pixels: x, y, width, height.
 DETAIL = (140, 355, 60, 60)
@@ -179,7 +180,8 @@ def test_a_flat_context_cannot_be_located():
     mask = torch.zeros(128, 128)
     mask[50:70, 50:70] = 1
     alignment, notes = align_references(image, mask, [photo("coffee")])
-    assert alignment is None and "usable features" in notes[-1]
+    assert alignment is None and "usable features" in notes[-3]
+    assert "not located by intensity either" in notes[-2]
 
 
 def test_a_plain_area_widens_the_matched_surroundings():
@@ -195,3 +197,39 @@ def test_a_plain_area_widens_the_matched_surroundings():
     repaired, alignment, notes = reference_fill(corrupt, mask, [as_tensor(reference)])
     assert alignment is not None and notes[0].startswith("context widened to"), notes
     assert psnr_inside(repaired, as_tensor(original), mask) >= 30
+
+
+@pytest.mark.parametrize("case, crop, max_error", [
+    (5, 3, 1.0),   # a brick wall, the detail replaced by a wrong patch: 13 of 60 matches agree
+    (4, 3, 3.0),   # a plain, clipped sky, the detail blurred: 4 of 9 matches agree
+])
+def test_a_tight_reference_that_features_miss_is_aligned_by_intensity(case, crop, max_error):
+    """References that show 3x the detail's box, rotated, rescaled, another exposure, JPEG 70
+    (tests/support/tight_references.py): features find too few matches, the intensity
+    alignment recovers the homography."""
+    tight = make_case(case, crop)
+    alignment, notes = align_references(tight.garbled, tight.mask, [tight.reference])
+    assert alignment is not None, notes
+    assert alignment.method == "intensity" and "too few feature matches" in notes[-2]
+    assert homography_error(tight, alignment.homography) < max_error  # pixels
+    facts = alignment.to_json()
+    assert facts["method"] == "intensity" and facts["matches"] == 0
+    assert facts["reprojection_error"] is None and facts["correlation"] >= 0.85
+    repaired, _, _ = reference_fill(tight.garbled, tight.mask, [tight.reference])
+    classical = classical_fill(tight.garbled[None], tight.mask[None], "telea")[0]
+    assert (psnr_inside(repaired, tight.truth, tight.mask)
+            > psnr_inside(classical, tight.truth, tight.mask) + 3)
+
+
+def test_features_still_come_first_and_say_so(scene):
+    alignment, _ = align_references(scene["corrupt"], scene["mask"], [scene["reference"]])
+    facts = alignment.to_json()
+    assert facts["method"] == "features" and facts["correlation"] is None
+    assert facts["reprojection_error"] == pytest.approx(alignment.reprojection_error, abs=1e-4)
+
+
+def test_keep_unaligned_keeps_the_input_when_nothing_aligns(scene):
+    repaired, alignment, notes = reference_fill(scene["corrupt"], scene["mask"],
+                                                [photo("coffee")], keep_unaligned=True)
+    assert alignment is None and torch.equal(repaired, scene["corrupt"])
+    assert notes[-1] == "masked area kept as it was"

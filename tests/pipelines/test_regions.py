@@ -536,6 +536,16 @@ def test_stitch_with_candidates_makes_k_images_per_input_image():
         stitch(image, regions, torch.cat([crops, crops[:1]]))
 
 
+@pytest.mark.parametrize("shape", [(1, 40, 48, 3), (1, 48, 40, 3), (2, 40, 40, 3)])
+def test_stitch_into_an_image_of_another_size_than_the_region_names_it(shape):
+    image = torch.rand(1, 40, 40, 3)
+    regions, crops, _ = prepare_regions(image, box_mask(40, 40, 10, 10, 20, 20), WindowSettings())
+    with pytest.raises(ValueError, match=r"image: \d image\(s\) of \d+x\d+, but the region was "
+                                         r"made for 1 of 40x40; connect the image given to "
+                                         r"Dilate Blur Pad"):
+        stitch(torch.rand(*shape), regions, crops)
+
+
 def test_stitch_checks_for_cancellation():
     image = torch.rand(1, 40, 40, 3)
     regions, crops, _ = prepare_regions(image, box_mask(40, 40, 10, 10, 20, 20), WindowSettings())
@@ -595,6 +605,8 @@ def test_stitch_rejects_a_bad_blend_string():
 @pytest.mark.parametrize("text, message", [
     ("512x", "'512x' is not WIDTHxHEIGHT"),
     ("4x512", "'4x512' is too small"),
+    ("9000x9000", "'9000x9000' is too large; each side must be <= 8192"),
+    ("512x512, 512x8193", "'512x8193' is too large"),
     (" , ;", "no size given"),
 ])
 def test_parse_buckets_errors(text, message):

@@ -81,7 +81,7 @@ def test_segment_returns_the_best_of_three_per_prompt(sam, astronaut):
 
 def test_points_alone_segment_one_object_per_image(sam, astronaut):
     found = sam_ops.from_points(sam, torch.cat([astronaut, astronaut]),
-                                sam_ops.parse_points("220, 130\n10, 10, 0"))
+                                sam_ops.parse_points("220, 130\n10, 10, 0", 512, 512))
     assert [d.batch_index for d in found.items] == [0, 1]
     assert torch.equal(found.items[0].mask, found.items[1].mask)
     assert all(0 <= d.confidence <= 1 and d.label == "sam" for d in found.items)
@@ -101,10 +101,18 @@ def test_mask_parts_become_boxes():
 
 
 def test_points_syntax():
-    assert sam_ops.parse_points("1, 2\n3.5,4,0; 5, 6, 1\n") == [(1, 2, 1), (3.5, 4, 0), (5, 6, 1)]
+    assert sam_ops.parse_points("1, 2\n3.5,4,0; 5, 6, 1\n", 8, 8) == [(1, 2, 1), (3.5, 4, 0),
+                                                                      (5, 6, 1)]
     for bad in ("1", "1, 2, 3", "a, b"):
         with pytest.raises(ValueError, match="points"):
-            sam_ops.parse_points(bad)
+            sam_ops.parse_points(bad, 8, 8)
+
+
+@pytest.mark.parametrize("bad", ["64, 10", "10, 48", "-1, 5", "nan, 5", "5, inf"])
+def test_points_outside_the_image_are_refused(bad):
+    with pytest.raises(ValueError, match=r"points: .* lies outside the 64x48 image; x must be "
+                                         r"0..63 and y 0..47"):
+        sam_ops.parse_points(bad, 64, 48)
 
 
 def test_missing_checkpoint_says_where_to_put_one(tmp_path):

@@ -3,8 +3,11 @@ and candidates running concurrently."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
+import zlib
 
 import pytest
 import torch
@@ -157,3 +160,45 @@ def test_four_candidates_run_concurrently():
     ratio = four / one
     print(f"photio: 1 candidate {one:.3f} s, 4 candidates {four:.3f} s, ratio {ratio:.2f}")
     assert ratio <= 1.3
+
+
+def test_a_400_keeps_photio_s_reason():
+    with serve(FakePhotio()) as fake:
+        fake.fail("POST /v1/inference/regen", Fault.status_code(
+            400, body={"status_code": 400, "body": "prompt contains banned words"}))
+        image, mask = scene()
+        with pytest.raises(VendorError, match="HTTP 400 bad request .*: prompt contains banned "
+                                              "words"):
+            run(image, mask, EP, fake.url)
+
+
+@pytest.mark.parametrize("code", ["abc", None, [500], 2.5])
+def test_a_status_code_that_is_not_a_number_is_a_named_error(code):
+    with serve(FakePhotio()) as fake:
+        fake.envelope_errors = [code]
+        image, mask = scene()
+        with pytest.raises(VendorError, match="status_code that is not a number"):
+            run(image, mask, EP, fake.url)
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height (its pixel data is a stub): what a decoder
+    would allocate for is known from the header alone."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_a_huge_result_is_refused_from_its_header_before_decoding():
+    body = {"status_code": 200, "body": base64.b64encode(huge_png_header(12000, 12000)).decode()}
+    with serve(FakePhotio()) as fake:
+        fake.fail("POST /v1/inference/regen", Fault.status_code(200, body=body))
+        image, mask = scene()
+        start = time.monotonic()
+        with pytest.raises(VendorError, match="regen's image is 12000x12000; results larger "
+                                              "than 8192 px a side are refused"):
+            run(image, mask, EP, fake.url)
+    assert time.monotonic() - start < 5

@@ -12,11 +12,11 @@ import pytest
 import torch
 from aiohttp import web
 
-from fake_vendors import ENV, Fault, FakePiktID, serve
+from fake_vendors import Fault, FakePiktID, serve
 from fake_vendors.piktid import TOKEN
 from region_repair.pipelines.vendors import piktid
 from region_repair.pipelines.vendors.http import VendorError
-from vendor_testing import bounded, inside_changed, outside, run, scene, with_client
+from vendor_testing import allowing, bounded, inside_changed, outside, run, scene, with_client
 
 EP = "piktid/detail-repair"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -125,7 +125,8 @@ async def run_with_status(image, mask, fake, statuses, **overrides):
     from region_repair.pipelines.vendors.remote import run_remote
     from vendor_testing import settings
 
-    return await run_remote(image, mask, settings(EP, fake.url, **overrides), env=ENV,
+    return await run_remote(image, mask, settings(EP, fake.url, **overrides),
+                            env=allowing(EP, fake.url),
                             on_status=statuses.append)
 
 
@@ -331,7 +332,7 @@ def test_interrupt_stops_waiting_and_names_the_running_job(fake):
         from vendor_testing import settings
 
         image, mask = scene()
-        await run_remote(image, mask, settings(EP, fake.url), env=ENV,
+        await run_remote(image, mask, settings(EP, fake.url), env=allowing(EP, fake.url),
                          check_cancel=check_cancel, on_status=statuses.append)
 
     with pytest.raises(InterruptedError):

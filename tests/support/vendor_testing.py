@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from contextlib import contextmanager
 
 import torch
 
 from fake_vendors import ENV
-from region_repair.pipelines.vendors import remote
+from region_repair.pipelines.vendors import keys, remote
 from region_repair.pipelines.vendors.http import HttpClient, RetryPolicy, Timeouts, new_session
 
 # Small enough that a fault test takes well under a second, large enough to show the retries.
@@ -31,11 +32,18 @@ def bounded(coroutine, limit: float = LIMIT):
     return asyncio.run(asyncio.wait_for(coroutine, limit))
 
 
+def allowing(endpoint: str, url: str, env=None) -> dict[str, str]:
+    """The fakes' keys (or `env`) plus `url`'s origin allowed for the endpoint's vendor, as a
+    user allows a self-hosted server: in the environment, never in the graph."""
+    vendor = remote.Endpoint(endpoint).vendor
+    return {**(ENV if env is None else env), keys.hosts_variable(vendor): url}
+
+
 def run(image, mask, endpoint: str, url: str, references=None, env=None, **overrides):
-    """run_remote against a fake; returns (result, seconds)."""
+    """run_remote against a fake (its host allowed); returns (result, seconds)."""
     start = time.monotonic()
     result = bounded(remote.run_remote(image, mask, settings(endpoint, url, **overrides),
-                                       references, env=ENV if env is None else env))
+                                       references, env=allowing(endpoint, url, env)))
     return result, time.monotonic() - start
 
 
@@ -73,6 +81,35 @@ def inside_changed(result: torch.Tensor, image: torch.Tensor, mask: torch.Tensor
     inside = (mask.expand(image.shape[0], -1, -1) > 0.5).repeat(k, 1, 1)
     changed = (result - image.repeat(k, 1, 1, 1)).abs().amax(-1) > 0.05
     return changed[inside].float().mean().item()
+
+
+def interrupt_latency(endpoint: str, url: str, after: float = 0.3, **overrides) -> float:
+    """Start a run whose interrupt is raised from `after` seconds on (as ComfyUI's flag is
+    checked); return the seconds between the interrupt and the run's end. Default timeouts, so
+    a wait that ignored the interrupt would last a minute."""
+    start = time.monotonic()
+
+    def check_cancel() -> None:
+        if time.monotonic() - start > after:
+            raise InterruptedError("interrupted")
+
+    image, mask = scene()
+    values = {"timeouts": Timeouts(), "prompt": "navy", **overrides}
+    try:
+        bounded(remote.run_remote(image, mask, settings(endpoint, url, **values),
+                                  env=allowing(endpoint, url), check_cancel=check_cancel))
+    except InterruptedError:
+        return time.monotonic() - start - after
+    raise AssertionError("the run ended without being interrupted")
+
+
+@contextmanager
+def silent_server():
+    """A loopback URL that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def closed_url() -> str:

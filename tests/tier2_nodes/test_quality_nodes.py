@@ -10,11 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+import removal_cases
 from pack_paths import PACK_ROOT
 
 DEFAULTS = dict(max_shift_px=1.0, max_scale_drift_percent=0.5, max_outside_mean=1.0,
                 max_seam_delta_e=3.0, max_seam_gradient=3.0, seam_width=4,
-                min_reference_similarity=0.5, max_target_delta_e=3.0, max_color_spread=2.0)
+                min_reference_similarity=0.5, max_target_delta_e=3.0, max_color_spread=2.0,
+                max_residue=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,30 @@ def test_bad_inputs_are_clear_errors(quality_nodes, photo):
     with pytest.raises(ValueError, match="empty 64x64 mask"):
         run(quality_nodes.QualityCheck, original=image, candidates=image,
             mask=torch.zeros(1, 64, 64), **DEFAULTS)
+
+
+def test_residue_widget_comes_last_and_the_new_reasons_reach_the_report(quality_nodes, photo):
+    """max_residue is appended after the existing widgets (saved workflows keep their widget
+    order); a feathered fill that keeps a dark object's outline is residue, and a kept detail
+    whose references did not align is reference_unaligned."""
+    image, mask = photo
+    schema = quality_nodes.QualityCheck.GET_SCHEMA()
+    assert schema.inputs[-1].id == "max_residue" and schema.inputs[-1].tooltip
+    assert schema.inputs[-1].optional  # API prompts saved before it still validate
+    old_style = {k: v for k, v in DEFAULTS.items() if k != "max_residue"}
+    damaged = image.clone()
+    damaged[mask > 0] = torch.tensor([0.1, 0.08, 0.05])  # a dark object exactly under the mask
+    damaged_np, mask_np = damaged[0].numpy(), mask[0].numpy()
+    fill = removal_cases.telea(damaged_np, mask_np)
+    candidates = torch.from_numpy(np.stack([removal_cases.feathered(damaged_np, fill, mask_np),
+                                            removal_cases.hard(damaged_np, fill, mask_np)]))
+    entry = {"schema": "region_repair.info/1", "node": "GuidedBlendInpaint", "image_index": 0,
+             "seed": None, "engine": "classical_fill", "mode": "guided-blend", "blend": "mask",
+             "references_used": True, "reference_count": 1, "notes": []}
+    info = json.dumps([{**entry, "candidate_index": 0},
+                       {**entry, "candidate_index": 1, "reference_unaligned": True}])
+    text, *_ = run(quality_nodes.QualityCheck, original=damaged, candidates=candidates,
+                   mask=mask, info=info, **old_style)
+    outline, unaligned = json.loads(text)["candidates"]
+    assert outline["reasons"] == ["residue"] and outline["scores"]["residue"] > 0.8
+    assert unaligned["reasons"] == ["reference_unaligned"]

@@ -89,3 +89,26 @@ def test_outpaint_pad_keeps_the_original_and_masks_the_new_area(region_nodes):
     with pytest.raises(ValueError, match="PadFill = 'smear' is not allowed"):
         run(region_nodes.OutpaintPad, image=image, left=1, top=0, right=0, bottom=0,
             units="pixels", fill="smear")
+
+
+def test_dilate_blur_pad_on_a_large_mask_stops_within_a_second_of_an_interrupt(region_nodes):
+    import threading
+    import time
+
+    import comfy.model_management as mm
+
+    image = torch.zeros(1, 4096, 4096, 3)
+    mask = torch.zeros(1, 4096, 4096)
+    mask[:, 1000:3000, 1000:3000] = 1
+    timer = threading.Timer(0.3, mm.interrupt_current_processing, args=(True,))
+    start = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run(region_nodes.DilateBlurPad, image=image, mask=mask,
+                **{**DEFAULTS, "mask_dilation": 200, "mask_blur": 0})
+        latency = time.monotonic() - start - 0.3
+    finally:
+        timer.cancel()
+        mm.interrupt_current_processing(False)
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from fake_vendors import ENV, FakePhotio, FakePiktID, serve
+from region_repair.pipelines.vendors import keys, remote
 from vendor_testing import scene
 
 
@@ -25,12 +27,18 @@ def remote_nodes(pack):
 def keys_in_env(monkeypatch):
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
+    for vendor in keys.FIELDS:  # run() allows its fake's host; restored after each test
+        monkeypatch.delenv(keys.hosts_variable(vendor), raising=False)
 
 
 def run(node, **inputs):
-    """Await a node's async execute as ComfyUI's executor does: on a clone with hidden inputs."""
+    """Await a node's async execute as ComfyUI's executor does: on a clone with hidden inputs.
+    A fake's `base_url` is allowed in the environment, as a user allows a self-hosted host."""
     defaults = dict(base_url="", prompt="", negative_prompt="", candidates=1, seed=-1,
                     options="{}", blend=True, feather=0, timeout_s=60)
+    if inputs.get("base_url") and inputs.get("endpoint") in {e.value for e in remote.Endpoint}:
+        os.environ[keys.hosts_variable(remote.Endpoint(inputs["endpoint"]).vendor)] = \
+            inputs["base_url"]
     clone = node.PREPARE_CLASS_CLONE({"UNIQUE_ID": "9"})
     return asyncio.run(asyncio.wait_for(clone.execute(**{**defaults, **inputs}), 60)).result
 

@@ -73,12 +73,33 @@ def test_no_model_means_classical_fill(node, tiny):
     assert not torch.equal(images[0], images[1])  # telea vs navier-stokes
 
 
+@pytest.mark.parametrize("category, engine", [("logo", "kept"), ("general", "classical_fill")])
+def test_the_category_decides_what_unaligned_references_do(node, tiny, category, engine):
+    """The node's category reaches the pipeline: a logo whose reference does not align is kept
+    as it was, a removal is still filled."""
+    unrelated = torch.rand(1, 80, 80, 3, generator=torch.Generator().manual_seed(7))
+    images, _, _, info = run(node, tiny, model=None, vae=None, category=category,
+                             references=unrelated)
+    image, mask = scene()
+    records = json.loads(info)
+    assert {r["engine"] for r in records} == {engine}
+    assert all(r["reference_unaligned"] for r in records)
+    kept = torch.equal(images, image.repeat(2, 1, 1, 1))
+    assert kept == (category == "logo")
+
+
 @pytest.mark.parametrize("overrides, match", [
     ({"mask": None}, "mask/region"),
     ({"vae": None}, "vae"),
     ({"positive": None}, "positive/negative"),
     ({"mode": "blended"}, "guided-blend"),
     ({"context_factor": 12.0}, "context_factor"),
+    ({"category": "logos", "model": None, "vae": None},
+     "Category = 'logos' is not allowed; choose one of 'logo', 'text', 'artifact', 'general'"),
+    ({"context_factor": float("nan")}, "context_factor: must be a finite number, got nan"),
+    ({"cfg": float("inf")}, "cfg: must be a finite number, got inf"),
+    ({"denoise": float("nan"), "model": None, "vae": None}, "denoise: must be a finite"),
+    ({"mask": torch.full((1, 96, 128), float("nan"))}, "mask: the mask holds NaN"),
 ])
 def test_bad_input_names_the_input(node, tiny, overrides, match):
     with pytest.raises(ValueError, match=match):

@@ -14,22 +14,25 @@ import pytest
 from comfy_server import COMFYUI, ComfyServer
 from fake_vendors import ENV, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, serve
 from pack_paths import PACK_ROOT
+from region_repair.pipelines.vendors.keys import hosts_variable
 
 TEST_NODES = PACK_ROOT / "tests" / "support" / "test_nodes"
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server(tmp_path_factory, fake_vendors):
     if not (COMFYUI / "main.py").exists():
         pytest.fail(f"ComfyUI is missing at {COMFYUI}: run `make test`, which builds the host")
     base = tmp_path_factory.mktemp("comfyui-base")
     # One OpenMP thread: on a 2-core shared CI machine, two threads made the same tiny inpaint
     # take 0.5 s or 60 s at random (a barrier waiting on a descheduled thread).
     # The fake vendors' keys (never real ones) reach the nodes the documented way: the
-    # server's environment. DEBUG logging puts the vendor clients' request lines in the log,
-    # where the key-leak test looks.
+    # server's environment, which also allows each fake's loopback host to receive its
+    # vendor's key (a graph cannot). DEBUG logging puts the vendor clients' request lines in
+    # the log, where the key-leak test looks.
+    hosts = {hosts_variable(name): fake.url for name, fake in fake_vendors.items()}
     with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES},
-                     env={"OMP_NUM_THREADS": "1", **ENV},
+                     env={"OMP_NUM_THREADS": "1", **ENV, **hosts},
                      extra_args=("--verbose", "DEBUG")) as running:
         yield running
 

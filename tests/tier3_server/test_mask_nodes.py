@@ -60,3 +60,21 @@ def test_an_unknown_units_value_fails_with_the_allowed_values(server):
     with pytest.raises(PromptError) as error:
         server.run(bbox_prompt("0, 0, 1, 1", units="percent"))
     assert "units = 'percent'; allowed: 'normalized', 'pixels'" in str(error.value)
+
+
+def test_a_nan_float_from_json_is_refused_naming_the_input(server):
+    """JSON's NaN passes ComfyUI's min/max check; the node itself refuses it."""
+    prompt = bbox_prompt("0.25, 0.5, 0.5, 0.25")
+    prompt["clean"] = {"class_type": "RegionRepair_CleanMask", "inputs": {
+        "mask": ["mask", 0], "polarity": "white = edit", "invert": False,
+        "threshold": float("nan"), "stabilize": 0.02}}
+    prompt["preview"]["inputs"]["mask"] = ["clean", 0]
+    with pytest.raises(PromptError) as error:
+        server.run(prompt)
+    assert "threshold: must be a finite number, got nan" in str(error.value)
+
+
+def test_a_box_list_mixing_boxes_and_numbers_names_the_item(server):
+    with pytest.raises(PromptError) as error:
+        server.run(bbox_prompt("[[0.1, 0.1, 0.2, 0.2], 0.5]"))
+    assert "bbox[1]: expected a box [x, y, w, h], got 0.5" in str(error.value)

@@ -4,6 +4,7 @@ nowhere (saved PNG metadata, /history, the workflow JSON, the server log at DEBU
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -11,9 +12,11 @@ import uuid
 
 import numpy as np
 import pytest
+from aiohttp import web
 from PIL import Image
 
-from fake_vendors import ENV
+from comfy_server import PromptError
+from fake_vendors import ENV, Fault, FakeVendor, serve
 from pack_paths import PACK_ROOT
 from workflow_api import fill_defaults
 
@@ -107,3 +110,98 @@ def test_quality_check_catches_a_vendor_that_shifts_the_frame(server, fake_vendo
             assert candidate["scores"]["outside_max"] == 0
         else:
             assert candidate["needs_review"] and "framing_shift" in candidate["reasons"]
+
+
+# --- keys follow base_url: a capture server on loopback that no graph may send a key to -------
+ENDPOINTS = ["piktid/detail-repair", "piktid/garment-recolor", "picpik/ModifyMaskedPixels",
+             "photio/regen", "octoai-compatible/adetailer"]
+SECRETS = [value for name, value in ENV.items() if not name.endswith("KEYS_FILE")]
+
+
+class Capture(FakeVendor):
+    """Answers 200 to anything and records it: a host a shared workflow wants keys sent to."""
+
+    name = "capture"
+
+    def routes(self, app):
+        async def anything(request):
+            return web.json_response({})
+
+        app.router.add_route("*", "/{tail:.*}", anything)
+
+
+@pytest.fixture(scope="module")
+def capture():
+    with serve(Capture()) as running:
+        yield running
+
+
+def vendor_of(endpoint: str) -> str:
+    return endpoint.split("/")[0].removesuffix("-compatible")
+
+
+def keyless(capture) -> None:
+    for seen in capture.seen:
+        text = json.dumps(seen.headers) + seen.path + json.dumps(seen.query) + \
+            seen.body.decode("latin-1")
+        for secret in SECRETS:
+            assert secret not in text, f"a key reached the capture server: {seen.route}"
+
+
+def failure(server, prompt) -> str:
+    with pytest.raises(PromptError) as caught:
+        server.run(prompt, timeout=120)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("how", ["widget", "linked"])
+def test_a_graph_cannot_send_a_key_to_a_host_not_allowed(server, photo, capture, endpoint, how):
+    prompt = workflow(endpoint, capture.url)
+    if how == "linked":  # the URL arrives through a socket from another node
+        prompt["url"] = {"class_type": "PrimitiveString", "inputs": {"value": capture.url}}
+        prompt["remote"]["inputs"]["base_url"] = ["url", 0]
+    capture.seen.clear()
+    message = failure(server, prompt)
+    variable = f"REGION_REPAIR_{vendor_of(endpoint).upper()}_HOSTS"
+    assert f"base_url: {capture.url} is not a host allowed" in message
+    assert f"{variable}={capture.url}" in message
+    assert not capture.seen, "a request reached a host that was not allowed"
+
+
+REDIRECTED = {"piktid/detail-repair": "POST /project", "piktid/garment-recolor": "POST /project",
+              "picpik/ModifyMaskedPixels": "POST /{tail}", "photio/regen":
+              "POST /v1/inference/regen", "octoai-compatible/adetailer": "POST /adetailer"}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_an_allowed_host_redirecting_elsewhere_gets_no_key_through(server, photo, capture,
+                                                                   fake_vendors, endpoint):
+    fake = fake_vendors[vendor_of(endpoint)]
+    route = REDIRECTED[endpoint]
+    fake.fail(route, Fault.redirect(capture.url + "/stolen"))
+    capture.seen.clear()
+    try:
+        message = failure(server, workflow(endpoint, fake.url))
+    finally:
+        fake.faults.pop(route, None)
+    assert "redirected (HTTP 307); not followed with a key attached" in message
+    assert not capture.seen
+
+
+@pytest.mark.parametrize("endpoint, route", [("piktid/detail-repair", "PUT /upload/{token}"),
+                                             ("picpik/ModifyMaskedPixels", "GET /img/{name}")])
+def test_vendor_given_links_are_fetched_without_a_key(server, photo, capture, fake_vendors,
+                                                      endpoint, route):
+    """Signed upload URLs and result links come from the vendor's answers; they are followed
+    (redirects too) but never carry the key."""
+    fake = fake_vendors[vendor_of(endpoint)]
+    fake.fail(route, Fault.redirect(capture.url + "/elsewhere"))
+    capture.seen.clear()
+    try:
+        with contextlib.suppress(PromptError):
+            server.run(workflow(endpoint, fake.url), timeout=120)
+    finally:
+        fake.faults.pop(route, None)
+    assert capture.seen, "the redirected link was not followed"
+    keyless(capture)

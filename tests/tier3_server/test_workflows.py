@@ -149,3 +149,22 @@ def test_api_workflow_runs(server, object_info, fake_vendors, path):
             assert "scale_drift" not in candidate["reasons"], candidate
             if with_info:
                 assert "outside_mask_changed" not in candidate["reasons"], candidate
+
+
+def test_a_workflow_saved_before_a_node_gained_an_optional_widget_still_runs(server, object_info,
+                                                                            fake_vendors):
+    """Guided Blend Inpaint's `blend` came last and optional, so a file saved without it (one
+    widget value fewer) converts and runs with the new default, as the editor would load it."""
+    ui = json.loads((PACK_ROOT / "workflows" / "photio_regen_remove_embedded.json").read_text())
+    (node,) = [n for n in ui["nodes"] if n["type"] == "RegionRepair_GuidedBlendInpaint"]
+    assert node["widgets_values"][-1] == "seamless"
+    node["widgets_values"] = node["widgets_values"][:-1]
+    prompt = ui_to_api(ui, object_info)
+    repair = prompt[str(node["id"])]["inputs"]
+    assert "blend" not in repair
+    history = server.run(with_stand_ins(prompt, fake_vendors), timeout=600)
+    saved = [key for key, n in prompt.items() if n["class_type"] == "SaveImage"]
+    assert server.output_files(history, saved[0])
+    with pytest.raises(ValueError, match="no widget value for 'feather'"):
+        node["widgets_values"] = node["widgets_values"][:8]  # a required widget missing: error
+        ui_to_api(ui, object_info)

@@ -26,11 +26,12 @@ from PIL import Image
 
 @dataclass
 class Fault:
-    kind: str                 # slow | status | malformed | drop
+    kind: str                 # slow | status | malformed | drop | redirect
     seconds: float = 0.0      # slow: the delay before answering normally
     status: int = 500
     retry_after: str | None = None
     body: Any = None
+    location: str = ""        # redirect: where to
 
     @classmethod
     def slow(cls, seconds: float) -> Fault:
@@ -44,6 +45,11 @@ class Fault:
     @classmethod
     def malformed(cls) -> Fault:
         return cls("malformed")
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 307) -> Fault:
+        """Answer with a redirect to `location` (307 and 308 keep the method and body)."""
+        return cls("redirect", status=status, location=location)
 
     @classmethod
     def drop(cls) -> Fault:
@@ -109,6 +115,8 @@ class FakeVendor:
             elif fault.kind == "malformed":
                 return web.Response(text='{"status": "ok", "truncated', status=200,
                                     content_type="application/json")
+            elif fault.kind == "redirect":
+                return web.Response(status=fault.status, headers={"Location": fault.location})
             elif fault.kind == "drop":
                 request.transport.abort()
                 return web.Response()
