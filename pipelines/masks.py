@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .choices import Choice
+from .tensors import zeros
 
 # ComfyUI's LoadImage gives this all-zero mask, whatever the image size, for images without alpha.
 LOADIMAGE_PLACEHOLDER_SIZE = (64, 64)
+# The two steps of `dilate` as OpenCV kernels.
+_SQUARE = np.ones((3, 3), np.uint8)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 class Polarity(Choice):
@@ -66,14 +72,27 @@ def clean(mask: torch.Tensor, polarity: Polarity | str = Polarity.WHITE_IS_EDIT,
       from a brush or a JPEG does not leave a 2 % ghost of the original (Acly #32, #61).
     - `threshold` > 0 makes the mask binary: 1 where the value is >= threshold.
     """
-    out = mask.clamp(0, 1)
+    edit = mask
     if (Polarity(polarity) is Polarity.BLACK_IS_EDIT) != bool(invert):
-        out = 1 - out
+        edit = 1 - mask.clamp(0, 1)
+    # Only the box of the pixels that stay above 0 is computed and written; the rest stays zero
+    # (see tensors.zeros), so a small mask on a large image costs one scan of the frame. Unless
+    # the threshold rounds to 0 in the mask's dtype: then every pixel passes it.
+    if threshold > 0 and bool(torch.zeros((), dtype=edit.dtype) >= threshold):
+        out = torch.ones_like(edit)
+    else:
+        out = zeros(edit.shape, edit.dtype, edit.device)
+    box = support_box(edit, above=max(stabilize, 0.0))
+    if box is None:
+        return out
+    x0, y0, x1, y1 = box
+    part = edit[:, y0:y1, x0:x1].clamp(0, 1)
     if stabilize > 0:
-        out = torch.where(out >= 1 - stabilize, torch.ones_like(out), out)
-        out = torch.where(out <= stabilize, torch.zeros_like(out), out)
+        part = torch.where(part >= 1 - stabilize, torch.ones_like(part), part)
+        part = torch.where(part <= stabilize, torch.zeros_like(part), part)
     if threshold > 0:
-        out = (out >= threshold).to(out.dtype)
+        part = (part >= threshold).to(part.dtype)
+    out[:, y0:y1, x0:x1] = part
     return out
 
 
@@ -90,20 +109,9 @@ def _never_cancelled() -> None:
     pass
 
 
-def dilate(mask: torch.Tensor, pixels: int,
-           check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
-    """Grow (pixels > 0) or shrink (pixels < 0) by |pixels|, keeping the mask's shape.
-
-    Alternating 3x3 square and cross steps make an octagonal structuring element, close to a
-    disk: corners round instead of squaring off (the ADetailer square-mask complaint), and the
-    cost grows linearly with the radius. Grey values dilate as a max filter. The image border
-    neither grows nor erodes the mask. `check_cancel` is called before each step (a step takes
-    about 0.3 s on 8192^2), so an interrupt is honoured at once.
-    """
-    if pixels == 0:
-        return mask.clone()
-    if pixels < 0:
-        return 1 - dilate(1 - mask, -pixels, check_cancel)
+def _dilate_torch(mask: torch.Tensor, pixels: int,
+                  check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+    """`dilate` by pixels > 0 in torch ops, on any device."""
     out = mask
     for step in range(pixels):
         check_cancel()
@@ -114,12 +122,74 @@ def dilate(mask: torch.Tensor, pixels: int,
     return out
 
 
+def _dilate_plane(plane: np.ndarray, pixels: int, check_cancel: Callable[[], None]
+                  ) -> np.ndarray:
+    """`dilate` by pixels > 0 of one `[H, W]` float array with OpenCV."""
+    out = np.ascontiguousarray(plane)
+    for step in range(pixels):
+        check_cancel()
+        out = cv2.dilate(out, _SQUARE if step % 2 == 0 else _CROSS)
+    return out
+
+
+def dilate(mask: torch.Tensor, pixels: int,
+           check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+    """Grow (pixels > 0) or shrink (pixels < 0) by |pixels|, keeping the mask's shape.
+
+    Alternating 3x3 square and cross steps make an octagonal structuring element, close to a
+    disk: corners round instead of squaring off (the ADetailer square-mask complaint), and the
+    cost grows linearly with the radius. Grey values dilate as a max filter. The image border
+    neither grows nor erodes the mask. `check_cancel` is called before each step (a step takes
+    about 0.3 s on 8192^2 in torch ops), so an interrupt is honoured at once.
+    """
+    if pixels == 0:
+        return mask.clone()
+    if pixels < 0:
+        return 1 - dilate(1 - mask, -pixels, check_cancel)
+    if mask.device.type == "cpu" and mask.dtype in (torch.float32, torch.float64) \
+            and mask.numel():
+        # One OpenCV call per step and image instead of a dozen small torch ops per step, so
+        # torch's thread scheduling cannot dominate. OpenCV ignores the border, as the zero
+        # padding of _dilate_torch does for masks in 0..1; the max is exact, so both give the same values.
+        return torch.from_numpy(np.stack([_dilate_plane(plane, pixels, check_cancel)
+                                          for plane in mask.detach().numpy()]))
+    return _dilate_torch(mask, pixels, check_cancel)
+
+
 def gaussian_blur(mask: torch.Tensor, radius: int,
                   check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
-    """Gaussian blur whose kernel spans +-radius pixels (sigma = radius / 2), separable. Large
-    work runs in bands of rows (then columns), with `check_cancel` between them."""
+    """Gaussian blur whose kernel spans +-radius pixels (sigma = radius / 2), separable.
+    `check_cancel` is called before each image (OpenCV, on the CPU) or each band of rows, then
+    columns (torch ops)."""
     if radius <= 0:
         return mask.clone()
+    if mask.device.type == "cpu" and mask.dtype in (torch.float32, torch.float64) \
+            and mask.numel():
+        # OpenCV instead of mkldnn convolutions, which cost milliseconds each on a small box;
+        # in float64, so that all ones stay exactly 1 and all zeros 0. One pass per axis, in
+        # bands across it, like the torch path.
+        offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+        kernel = np.exp(-0.5 * (offsets / (radius / 2)) ** 2)
+        kernel /= kernel.sum()
+        one = np.ones(1)
+
+        def along(kernel_x: np.ndarray, kernel_y: np.ndarray):
+            def op(part: torch.Tensor) -> torch.Tensor:
+                return torch.from_numpy(np.stack([
+                    cv2.sepFilter2D(np.ascontiguousarray(plane), cv2.CV_64F, kernel_x, kernel_y,
+                                    borderType=cv2.BORDER_REPLICATE) for plane in part.numpy()]))
+            return op
+
+        out = _in_bands(along(kernel, one), mask.detach().double(), -2, kernel.size,
+                        check_cancel)
+        out = _in_bands(along(one, kernel), out, -1, kernel.size, check_cancel)
+        return out.clamp(0, 1).to(mask.dtype)
+    return _gaussian_blur_torch(mask, radius, check_cancel)
+
+
+def _gaussian_blur_torch(mask: torch.Tensor, radius: int,
+                         check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+    """`gaussian_blur` by radius > 0 in torch ops, on any device."""
     sigma = radius / 2
     offsets = torch.arange(-radius, radius + 1, device=mask.device, dtype=mask.dtype)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
@@ -148,35 +218,58 @@ def _in_bands(op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dim: 
     return torch.cat(parts, dim)
 
 
-def support_box(support, margin: int = 0) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1), end exclusive, of the set pixels of a 2-D bool tensor or array, grown
-    by `margin` and clamped to it; None when no pixel is set."""
-    height, width = support.shape
+def support_box(mask, margin: int = 0, above: float = 0.0
+                ) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), end exclusive, of the pixels above `above` (the set pixels of a bool
+    mask) of a 2-D tensor or array, or of any mask of a `[B, H, W]` batch, grown by `margin` and
+    clamped to it; None when no pixel is above. It reads the frame once (a row-wise max) and
+    then only the rows found."""
+    height, width = mask.shape[-2:]
 
-    def span(flags) -> tuple[int, int] | None:
-        index = flags.nonzero()
+    def span(values, axis: int) -> tuple[int, int] | None:
+        # Along `axis` first (the row's own pixels for rows: contiguous), then over the batch.
+        peak = values.amax(dim=axis) if isinstance(values, torch.Tensor) else values.max(axis)
+        if peak.ndim > 1:
+            batch_axes = tuple(range(peak.ndim - 1))
+            peak = (peak.amax(dim=batch_axes) if isinstance(peak, torch.Tensor)
+                    else peak.max(batch_axes))
+        index = (peak > above).nonzero()
         index = index[0] if isinstance(index, tuple) else index.flatten()
         return (int(index[0]), int(index[-1]) + 1) if len(index) else None
 
-    rows, cols = span(support.any(1)), span(support.any(0))
+    if mask.shape[-1] == 0 or mask.shape[-2] == 0:
+        return None
+    rows = span(mask, -1)
     if rows is None:
         return None
+    cols = span(mask[..., rows[0]:rows[1], :], -2)
     return (max(cols[0] - margin, 0), max(rows[0] - margin, 0), min(cols[1] + margin, width),
             min(rows[1] + margin, height))
 
 
+def grown_and_blurred_box(mask: torch.Tensor, dilation: int, blur: int,
+                          check_cancel: Callable[[], None] = _never_cancelled
+                          ) -> tuple[torch.Tensor, tuple[int, int, int, int]] | None:
+    """dilate then gaussian_blur, computed only inside the masked part's bounding box plus the
+    reach of both, where the full-image result is zero beyond: (the result on that box, the box
+    (x0, y0, x1, y1)), or None for an empty mask. A small mask on a large image costs little.
+    `check_cancel` is called between steps (see dilate)."""
+    box = support_box(mask, abs(dilation) + blur + 2)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return gaussian_blur(dilate(mask[:, y0:y1, x0:x1], dilation, check_cancel), blur,
+                         check_cancel), box
+
+
 def grow_and_blur(mask: torch.Tensor, dilation: int, blur: int,
                   check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
-    """dilate then gaussian_blur, computed only inside the masked part's bounding box plus the
-    reach of both (the result is zero beyond it), so a small mask on a large image costs little.
-    `check_cancel` is called between steps (see dilate)."""
-    support = mask.amax(dim=0) > 0
-    if not support.any():
-        return torch.zeros_like(mask)
-    x0, y0, x1, y1 = support_box(support, abs(dilation) + blur + 2)
-    out = torch.zeros_like(mask)
-    out[:, y0:y1, x0:x1] = gaussian_blur(dilate(mask[:, y0:y1, x0:x1], dilation, check_cancel),
-                                         blur, check_cancel)
+    """dilate then gaussian_blur, at the mask's size (see grown_and_blurred_box)."""
+    out = zeros(mask.shape, mask.dtype, mask.device)
+    found = grown_and_blurred_box(mask, dilation, blur, check_cancel)
+    if found is not None:
+        grown, (x0, y0, x1, y1) = found
+        out[:, y0:y1, x0:x1] = grown
     return out
 
 

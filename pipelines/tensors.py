@@ -6,9 +6,56 @@ IMAGE is `[B, H, W, C]` float in 0..1 (C is 3, or 4 with alpha). MASK is `[B, H,
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+_one_thread_lock = threading.Lock()
+_one_thread_depth = 0
+_saved_threads = (1, 1)
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Run torch's and OpenCV's CPU ops on one thread inside the block.
+
+    For many small ops (a mask's box, a crop window): each parallel op hands work to a second
+    thread and waits for it, and on a loaded machine that thread can wait for a whole scheduler
+    slice, so two threads ran such a sequence several times slower than one. The setting is
+    process-wide; nested and concurrent blocks restore it once the last one ends."""
+    global _one_thread_depth, _saved_threads
+    with _one_thread_lock:
+        if _one_thread_depth == 0:
+            _saved_threads = (torch.get_num_threads(), cv2.getNumThreads())
+            torch.set_num_threads(1)
+            cv2.setNumThreads(1)
+        _one_thread_depth += 1
+    try:
+        yield
+    finally:
+        with _one_thread_lock:
+            _one_thread_depth -= 1
+            if _one_thread_depth == 0:
+                torch.set_num_threads(_saved_threads[0])
+                cv2.setNumThreads(_saved_threads[1])
+
+
+# dtypes numpy can allocate for `zeros`.
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32}
+
+
+def zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """torch.zeros, but on the CPU from calloc'd memory (numpy's zeros): the system hands out
+    zeroed pages only when they are first touched, so a full-size frame of which only a small
+    box is ever written or read costs almost nothing, where torch.zeros writes every byte."""
+    if torch.device(device).type != "cpu" or dtype not in _NUMPY_DTYPES:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    return torch.from_numpy(np.zeros(shape, _NUMPY_DTYPES[dtype]))
 
 
 def image_size(image: torch.Tensor, name: str = "image") -> tuple[int, int, int]:

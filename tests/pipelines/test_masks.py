@@ -119,6 +119,55 @@ def test_dilating_one_pixel_gives_a_symmetric_octagon_of_that_radius(radius, dat
     assert float(out.sum()) == float(patch.sum())
 
 
+@settings(max_examples=600, **FAST)
+@given(masks(), st.integers(-10, 10), st.sampled_from([torch.float32, torch.float64]))
+def test_dilate_with_opencv_gives_exactly_the_torch_ops_values(mask, pixels, dtype):
+    """On the CPU dilate runs OpenCV; other devices run the torch ops. Both are exact maxima
+    over the same octagon, so they must agree to the bit."""
+    mask = mask.to(dtype)
+    if pixels >= 0:
+        reference = mask_ops._dilate_torch(mask, pixels)
+    else:
+        reference = 1 - mask_ops._dilate_torch(1 - mask, -pixels)
+    out = mask_ops.dilate(mask, pixels)
+    assert out.dtype == dtype
+    assert torch.equal(out, reference)
+
+
+@settings(max_examples=600, **FAST)
+@given(masks(), st.integers(1, 12), st.sampled_from([torch.float32, torch.float64]))
+def test_gaussian_blur_with_opencv_matches_the_torch_ops(mask, radius, dtype):
+    """On the CPU the blur runs OpenCV in float64; other devices run torch's convolutions:
+    the same values within float32 rounding, and zero at exactly the same pixels."""
+    mask = mask.to(dtype)
+    out = mask_ops.gaussian_blur(mask, radius)
+    reference = mask_ops._gaussian_blur_torch(mask, radius)
+    assert out.dtype == dtype and out.shape == mask.shape
+    assert torch.allclose(out, reference, atol=1e-6, rtol=0)
+    assert torch.equal(out > 0, reference > 0)
+
+
+@settings(max_examples=800, **FAST)
+@given(masks(), st.sampled_from([0.0, 0.02, 0.5]), st.integers(0, 5), st.booleans())
+def test_support_box_is_the_box_of_the_pixels_above_the_level(mask, above, margin, as_array):
+    """Batch, single image, tensor or array: the box of every pixel above `above`, grown."""
+    _, height, width = mask.shape
+    ys, xs = torch.nonzero((mask > above).any(dim=0), as_tuple=True)
+    if len(ys):
+        expected = (max(int(xs.min()) - margin, 0), max(int(ys.min()) - margin, 0),
+                    min(int(xs.max()) + 1 + margin, width),
+                    min(int(ys.max()) + 1 + margin, height))
+    else:
+        expected = None
+    values = mask.numpy() if as_array else mask
+    assert mask_ops.support_box(values, margin, above) == expected
+    single = mask_ops.support_box(values[0] > above, margin)
+    ys, xs = torch.nonzero(mask[0] > above, as_tuple=True)
+    assert single == (None if not len(ys) else (
+        max(int(xs.min()) - margin, 0), max(int(ys.min()) - margin, 0),
+        min(int(xs.max()) + 1 + margin, width), min(int(ys.max()) + 1 + margin, height)))
+
+
 # --- blur, grow_and_blur, inward_feather --------------------------------------------------------
 
 @settings(max_examples=600, **FAST)
@@ -280,10 +329,11 @@ def test_gaussian_blur_in_bands_equals_one_convolution():
     kernel = kernel / kernel.sum()
     whole = F.pad(mask[:, None], (radius,) * 4, mode="replicate")
     whole = F.conv2d(F.conv2d(whole, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
-    calls = []
-    banded = mask_ops.gaussian_blur(mask, radius, check_cancel=lambda: calls.append(1))
-    assert len(calls) > 4  # it did run in bands
-    torch.testing.assert_close(banded, whole[:, 0].clamp(0, 1), rtol=0, atol=1e-6)
+    for blur in (mask_ops.gaussian_blur, mask_ops._gaussian_blur_torch):  # OpenCV, torch ops
+        calls = []
+        banded = blur(mask, radius, check_cancel=lambda: calls.append(1))
+        assert len(calls) > 4  # it did run in bands
+        torch.testing.assert_close(banded, whole[:, 0].clamp(0, 1), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("dilation, blur", [(200, 0), (0, 256), (-200, 0)])

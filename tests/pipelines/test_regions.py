@@ -147,6 +147,24 @@ def test_windows_lie_inside_the_image_and_contain_their_objects(scene):
     assert torch.equal(regions.mask, expected)
 
 
+@settings(max_examples=600, **FAST)
+@given(scenes(region_mode=RegionMode.PER_OBJECT, merge=False))
+def test_the_box_restricted_plan_equals_the_whole_frame_computation(scene):
+    """plan_regions works on the mask's box plus the reach of dilation and blur only: its
+    full-size mask and labels must be what whole-frame dilate, blur and labelling give."""
+    _, mask, config = scene
+    cleaned = mask_ops.clean(mask)
+    regions = plan_regions(cleaned, config)
+    whole = mask_ops.gaussian_blur(mask_ops.dilate(cleaned, config.dilation), config.blur)
+    assert torch.allclose(regions.mask, whole, atol=1e-6, rtol=0)
+    assert torch.equal(regions.mask > 0, whole > 0)
+    assert regions.labels.dtype == torch.int32
+    for b in range(mask.shape[0]):
+        _, labels = cv2.connectedComponents((whole[b] > 0).numpy().astype(np.uint8),
+                                            connectivity=8)
+        assert np.array_equal(regions.labels[b].numpy(), labels)
+
+
 @settings(max_examples=1500, **FAST)
 @given(scenes(merge=False))
 def test_windows_slide_inward_and_are_clamped_only_when_larger_than_the_image(scene):
