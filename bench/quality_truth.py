@@ -1,7 +1,7 @@
 """Ground-truth quality (a measurement, not a test): removal and reference repair scored against
 the clean photo they were made from.
 
-    .venv/bin/python bench/quality_truth.py [--quick] [--sheet docs/images/quality_truth.png]
+    .venv/bin/python bench/quality_truth.py [--quick] [--sheet docs/images/quality_truth.jpg]
 
 Cases, from scikit-image's bundled photos (offline):
 
