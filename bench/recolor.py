@@ -1,7 +1,7 @@
 """Benchmark (a measurement, not a test) of the garment recolour: `make bench`.
 
     .venv/bin/python bench/recolor.py [--device cpu] [--images 10] [--size 2048] [--repeats 3]
-    .venv/bin/python bench/recolor.py --shading-only [--sheet docs/images/recolor_shading.png]
+    .venv/bin/python bench/recolor.py --shading-only [--sheet docs/images/recolor_shading.jpg]
 
 First the shading: six real garments (assets/photos/people/garments.json: polygons marked by eye
 on public photos, dark, mid and light), each as a set of three shots (tests/support/shots.py),
