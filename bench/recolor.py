@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks-only", action="store_true",
                         help="only the automatic garment mask against the marked polygons")
     parser.add_argument("--sheet", type=Path, default=None,
-                        help="write the shading contact sheet to this image (PNG or JPEG, by its extension)")
+                        help="write the shading contact sheet to this image (PNG or JPEG, "
+                        "by its extension)")
     add_threads_option(parser)
     options = parser.parse_args(argv)
     use_threads(options.threads)
