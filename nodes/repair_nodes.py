@@ -9,7 +9,8 @@ from comfy_api.latest import io
 
 from ..pipelines import detail_repair as repair
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
+from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
+                     to_output)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
 
@@ -115,7 +116,7 @@ class GuidedBlendInpaint(io.ComfyNode):
                                             steps, cfg, sampler_name, scheduler, step)
         refs = [] if references is None else list(references.to(device))
         result = repair.repair(image.to(device), region.user_mask if region is not None else mask,
-                               settings, refs, generator, region, step)
+                               settings, refs, generator, region, step, check_interrupt)
         report(cls.hidden.unique_id, result.regions.notes)
         return io.NodeOutput(to_output(result.images), to_output(result.mask), result.regions,
                              json.dumps(result.info))

@@ -228,7 +228,7 @@ def generator_inputs(mode: Mode, crops: torch.Tensor, masks: torch.Tensor,
 
 
 def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequence[torch.Tensor],
-                    keep_unaligned: bool
+                    keep_unaligned: bool, check_cancel: Callable[[], None]
                     ) -> tuple[torch.Tensor, torch.Tensor, list[dict | None], list[str]]:
     """Per image: the reference-filled image (where no reference aligned, the input when
     `keep_unaligned`, else the classical fill), the warped reference (the image itself where no
@@ -239,7 +239,8 @@ def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequenc
     # (docs/engines.md, tight references).
     for b in range(image.shape[0]):
         result, alignment, image_notes = reference_warp.reference_fill(
-            image[b], mask[b], list(references), keep_unaligned=keep_unaligned)
+            image[b], mask[b], list(references), keep_unaligned=keep_unaligned,
+            check_cancel=check_cancel)
         notes += [f"image {b}: {note}" for note in image_notes]
         facts.append(None if alignment is None else alignment.to_json())
         filled[b] = result
@@ -251,9 +252,11 @@ def _references_for(image: torch.Tensor, mask: torch.Tensor, references: Sequenc
 def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
            references: Sequence[torch.Tensor] = (), generator: Generator | None = None,
            regions: region_ops.Regions | None = None,
-           step: Callable[[], None] | None = None) -> RepairResult:
+           step: Callable[[], None] | None = None,
+           check_cancel: Callable[[], None] | None = None) -> RepairResult:
     """Detail Repair on a batch; see the module docstring. `step` is called once per
-    candidate (progress and interrupt)."""
+    candidate (progress and interrupt); `check_cancel` inside the reference alignment, whose
+    search can take seconds (it raises to stop)."""
     batch, height, width = image_size(image)
     if len(references) > MAX_REFERENCES:
         raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
@@ -262,7 +265,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     crops, crop_masks = region_ops.crop(image, regions)
     keep = settings.category in KEEP_WHEN_UNALIGNED
     filled, warped, alignments, notes = (
-        _references_for(image, user_mask, references, keep)
+        _references_for(image, user_mask, references, keep, check_cancel or (lambda: None))
         if references else (image, None, [None] * batch, []))
     aligned = any(a is not None for a in alignments)
     unaligned = [bool(references) and a is None for a in alignments]

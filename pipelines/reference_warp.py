@@ -24,6 +24,7 @@ Work is per single image: the caller loops over a batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -314,7 +315,8 @@ def _masked_ncc(image: np.ndarray, image_weight: np.ndarray, template: np.ndarra
 
 
 def _coarse_search(target: np.ndarray, box: tuple[int, int, int, int], reference: np.ndarray,
-                   max_scale: float) -> list[tuple[float, np.ndarray]]:
+                   max_scale: float, check_cancel: Callable[[], None]
+                   ) -> list[tuple[float, np.ndarray]]:
     """Rotation, scale and position of `reference` in `target` (both float32 grey, the target at
     the coarse level, `box` the mask's box there) by masked normalised cross-correlation over a
     grid of rotations and scales; the SEARCH_KEEP best (correlation, reference -> target
@@ -329,6 +331,7 @@ def _coarse_search(target: np.ndarray, box: tuple[int, int, int, int], reference
     scales = np.exp(np.arange(-math.log(max_scale), math.log(max_scale) + 1e-9,
                               math.log(SEARCH_SCALE_STEP)))
     for angle in SEARCH_ANGLES:
+        check_cancel()
         for scale in scales:
             place = _similarity(angle, scale)
             corners = _apply(place, ref_corners)
@@ -423,7 +426,8 @@ def _refine_levels(target: np.ndarray, support: np.ndarray, reference: np.ndarra
 
 
 def _align_by_intensity(target: np.ndarray, support: np.ndarray, reference: np.ndarray,
-                        max_scale: float) -> tuple[np.ndarray, float] | None:
+                        max_scale: float, check_cancel: Callable[[], None]
+                        ) -> tuple[np.ndarray, float] | None:
     """Reference -> target map by intensity alone, for references that show too little around
     the detail for features: a coarse rotation-scale-position search by masked normalised
     cross-correlation, ECC on the best positions at that level (the garbled detail included),
@@ -438,7 +442,9 @@ def _align_by_intensity(target: np.ndarray, support: np.ndarray, reference: np.n
     # The search's maps work on both images shrunk: undo both shrinks.
     to_full = np.diag([1 / start, 1 / start, 1.0])
     coarse = []
-    for _, homography in _coarse_search(small_target, small_box, small_reference, max_scale):
+    for _, homography in _coarse_search(small_target, small_box, small_reference, max_scale,
+                                        check_cancel):
+        check_cancel()
         polished = _ecc_level(target, support, reference,
                               to_full @ homography @ np.linalg.inv(to_full), start, True)
         if polished is not None:
@@ -454,6 +460,7 @@ def _align_by_intensity(target: np.ndarray, support: np.ndarray, reference: np.n
         if any(np.abs(footprint - other).max() < 2 / start for other in places):
             continue
         places.append(footprint)
+        check_cancel()
         refined = _refine_levels(target, support, reference, homography, start)
         if best is None or refined[1] > best[1]:
             best = refined
@@ -504,7 +511,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
                      context: float = 3.0, *, min_inliers: int = 16,
                      min_inlier_ratio: float = 0.2, max_scale: float = 4.0,
                      feature_side: int = 1024, refine: bool = True, seed: int = 0,
-                     intensity: bool = True) -> tuple[Alignment | None, list[str]]:
+                     intensity: bool = True, check_cancel: Callable[[], None] = lambda: None
+                     ) -> tuple[Alignment | None, list[str]]:
     """Align the references to the target around the mask; warp the best one into place.
 
     - `image`: the target `[H, W, 3]` in 0..1; `mask`: `[H, W]` at its size, > 0 = corrupt.
@@ -518,6 +526,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     - `seed`: the RANSAC sampler's seed; the same inputs and seed give the same result.
     - `intensity`: a reference with too few feature matches (a tight crop, plain surroundings)
       is located by intensity instead (see `Alignment`); False: features only.
+    - `check_cancel`: called between references and search steps (it raises to stop: the
+      intensity search can take seconds).
 
     Returns the alignment (None when no reference passes) and one note per reference saying
     what was found, plus which one was chosen or why none was.
@@ -575,6 +585,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
     for index, reference in enumerate(references):
+        check_cancel()
         gray = _gray8(reference[..., :3].detach().float().cpu().numpy())
         if matchable:
             found, note = _match_features(index, gray, descriptors, target_points, matcher,
@@ -588,7 +599,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         if found is None:
             # Too few matches: a tight or plain reference. Locate it by intensity instead.
             located = _align_by_intensity(target_gray, support, gray.astype(np.float32) / 255,
-                                            max_scale)
+                                            max_scale, check_cancel)
             if located is None or located[1] < MIN_CORRELATION:
                 notes.append((f"{note}; not" if note else f"reference {index}: not")
                              + " located by intensity either (correlation "

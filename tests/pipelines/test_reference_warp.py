@@ -4,6 +4,7 @@ another exposure, a corrupted detail, and the repair measured against the uncorr
 from __future__ import annotations
 
 import math
+import time
 
 import cv2
 import numpy as np
@@ -233,3 +234,18 @@ def test_keep_unaligned_keeps_the_input_when_nothing_aligns(scene):
                                                 [photo("coffee")], keep_unaligned=True)
     assert alignment is None and torch.equal(repaired, scene["corrupt"])
     assert notes[-1] == "masked area kept as it was"
+
+
+def test_the_intensity_search_stops_within_a_second_of_a_cancel():
+    """The intensity search takes seconds on a tight reference that features miss; a cancel
+    (ComfyUI's interrupt, raised by the callback) ends it between search steps."""
+    tight = make_case(5, 3)
+    cancel_at = time.monotonic() + 0.5  # the user presses Cancel half a second in
+
+    def check_cancel():
+        if time.monotonic() > cancel_at:
+            raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        align_references(tight.garbled, tight.mask, [tight.reference], check_cancel=check_cancel)
+    assert time.monotonic() - cancel_at < 1.0
