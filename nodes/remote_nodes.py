@@ -11,6 +11,8 @@ from ..pipelines.regions import BLEND_HELP, Blend
 from ..pipelines.vendors import remote
 from ._comfy import check_interrupt, finite_inputs, progress_and_cancel, report, to_output
 
+AUTO = "auto"  # blend_method: the endpoint's own (remote.Endpoint.blend)
+
 
 class RemoteVendorInpaint(io.ComfyNode):
     @classmethod
@@ -66,10 +68,14 @@ class RemoteVendorInpaint(io.ComfyNode):
                                tooltip="Reference shots: PiktID references (up to 10) or "
                                "reference_image, PICPIK Image2Image (the first)."),
                 # Last, so workflows saved before it keep their widget order.
-                io.Combo.Input("blend_method", options=[b.value for b in Blend if b.confined],
-                               default=Blend.SEAMLESS.value, optional=True,
-                               tooltip="How blend confines the vendor's result to the mask: "
-                               + BLEND_HELP + "."),
+                io.Combo.Input("blend_method",
+                               options=[AUTO, *(b.value for b in Blend if b.confined)],
+                               default=AUTO, optional=True,
+                               tooltip="How blend confines the vendor's result to the mask. "
+                               "auto: seamless for the edits, inward for the garment recolour "
+                               "(a seamless blend would pull a recolour back to the old colour "
+                               "where the mask is tighter than the garment). " + BLEND_HELP
+                               + "."),
             ],
             outputs=[io.Image.Output("images", display_name="images"),
                      io.Mask.Output("fitted_mask", display_name="mask"),
@@ -83,11 +89,13 @@ class RemoteVendorInpaint(io.ComfyNode):
                       base_url: str, prompt: str, negative_prompt: str, candidates: int,
                       seed: int, options: str, blend: bool, feather: int, timeout_s: int,
                       references: torch.Tensor | None = None,
-                      blend_method: str = Blend.SEAMLESS.value) -> io.NodeOutput:
+                      blend_method: str = AUTO) -> io.NodeOutput:
         settings = remote.RemoteSettings(
             endpoint, base_url=base_url, prompt=prompt, negative_prompt=negative_prompt,
             candidates=candidates, seed=seed, options=remote.parse_options(options),
-            blend=blend, feather=feather, blend_method=blend_method, timeout=float(timeout_s))
+            blend=blend, feather=feather,
+            blend_method=None if blend_method == AUTO else blend_method,
+            timeout=float(timeout_s))
         node_id = cls.hidden.unique_id
         step = progress_and_cancel(remote.unit_count(endpoint, image.shape[0], candidates))
         result = await remote.run_remote(

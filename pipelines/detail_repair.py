@@ -40,7 +40,8 @@ MAX_CANDIDATES = 4
 CONTEXT_FACTOR_RANGE = (1.5, 10.0)
 # Classical-fill candidates differ by method, all deterministic (PatchMatch is seeded). `texture`
 # first: PatchMatch's texture inside, Telea's continuation at the edge (docs/engines.md, measured).
-FILL_VARIANTS = [("texture", 3), ("telea", 3), ("patchmatch", 3), ("ns", 3)]
+# Telea itself is no candidate: on masks thinner than texture's edge band it is `texture`.
+FILL_VARIANTS = [("texture", 3), ("patchmatch", 3), ("ns", 3), ("patchmatch", 7)]
 HIGHLIGHT = (1.0, 0.0, 1.0)  # magenta: rare in photos, so the marked region stands out
 
 

@@ -438,10 +438,10 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")
     blend = confined_blend(blend)
-    weight = mask.to(image.dtype)
+    batch = image.shape[0]
+    weight = mask.to(image.dtype).expand(batch, *mask.shape[1:])
     if blend is Blend.INWARD:
         weight = mask_ops.inward_feather(weight, feather)
     new = new.to(image.dtype)[..., :image.shape[-1]]
-    batch = image.shape[0]
     return torch.stack([_paste(image[index % batch], new[index], weight[index % batch], blend)
                         for index in range(new.shape[0])])

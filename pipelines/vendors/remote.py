@@ -41,6 +41,13 @@ class Endpoint(Choice):
     def vendor(self) -> str:
         return self.value.split("/")[0].removesuffix("-compatible")
 
+    @property
+    def blend(self) -> Blend:
+        """The endpoint's own blend: a recolour keeps the old content's shading on purpose and
+        changes colour up to the garment's edge, which a seamless blend would pull back to the
+        old colour wherever the mask is tighter than the garment; the edits replace content."""
+        return Blend.INWARD if self is Endpoint.PIKTID_GARMENT_RECOLOR else Blend.SEAMLESS
+
 
 # What the `options` JSON may set per endpoint; everything else comes from the node's inputs.
 OPTIONS: dict[Endpoint, tuple[str, ...]] = {
@@ -72,7 +79,7 @@ class RemoteSettings:
     options: dict[str, Any] = field(default_factory=dict)
     blend: bool = True
     feather: int = 4  # the inward blend method's ramp
-    blend_method: Blend | str = Blend.SEAMLESS
+    blend_method: Blend | str | None = None  # None: the endpoint's own (Endpoint.blend)
     timeout: float = 900.0  # the whole run
     concurrency: int = 4
     retry: RetryPolicy = RetryPolicy()
@@ -83,7 +90,8 @@ class RemoteSettings:
 
     def __post_init__(self) -> None:
         self.endpoint = Endpoint(self.endpoint)
-        self.blend_method = confined_blend(self.blend_method, "blend_method")
+        self.blend_method = (self.endpoint.blend if self.blend_method is None
+                             else confined_blend(self.blend_method, "blend_method"))
         allowed = OPTIONS[self.endpoint]
         unknown = sorted(set(self.options) - set(allowed))
         if unknown:

@@ -363,3 +363,16 @@ def test_interrupt_while_a_server_never_answers(endpoint):
     with silent_server() as url:
         latency = interrupt_latency(endpoint, url)
     assert latency < 1.0, f"interrupt took {latency:.2f} s"
+
+
+def test_each_endpoint_has_its_own_blend_unless_one_is_chosen():
+    """A recolour keeps its colour up to the garment's edge (inward); the edits replace content
+    (seamless); a chosen method wins, and an unconfined one is refused naming the input."""
+    from region_repair.pipelines.regions import Blend
+    from region_repair.pipelines.vendors.remote import RemoteSettings
+    assert RemoteSettings("piktid/garment-recolor").blend_method is Blend.INWARD
+    assert RemoteSettings("photio/regen").blend_method is Blend.SEAMLESS
+    assert RemoteSettings("piktid/detail-repair").blend_method is Blend.SEAMLESS
+    assert RemoteSettings("piktid/garment-recolor", blend_method="hard").blend_method is Blend.HARD
+    with pytest.raises(ValueError, match="blend_method: 'outward' is not confined"):
+        RemoteSettings("photio/regen", blend_method="outward")

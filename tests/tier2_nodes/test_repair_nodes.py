@@ -70,7 +70,7 @@ def test_clip_composes_the_prompt(node, tiny):
 def test_no_model_means_classical_fill(node, tiny):
     images, _, _, info = run(node, tiny, model=None, vae=None)
     assert {r["engine"] for r in json.loads(info)} == {"classical_fill"}
-    assert not torch.equal(images[0], images[1])  # telea vs navier-stokes
+    assert not torch.equal(images[0], images[1])  # texture vs PatchMatch alone
 
 
 @pytest.mark.parametrize("category, engine", [("logo", "kept"), ("general", "classical_fill")])
