@@ -266,7 +266,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     crops, crop_masks = region_ops.crop(image, regions)
     keep = settings.category in KEEP_WHEN_UNALIGNED
     filled, warped, alignments, notes = (
-        _references_for(image, user_mask, references, keep, check_cancel or (lambda: None))
+        _references_for(image, user_mask, references, keep, check_cancel or mask_ops.never_cancelled)
         if references else (image, None, [None] * batch, []))
     aligned = any(a is not None for a in alignments)
     unaligned = [bool(references) and a is None for a in alignments]

@@ -229,22 +229,22 @@ def _hull_mask(points: np.ndarray, height: int, width: int, grow: int = 0) -> np
     return canvas.astype(bool)
 
 
-def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+def _intersection(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """The area two boxes (x0, y0, x1, y1) share."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return w * h if w > 0 and h > 0 else 0
+
+
+def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    inter = _intersection(a, b)
+    return inter / (_box_area(a) + _box_area(b) - inter) if inter else 0.0
 
 
 def _inside_share(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     """How much of box `a` lies inside box `b` (intersection over a's area)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    return w * h / max((a[2] - a[0]) * (a[3] - a[1]), 1)
+    inter = _intersection(a, b)
+    return inter / max(_box_area(a), 1) if inter else 0.0
 
 
 def tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:

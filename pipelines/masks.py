@@ -105,12 +105,12 @@ def _max3(x: torch.Tensor, dim: int) -> torch.Tensor:
                          padded.narrow(dim, 2, size))
 
 
-def _never_cancelled() -> None:
-    pass
+def never_cancelled() -> None:
+    """The `check_cancel` of a caller that cannot be cancelled."""
 
 
 def _dilate_torch(mask: torch.Tensor, pixels: int,
-                  check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+                  check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """`dilate` by pixels > 0 in torch ops, on any device."""
     out = mask
     for step in range(pixels):
@@ -133,7 +133,7 @@ def _dilate_plane(plane: np.ndarray, pixels: int, check_cancel: Callable[[], Non
 
 
 def dilate(mask: torch.Tensor, pixels: int,
-           check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+           check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """Grow (pixels > 0) or shrink (pixels < 0) by |pixels|, keeping the mask's shape.
 
     Alternating 3x3 square and cross steps make an octagonal structuring element, close to a
@@ -157,7 +157,7 @@ def dilate(mask: torch.Tensor, pixels: int,
 
 
 def gaussian_blur(mask: torch.Tensor, radius: int,
-                  check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+                  check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """Gaussian blur whose kernel spans +-radius pixels (sigma = radius / 2), separable.
     `check_cancel` is called before each image (OpenCV, on the CPU) or each band of rows, then
     columns (torch ops)."""
@@ -188,7 +188,7 @@ def gaussian_blur(mask: torch.Tensor, radius: int,
 
 
 def _gaussian_blur_torch(mask: torch.Tensor, radius: int,
-                         check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+                         check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """`gaussian_blur` by radius > 0 in torch ops, on any device."""
     sigma = radius / 2
     offsets = torch.arange(-radius, radius + 1, device=mask.device, dtype=mask.dtype)
@@ -248,7 +248,7 @@ def support_box(mask, margin: int = 0, above: float = 0.0
 
 
 def grown_and_blurred_box(mask: torch.Tensor, dilation: int, blur: int,
-                          check_cancel: Callable[[], None] = _never_cancelled
+                          check_cancel: Callable[[], None] = never_cancelled
                           ) -> tuple[torch.Tensor, tuple[int, int, int, int]] | None:
     """dilate then gaussian_blur, computed only inside the masked part's bounding box plus the
     reach of both, where the full-image result is zero beyond: (the result on that box, the box
@@ -263,7 +263,7 @@ def grown_and_blurred_box(mask: torch.Tensor, dilation: int, blur: int,
 
 
 def grow_and_blur(mask: torch.Tensor, dilation: int, blur: int,
-                  check_cancel: Callable[[], None] = _never_cancelled) -> torch.Tensor:
+                  check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """dilate then gaussian_blur, at the mask's size (see grown_and_blurred_box)."""
     out = zeros(mask.shape, mask.dtype, mask.device)
     found = grown_and_blurred_box(mask, dilation, blur, check_cancel)

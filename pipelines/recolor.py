@@ -767,7 +767,7 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     With `refine`, each image's recoloured garment is refined by the generator
     (`refine_garment`, seed + image index) before the post_process correction, which then pulls
     the refined garment onto the anchor's result."""
-    step = check_cancel or (lambda: None)
+    step = check_cancel or mask_ops.never_cancelled
     notes: list[str] = []
     garments = [garment_pixels(image, mask) for image, mask in zip(images, masks)]
     for index, garment in enumerate(garments):

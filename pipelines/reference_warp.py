@@ -33,7 +33,7 @@ import torch
 
 from .classical_fill import FillMethod, classical_fill
 from .harmonize import match_low_frequency
-from .masks import support_box
+from .masks import never_cancelled, support_box
 from .regions import blend_masked
 
 MAX_REFERENCES = 10
@@ -511,7 +511,7 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
                      context: float = 3.0, *, min_inliers: int = 16,
                      min_inlier_ratio: float = 0.2, max_scale: float = 4.0,
                      feature_side: int = 1024, refine: bool = True, seed: int = 0,
-                     intensity: bool = True, check_cancel: Callable[[], None] = lambda: None
+                     intensity: bool = True, check_cancel: Callable[[], None] = never_cancelled
                      ) -> tuple[Alignment | None, list[str]]:
     """Align the references to the target around the mask; warp the best one into place.
 

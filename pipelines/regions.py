@@ -243,7 +243,7 @@ def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSetting
 
 
 def plan_regions(user_mask: torch.Tensor, settings: WindowSettings,
-                 check_cancel: Callable[[], None] = lambda: None) -> Regions:
+                 check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> Regions:
     """Process the mask (dilate, blur), split it into objects and lay out one window per crop.
 
     `user_mask` is the cleaned `[B, H, W]` mask at the image's size. Raises ValueError when no
@@ -406,7 +406,7 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
 
 
 def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings,
-                    check_cancel: Callable[[], None] = lambda: None
+                    check_cancel: Callable[[], None] = mask_ops.never_cancelled
                     ) -> tuple[Regions, torch.Tensor, torch.Tensor]:
     """DilateBlurPad: fit the mask to the image (resizing it when its size differs, as the
     vendors do; `regions.notes` says so), plan the windows, crop. Returns the regions, the crops
@@ -431,9 +431,8 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
     """Confine a full-frame result to the mask: `new` ([k*B, H, W, C], k results per image,
     candidate-major) over `image` ([B, H, W, C]) through `mask` ([B, H, W], already at the
     image's size) by a confined `blend` (`feather` is the inward blend's ramp; 0 pastes hard).
-    Pixels outside
-    the mask are copied, so they are bit-identical; a vendor's shifted or rescaled frame cannot
-    leak past the mask."""
+    Pixels outside the mask are copied, so they are bit-identical; a vendor's shifted or rescaled
+    frame cannot leak past the mask."""
     if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")

@@ -435,7 +435,7 @@ async def _cancellable(work: Awaitable, check_cancel: Callable[[], None]) -> Any
 async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSettings,
                      references: torch.Tensor | None = None, *,
                      env: Mapping[str, str] = os.environ,
-                     check_cancel: Callable[[], None] = lambda: None,
+                     check_cancel: Callable[[], None] = mask_ops.never_cancelled,
                      on_progress: Callable[[], None] = lambda: None,
                      on_status: Callable[[str], None] = lambda text: None) -> RemoteResult:
     """Send each image of `image` ([B, H, W, C]) and its mask to the vendor; return k results per
