@@ -5,6 +5,10 @@ image, in output order (candidate-major). docs/quality.md describes every field;
 from __future__ import annotations
 
 SCHEMA = "region_repair.info/1"
+# Vendor endpoints (a record's `endpoint`) whose result keeps the old content's structure on
+# purpose, changing its colour: a recolour. Quality Check does not call that residue, and Remote
+# Vendor Inpaint does not blend it seamlessly (which would pull the colour back at the edge).
+KEEPS_CONTENT_ENDPOINTS = ("piktid/garment-recolor",)
 
 
 def record(node: str, image_index: int, candidate_index: int, *, seed: int | None, engine: str,

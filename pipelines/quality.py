@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from . import masks as mask_ops
 from .colour import ciede2000, srgb_to_lab
+from .info import KEEPS_CONTENT_ENDPOINTS
 from .tensors import resize
 
 SCHEMA = "region_repair.quality/1"
@@ -69,7 +70,6 @@ MIN_RESIDUE_CONTRAST = 1.5
 # there is residue; recolour keeps the structure by design, as does a kept detail whose
 # references did not align (`reference_unaligned`).
 REPLACING_NODES = ("GuidedBlendInpaint", "RemoteVendorInpaint")
-KEEPING_ENDPOINTS = ("piktid/garment-recolor",)
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -488,7 +488,7 @@ def replaces_content(entry: dict | None) -> bool | None:
     if entry is None:
         return None
     return bool(entry.get("node") in REPLACING_NODES
-                and entry.get("endpoint") not in KEEPING_ENDPOINTS
+                and entry.get("endpoint") not in KEEPS_CONTENT_ENDPOINTS
                 and not entry.get("reference_unaligned"))
 
 

@@ -22,7 +22,7 @@ import torch
 
 from .. import masks as mask_ops
 from ..choices import Choice
-from ..info import record as info_record
+from ..info import KEEPS_CONTENT_ENDPOINTS, record as info_record
 from ..regions import Blend, blend_masked, confined_blend
 from . import images, keys, octoai, photio, picpik, piktid
 from .http import HttpClient, RetryPolicy, Timeouts, VendorError, new_session
@@ -46,7 +46,7 @@ class Endpoint(Choice):
         """The endpoint's own blend: a recolour keeps the old content's shading on purpose and
         changes colour up to the garment's edge, which a seamless blend would pull back to the
         old colour wherever the mask is tighter than the garment; the edits replace content."""
-        return Blend.INWARD if self is Endpoint.PIKTID_GARMENT_RECOLOR else Blend.SEAMLESS
+        return Blend.INWARD if self.value in KEEPS_CONTENT_ENDPOINTS else Blend.SEAMLESS
 
 
 # What the `options` JSON may set per endpoint; everything else comes from the node's inputs.
