@@ -254,7 +254,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
            references: Sequence[torch.Tensor] = (), generator: Generator | None = None,
            regions: region_ops.Regions | None = None,
            step: Callable[[], None] | None = None,
-           check_cancel: Callable[[], None] | None = None) -> RepairResult:
+           check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> RepairResult:
     """Detail Repair on a batch; see the module docstring. `step` is called once per
     candidate (progress and interrupt); `check_cancel` inside the reference alignment, whose
     search can take seconds (it raises to stop)."""
@@ -266,7 +266,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     crops, crop_masks = region_ops.crop(image, regions)
     keep = settings.category in KEEP_WHEN_UNALIGNED
     filled, warped, alignments, notes = (
-        _references_for(image, user_mask, references, keep, check_cancel or mask_ops.never_cancelled)
+        _references_for(image, user_mask, references, keep, check_cancel)
         if references else (image, None, [None] * batch, []))
     aligned = any(a is not None for a in alignments)
     unaligned = [bool(references) and a is None for a in alignments]

@@ -150,7 +150,8 @@ def dilate(mask: torch.Tensor, pixels: int,
             and mask.numel():
         # One OpenCV call per step and image instead of a dozen small torch ops per step, so
         # torch's thread scheduling cannot dominate. OpenCV ignores the border, as the zero
-        # padding of _dilate_torch does for masks in 0..1; the max is exact, so both give the same values.
+        # padding of _dilate_torch does for masks in 0..1; the max is exact, so both give the
+        # same values.
         return torch.from_numpy(np.stack([_dilate_plane(plane, pixels, check_cancel)
                                           for plane in mask.detach().numpy()]))
     return _dilate_torch(mask, pixels, check_cancel)
