@@ -84,6 +84,10 @@ def _membrane(boundary: np.ndarray, inside: np.ndarray, fixed: np.ndarray | None
 
 def _correction(difference: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """The membrane for `difference` (old - new) given on the pixels around `inside`."""
+    if not difference[~inside].any():
+        # New content that agrees with the old outside the mask (the embedded engines, which
+        # work on the image itself) needs no correction: the solve would give exactly zero.
+        return np.zeros_like(difference)
     if int(inside.sum()) <= MAX_DIRECT_UNKNOWNS:
         return _membrane(difference, inside)
     # Coarse start: the half-resolution membrane (its boundary from the full one, pooled), then

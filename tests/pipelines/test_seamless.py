@@ -128,3 +128,13 @@ def test_output_stays_on_the_input_device_and_dtype(device):
     out = seamless_blend(old, torch.rand_like(old), mask)
     assert out.dtype == torch.float64 and out.device.type == device
     assert np.isfinite(out.numpy()).all()
+
+
+def test_content_that_agrees_outside_the_mask_is_pasted_as_it_is():
+    """The embedded engines' fills equal the input outside the mask: no membrane to add."""
+    generator = torch.Generator().manual_seed(4)
+    old = torch.rand(30, 40, 3, generator=generator)
+    mask = torch.zeros(30, 40)
+    mask[10:20, 12:30] = 1
+    new = torch.where(mask[..., None] > 0, torch.rand(30, 40, 3, generator=generator), old)
+    assert torch.equal(seamless_blend(old, new, mask), new)
