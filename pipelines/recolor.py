@@ -708,7 +708,10 @@ MEAN_SAMPLE = 16384   # strided core pixels for mean a*, b* (and the report's me
 
 
 def strided(count: int, limit: int, device: torch.device) -> torch.Tensor:
-    return torch.linspace(0, count - 1, min(count, limit), device=device).long()
+    # In integers: float32's linspace rounds count - 1 up to count past 2**24 pixels (a large
+    # 8192² garment), an index out of range.
+    steps = min(count, limit)
+    return torch.arange(steps, device=device) * (count - 1) // max(steps - 1, 1)
 
 
 def garment_pixels(image: torch.Tensor, mask: torch.Tensor) -> Garment:

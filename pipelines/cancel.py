@@ -1,0 +1,41 @@
+"""ComfyUI's interrupt inside one native call that cannot check for it itself.
+
+A PatchMatch fill or an OpenCV cascade over a large photo is a single call of seconds (PatchMatch
+took 20 s for an 800² hole). Neither can be stopped, but both release the GIL, so the call runs
+on a worker thread while the caller waits in short slices and checks for a cancel between them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, TypeVar
+
+Result = TypeVar("Result")
+
+# How long one wait lasts before the next check: an interrupt ends the wait within this.
+WAIT_SLICE_S = 0.05
+
+
+def run_cancellable(call: Callable[[], Result], check_cancel: Callable[[], None]) -> Result:
+    """`call()` on a worker thread, calling `check_cancel` every WAIT_SLICE_S until it returns.
+
+    When `check_cancel` raises (ComfyUI's interrupt), its exception ends the wait at once. The
+    abandoned call cannot be stopped: it runs to its end on its daemon thread, using the CPU for
+    that time, and its result is dropped. `call` must release the GIL (ctypes and OpenCV calls
+    do), or the waiting thread cannot check meanwhile."""
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as error:  # handed to the waiting thread, which raises it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="region-repair-native-call", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        check_cancel()
+        worker.join(WAIT_SLICE_S)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
