@@ -14,6 +14,7 @@ Result = TypeVar("Result")
 
 # How long one wait lasts before the next check: an interrupt ends the wait within this.
 WAIT_SLICE_S = 0.05
+WORKER_NAME = "region-repair-native-call"
 
 
 def run_cancellable(call: Callable[[], Result], check_cancel: Callable[[], None]) -> Result:
@@ -31,7 +32,7 @@ def run_cancellable(call: Callable[[], Result], check_cancel: Callable[[], None]
         except BaseException as error:  # handed to the waiting thread, which raises it
             outcome["error"] = error
 
-    worker = threading.Thread(target=work, name="region-repair-native-call", daemon=True)
+    worker = threading.Thread(target=work, name=WORKER_NAME, daemon=True)
     worker.start()
     while worker.is_alive():
         check_cancel()
