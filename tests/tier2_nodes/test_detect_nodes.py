@@ -161,3 +161,13 @@ def test_the_pack_imports_without_mediapipe_and_haar_still_works(tmp_path):
     assert "MissingDependencyError mediapipe is not installed" in result.stdout
     assert "pip install --no-deps mediapipe==0.10.21" in result.stdout
     assert "pip install -r requirements-mediapipe.txt" in result.stdout
+
+
+def test_detect_stops_within_a_second_of_an_interrupt_inside_one_large_image(nodes,
+                                                                             interrupt_later):
+    """One 12 MP image's tiled search takes about 4 s; the node checks ComfyUI's interrupt per
+    tile, not only per image (the press comes after the detector has loaded)."""
+    image = torch.rand(1, 3000, 4000, 3, generator=torch.Generator().manual_seed(0))
+    latency = interrupt_later(1.5, lambda: run(nodes.Detect, image=image,
+                                               detector="face_full_mediapipe", **DEFAULTS))
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"
