@@ -356,24 +356,27 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
     return edit[0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] * own
 
 
-def _paste(old: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend
-           ) -> torch.Tensor:
+def _paste(old: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend,
+           check_cancel: Callable[[], None]) -> torch.Tensor:
     """`new` over `old` (`[h, w, C]`) by the weight `alpha` (`[h, w]`); weight 0 copies `old`."""
     if blend is Blend.SEAMLESS:
-        return seamless_blend(old, new, alpha)
+        return seamless_blend(old, new, alpha, check_cancel)
     alpha = alpha[..., None]
     return torch.where(alpha > 0, torch.lerp(old, new, alpha), old)
 
 
 def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
            blend: Blend | str = Blend.SEAMLESS, feather: int | None = None,
-           check_cancel=None) -> torch.Tensor:
+           step: Callable[[], None] | None = None,
+           check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Put processed crops back into `image`.
 
     `crops` holds one crop per window, or k crops per window (k candidates, candidate-major:
     all windows of candidate 0, then candidate 1, ...); the result has k images per input image.
     A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical. `feather`
-    (default: the region's blur) is the inward and window blends' ramp.
+    (default: the region's blur) is the inward and window blends' ramp. `step` is called once
+    per crop (progress and interrupt), `check_cancel` (it raises to stop) inside one crop's
+    seamless solve, which takes seconds for a large mask.
     """
     if tuple(image.shape[:3]) != tuple(regions.user_mask.shape):
         batch, height, width = regions.user_mask.shape
@@ -394,14 +397,14 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     with one_cpu_thread():  # window-sized ops
         weights = [blend_weights(regions, w, blend, radius) for w in regions.windows]
         for index in range(crops.shape[0]):
-            if check_cancel is not None:
-                check_cancel()
+            if step is not None:
+                step()
             w, alpha = regions.windows[index % count], weights[index % count]
             target = (index // count) * batch + w.batch_index
             new = resize(crops[index:index + 1].to(image.dtype), w.height,
                          w.width)[0][..., :image.shape[-1]]
             out[target, w.y0:w.y1, w.x0:w.x1] = _paste(out[target, w.y0:w.y1, w.x0:w.x1],
-                                                       new, alpha, blend)
+                                                       new, alpha, blend, check_cancel)
     return out
 
 
@@ -427,12 +430,14 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
 
 
 def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, feather: int,
-                 blend: Blend | str = Blend.INWARD) -> torch.Tensor:
+                 blend: Blend | str = Blend.INWARD,
+                 check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Confine a full-frame result to the mask: `new` ([k*B, H, W, C], k results per image,
     candidate-major) over `image` ([B, H, W, C]) through `mask` ([B, H, W], already at the
     image's size) by a confined `blend` (`feather` is the inward blend's ramp; 0 pastes hard).
     Pixels outside the mask are copied, so they are bit-identical; a vendor's shifted or rescaled
-    frame cannot leak past the mask."""
+    frame cannot leak past the mask. `check_cancel` (it raises to stop) runs during a seamless
+    blend's solve."""
     if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")
@@ -442,5 +447,5 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
     if blend is Blend.INWARD:
         weight = mask_ops.inward_feather(weight, feather)
     new = new.to(image.dtype)[..., :image.shape[-1]]
-    return torch.stack([_paste(image[index % batch], new[index], weight[index % batch], blend)
-                        for index in range(new.shape[0])])
+    return torch.stack([_paste(image[index % batch], new[index], weight[index % batch], blend,
+                               check_cancel) for index in range(new.shape[0])])

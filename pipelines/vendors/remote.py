@@ -536,7 +536,7 @@ def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
             info.append(entry)
             notes += [f"image {b} candidate {i}: {note}" for note in own]
     new = torch.stack(results)
-    out = (blend_masked(rgb, new, mask, settings.feather, settings.blend_method)
+    out = (blend_masked(rgb, new, mask, settings.feather, settings.blend_method, check_cancel)
            if settings.blend else new)
     if image.shape[-1] == 4:  # the input's alpha comes back unchanged
         out = torch.cat([out, image[..., 3:].repeat(k, 1, 1, 1)], dim=-1)
