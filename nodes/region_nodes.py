@@ -218,7 +218,8 @@ class OutpaintPad(io.ComfyNode):
                 bottom: float, units: str, fill: str) -> io.NodeOutput:
         amounts = outpaint.pad_amounts(image.shape[1], image.shape[2],
                                        (left, top, right, bottom), units)
-        padded, new_area = outpaint.outpaint_pad(image.to(compute_device()), *amounts, fill)
+        padded, new_area = outpaint.outpaint_pad(image.to(compute_device()), *amounts, fill,
+                                                 check_interrupt)
         return io.NodeOutput(to_output(padded), to_output(new_area))
 
 

@@ -17,13 +17,29 @@ WAIT_SLICE_S = 0.05
 WORKER_NAME = "region-repair-native-call"
 
 
+class Abandoned(Exception):
+    """Raised by `stop_if_abandoned` in work whose caller stopped waiting for it."""
+
+
+def stop_if_abandoned() -> None:
+    """For work run by run_cancellable that has steps of its own: raises Abandoned once the
+    caller has stopped waiting, so that the work ends at its next step instead of running on.
+    (ComfyUI's interrupt flag is cleared by the first check that sees it, so only the waiting
+    thread checks the flag.) Does nothing on other threads."""
+    abandoned = getattr(threading.current_thread(), "abandoned", None)
+    if abandoned is not None and abandoned.is_set():
+        raise Abandoned
+
+
 def run_cancellable(call: Callable[[], Result], check_cancel: Callable[[], None]) -> Result:
     """`call()` on a worker thread, calling `check_cancel` every WAIT_SLICE_S until it returns.
 
-    When `check_cancel` raises (ComfyUI's interrupt), its exception ends the wait at once. The
-    abandoned call cannot be stopped: it runs to its end on its daemon thread, using the CPU for
-    that time, and its result is dropped. `call` must release the GIL (ctypes and OpenCV calls
-    do), or the waiting thread cannot check meanwhile."""
+    When `check_cancel` raises (ComfyUI's interrupt), its exception ends the wait at once. An
+    abandoned native call cannot be stopped: it runs to its end on its daemon thread, using the
+    CPU for that time, and its result is dropped (work with steps of its own ends at the next
+    one through `stop_if_abandoned`). `call` must release the GIL (ctypes, OpenCV, SciPy's
+    SuperLU, most NumPy and torch operations do), or the waiting thread cannot check
+    meanwhile."""
     outcome: dict[str, object] = {}
 
     def work() -> None:
@@ -33,9 +49,14 @@ def run_cancellable(call: Callable[[], Result], check_cancel: Callable[[], None]
             outcome["error"] = error
 
     worker = threading.Thread(target=work, name=WORKER_NAME, daemon=True)
+    worker.abandoned = threading.Event()
     worker.start()
     while worker.is_alive():
-        check_cancel()
+        try:
+            check_cancel()
+        except BaseException:
+            worker.abandoned.set()
+            raise
         worker.join(WAIT_SLICE_S)
     if "error" in outcome:
         raise outcome["error"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cancelling import CancelLater, finish_abandoned_native_calls
-from region_repair.pipelines.cancel import WAIT_SLICE_S, run_cancellable
+from region_repair.pipelines.cancel import WAIT_SLICE_S, run_cancellable, stop_if_abandoned
 
 
 def test_the_result_comes_back_and_the_cancel_check_runs_while_waiting():
@@ -34,3 +34,19 @@ def test_a_cancel_ends_the_wait_and_the_abandoned_call_finishes_in_the_backgroun
     assert not done.is_set()  # still running, its result to be dropped
     assert finish_abandoned_native_calls() >= 1
     assert done.is_set()
+
+
+def test_abandoned_work_with_steps_stops_at_its_next_step():
+    steps = []
+
+    def work():
+        for _ in range(200):
+            stop_if_abandoned()
+            steps.append(1)
+            time.sleep(0.01)
+
+    with pytest.raises(InterruptedError):
+        run_cancellable(work, CancelLater(0.2))
+    assert finish_abandoned_native_calls() == 1
+    assert len(steps) < 150  # it did not run its 2 s to the end
+    stop_if_abandoned()  # outside a worker: nothing to stop
