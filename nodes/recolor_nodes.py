@@ -134,7 +134,8 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 _first(sampler_name), _first(scheduler), step)
 
         def find_masks(found_for: list[torch.Tensor]):
-            return garment_mask.garment_masks(found_for, region, check_cancel=step)
+            return garment_mask.garment_masks(found_for, region, step=step,
+                                              check_cancel=check_interrupt)
 
         result = recolor.recolor_garments(
             frames, given or None, _first(reference_image), _first(reference_text),
