@@ -287,34 +287,37 @@ def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
                                     2, cv2.KMEANS_PP_CENTERS)
     labels = labels.ravel()
     shares = np.bincount(labels, minlength=k) / len(labels)
-    order = np.argsort(-shares)
-    # Clusters nearer than SAME_GARMENT to a larger one are its shading, not another garment.
-    candidates: list[int] = []
-    for index in order:
-        if shares[index] >= CANDIDATE_SHARE and all(
-                _distance(centres[index], centres[kept]) > SAME_GARMENT for kept in candidates):
-            candidates.append(int(index))
+    # Clusters within SAME_GARMENT of a larger one are its shading: one garment.
+    garments: list[list[int]] = []
+    for index in np.argsort(-shares):
+        for garment in garments:
+            if _distance(centres[index], centres[garment[0]]) <= SAME_GARMENT:
+                garment.append(int(index))
+                break
+        else:
+            garments.append([int(index)])
+    share = [float(shares[garment].sum()) for garment in garments]
+    candidates = [n for n, garment in enumerate(garments) if share[n] >= CANDIDATE_SHARE]
+    main = int(np.argmax(share))
     notes: list[str] = []
-    main = int(order[0])
     if len(candidates) > 1:
-        spread = {index: float(np.mean(offsets[labels == index])) for index in candidates}
+        spread = {n: float(np.mean(offsets[np.isin(labels, garments[n])])) for n in candidates}
         if outer is None:
             how = "the largest; a label such as 'coat' or 'dress' picks one"
         else:
             main = (max if outer else min)(candidates, key=spread.get)
             how = "the outer one (at the sides)" if outer else "the inner one (at the centre)"
-        shown = ", ".join(f"{_lab_text(centres[index])} over {100 * shares[index]:.0f} %"
-                          for index in candidates)
+        shown = ", ".join(f"{_lab_text(centres[garments[n][0]])} over {100 * share[n]:.0f} %"
+                          for n in candidates)
         notes.append(f"{UNCERTAIN}: two candidate garments in the torso ({shown}); took "
-                     f"{_lab_text(centres[main])}, {how}")
-    others = [index for index in candidates if index != main]
-    own = [index for index in range(k) if index == main or (
-        index not in others and _distance(centres[index], centres[main]) <= SAME_GARMENT)]
-    colours = centres[own]
-    radius = float(np.percentile(_nearest(samples[np.isin(labels, own)], colours), 80))
+                     f"{_lab_text(centres[garments[main][0]])}, {how}")
+    colours = centres[garments[main]]
+    radius = float(np.percentile(_nearest(samples[np.isin(labels, garments[main])], colours),
+                                 80))
     other = np.zeros(len(every), bool)
-    for index in others:  # nearer another candidate than the chosen garment
-        other |= _distance(every, centres[index]) < _nearest(every, colours)
+    for n in candidates:  # nearer another candidate than the chosen garment
+        if n != main:
+            other |= _nearest(every, centres[garments[n]]) < _nearest(every, colours)
     return colours, radius, other, notes
 
 
@@ -472,10 +475,10 @@ def _auto_region(lab: np.ndarray, torso: np.ndarray, lower_thighs: np.ndarray | 
     bottom, _ = _dominant(lab[lower_thighs])
     if not _alike(bottom, top[None]):
         return GarmentRegion.UPPER, []
-    return GarmentRegion.UPPER, [f"{UNCERTAIN}: two candidate garments, the torso and the "
-                                 "thighs are dressed alike (a top over trousers of its colour, or "
-                                 "one garment); took the upper body; label 'dress' or 'suit' for "
-                                 "the whole"]
+    note = (f"{UNCERTAIN}: two candidate garments, the torso and the thighs are dressed alike "
+            "(a top over trousers of its colour, or one garment); took the upper body; label "
+            "'dress' or 'suit' for the whole")
+    return GarmentRegion.UPPER, [note]
 
 
 def _to_work(image: torch.Tensor) -> np.ndarray:
