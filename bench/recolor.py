@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/recolor.py [--device cpu] [--images 10] [--size 2048] [--repeats 3]
     .venv/bin/python bench/recolor.py --shading-only [--sheet docs/images/recolor_shading.jpg]
+    .venv/bin/python bench/recolor.py --masks-only
+
+`--masks-only`: the automatic garment mask against twelve garments marked by eye (garments.json
+and garments_heldout.json), IoU with the garment's label and with an empty label, and whether a
+note flags the mask as uncertain.
 
 First the shading: six real garments (assets/photos/people/garments.json: polygons marked by eye
 on public photos, dark, mid and light), each as a set of three shots (tests/support/shots.py),
