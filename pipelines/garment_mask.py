@@ -415,7 +415,7 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     other_garment = np.zeros(shape, bool)
     other_garment[ys[other], xs[other]] = True
     garment_distance = _nearest(lab, colours)
-    near = garment_distance < max(2.5 * radius, 12.0)
+    near = garment_distance < max(3.0 * radius, 16.0)
     carve = face | hands | other_garment
     if face.any():  # bare skin (arms, neck, legs): nearer the face's colour than the garment's
         inner = cv2.erode(face.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
