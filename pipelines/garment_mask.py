@@ -446,7 +446,22 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     # count as seeds too.
     min_area = max(0.1 * seeded.sum(), 0.01 * seeded.size)
     garment = _connected_to(garment, seeded | _large_parts(garment & ~seeded, near, min_area))
+    if region is GarmentRegion.UPPER and not thighs_seen and _runs_to_band_end(
+            garment, band, person_fg, np.sort(hips[:, 0])):
+        notes.append(f"{UNCERTAIN}: the top runs to the end of its band and the thighs are not "
+                     "in the picture, so its hem is not checked (trousers of its colour would "
+                     "be taken too)")
     return garment, region, notes
+
+
+def _runs_to_band_end(garment: np.ndarray, band: np.ndarray, person: np.ndarray,
+                      hips_x: np.ndarray) -> bool:
+    """Whether the garment covers most of the person on the band's last row (or the picture's)
+    between the hips: no hem was found inside the band."""
+    last = int(np.flatnonzero(band.any(axis=1)).max())
+    x0, x1 = (int(np.clip(x, 0, garment.shape[1] - 1)) for x in hips_x)
+    on_person = person[last, x0:x1 + 1]
+    return bool(on_person.any() and garment[last, x0:x1 + 1][on_person].mean() > 0.5)
 
 
 def _large_parts(mask: np.ndarray, near: np.ndarray, min_area: float) -> np.ndarray:

@@ -84,3 +84,16 @@ def test_a_band_is_placed_only_from_seen_landmarks_inside_the_picture():
     hidden = pose.copy()
     hidden[11, 2] = 0.1  # a shoulder the pose guesses
     assert not garment_mask._placed(hidden, GarmentRegion.UPPER_LONG, 100, 100)
+
+
+def test_a_top_that_runs_to_the_end_of_its_band_is_caught():
+    person = np.zeros((100, 60), bool)
+    person[10:, 15:45] = True
+    band = np.zeros_like(person)
+    band[10:80] = True
+    hips_x = np.array([20.0, 40.0])
+    cut_by_the_band = person & band
+    assert garment_mask._runs_to_band_end(cut_by_the_band, band, person, hips_x)
+    hem_inside = cut_by_the_band.copy()
+    hem_inside[65:] = False  # the hem found above the band's end
+    assert not garment_mask._runs_to_band_end(hem_inside, band, person, hips_x)
