@@ -13,6 +13,9 @@ carved from what ships inside mediapipe 0.10.21 and OpenCV:
   on the border, and the foreground is what differs from it, refined by GrabCut.
 - **SAM.** `refine(image_uint8, mask_bool) -> mask_bool` may refine each mask afterwards (the
   pack's SAM node owns checkpoints; this module only calls what it is given).
+- **Uncertain masks.** Notes starting with UNCERTAIN say what to check by eye: two candidate
+  garments (layers in the torso, or a torso and thighs dressed alike), a band the pose cannot
+  place, a hem placed from the pose or not checked.
 
 mediapipe is optional: it is imported on first use, and a clear error says how to install it.
 Detection runs at a working size (512 px long side), and the mask is scaled back up.
@@ -163,17 +166,24 @@ def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.sqrt((0.5 * diff[..., 0]) ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
 
 
+def _kmeans(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Up to 3 k-means clusters of at most ~20000 of `samples` (seeded: repeatable): the
+    samples used, their cluster labels, the centres and the subsampling step."""
+    step = max(1, len(samples) // 20000)
+    samples = samples[::step].astype(np.float32)
+    cv2.setRNGSeed(0)
+    _, labels, centres = cv2.kmeans(samples, min(3, len(samples)), None,
+                                    (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
+                                    2, cv2.KMEANS_PP_CENTERS)
+    return samples, labels.ravel(), centres, step
+
+
 def _dominant(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre of the largest of 3 k-means clusters and its 80th-percentile radius."""
-    samples = samples[:: max(1, len(samples) // 20000)].astype(np.float32)
-    k = min(3, len(samples))
-    cv2.setRNGSeed(0)
-    _, labels, centres = cv2.kmeans(samples, k, None, (cv2.TERM_CRITERIA_EPS
-                                                       + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
-                                    2, cv2.KMEANS_PP_CENTERS)
-    main = np.bincount(labels.ravel(), minlength=k).argmax()
+    samples, labels, centres, _ = _kmeans(samples)
+    main = np.bincount(labels, minlength=len(centres)).argmax()
     centre = centres[main]
-    radius = float(np.percentile(_distance(samples[labels.ravel() == main], centre), 80))
+    radius = float(np.percentile(_distance(samples[labels == main], centre), 80))
     return centre, radius
 
 
@@ -278,15 +288,10 @@ def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
     are candidate garments (an open coat over a dress, a jacket over a shirt): `outer` True
     takes the one furthest from the centre line, False the nearest, None the largest, with a
     note."""
-    step = max(1, len(samples) // 20000)
-    every, samples, offsets = samples, samples[::step].astype(np.float32), offsets[::step]
-    k = min(3, len(samples))
-    cv2.setRNGSeed(0)
-    _, labels, centres = cv2.kmeans(samples, k, None, (cv2.TERM_CRITERIA_EPS
-                                                       + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
-                                    2, cv2.KMEANS_PP_CENTERS)
-    labels = labels.ravel()
-    shares = np.bincount(labels, minlength=k) / len(labels)
+    every = samples
+    samples, labels, centres, step = _kmeans(samples)
+    offsets = offsets[::step]
+    shares = np.bincount(labels, minlength=len(centres)) / len(labels)
     # Clusters within SAME_GARMENT of a larger one are its shading: one garment.
     garments: list[list[int]] = []
     for index in np.argsort(-shares):
@@ -301,15 +306,17 @@ def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
     main = int(np.argmax(share))
     notes: list[str] = []
     if len(candidates) > 1:
-        spread = {n: float(np.mean(offsets[np.isin(labels, garments[n])])) for n in candidates}
+        off_centre = {n: float(np.mean(offsets[np.isin(labels, garments[n])]))
+                      for n in candidates}
         if outer is None:
             how = "the largest; a label such as 'coat' or 'dress' picks one"
         else:
-            main = (max if outer else min)(candidates, key=spread.get)
+            main = (max if outer else min)(candidates, key=off_centre.get)
             how = "the outer one (at the sides)" if outer else "the inner one (at the centre)"
         shown = ", ".join(f"{_lab_text(centres[garments[n][0]])} over {100 * share[n]:.0f} %"
                           for n in candidates)
-        notes.append(f"{UNCERTAIN}: two candidate garments in the torso ({shown}); took "
+        count = ("two", "three")[len(candidates) - 2]
+        notes.append(f"{UNCERTAIN}: {count} candidate garments in the torso ({shown}); took "
                      f"{_lab_text(centres[garments[main][0]])}, {how}")
     colours = centres[garments[main]]
     radius = float(np.percentile(_nearest(samples[np.isin(labels, garments[main])], colours),
