@@ -62,6 +62,7 @@ RESIDUE_SHARE = 0.2
 PATCHMATCH_RADII = (3, 7)    # the pack's patchmatch engine, per patch radius
 SIZE = 256                   # removal backgrounds, square
 LOW_PASS_SIGMA = 4.0         # px: colour and shape without the texture's phase
+FLOOR_SIGMAS = (1.0, 2.0)    # px: the truth blurred by these, as floors for the removal rows
 
 
 @dataclasses.dataclass
@@ -285,6 +286,17 @@ def pack_patchmatch(radius: int):
     return run
 
 
+def truth_blurred(sigma: float):
+    """Not a method but a floor: the clean photo itself, blurred by `sigma` px, inside the mask.
+    A fill that knew the truth's colours and shapes down to that scale (no fill does) would
+    score this; the targets of the removal rows sit near the sigma-1 floor."""
+    def run(case: Case) -> tuple[np.ndarray, None]:
+        result = case.image.copy()
+        result[case.mask] = cv2.GaussianBlur(case.truth, (0, 0), sigma)[case.mask]
+        return result, None
+    return run
+
+
 def methods(kind: str) -> dict:
     table = {f"repair {blend}": repair_with(blend) for blend in BLENDS}
     if kind == "removal":
@@ -292,6 +304,7 @@ def methods(kind: str) -> dict:
                   "cv2 ns": cv2_inpaint(cv2.INPAINT_NS),
                   "pypatchmatch": raw_patchmatch}
         table |= {f"fill patchmatch r{r}": pack_patchmatch(r) for r in PATCHMATCH_RADII}
+        table |= {f"floor: truth blurred σ{s:g}": truth_blurred(s) for s in FLOOR_SIGMAS}
     else:
         table |= {"input (left alone)": lambda case: (case.image, None),
                   "cv2 telea": cv2_inpaint(cv2.INPAINT_TELEA)}
@@ -392,6 +405,7 @@ def table(rows: list[dict]) -> str:
 def agreement(rows: list[dict]) -> list[str]:
     """Quality Check against the truth's residue label, and references aligned per context."""
     lines = []
+    rows = [r for r in rows if not r["method"].startswith("floor")]
     for label, members in (("with residue", [r for r in rows if r["residue"]]),
                            ("without residue", [r for r in rows if not r["residue"]])):
         flagged = sum(flags(r) for r in members)
@@ -432,7 +446,8 @@ def contact_sheet(cases: list[Case], outputs: dict, path: Path, tile: int = 128)
             crop = (np.clip(image[y0:y0 + side, x0:x0 + side], 0, 1) * 255).astype(np.uint8)
             return cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA)
 
-        names = [m for g, n, m in outputs if (g, n) == (case.group, case.name)]
+        names = [m for g, n, m in outputs
+                 if (g, n) == (case.group, case.name) and not m.startswith("floor")]
         tiles = [label(cut(case.image), "input"),
                  label(cut(np.repeat(case.mask[..., None].astype(np.float32), 3, -1)), "mask")]
         tiles += [label(cut(outputs[case.group, case.name, m]), m) for m in names]

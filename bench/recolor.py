@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/recolor.py [--device cpu] [--images 10] [--size 2048] [--repeats 3]
     .venv/bin/python bench/recolor.py --shading-only [--sheet docs/images/recolor_shading.jpg]
+    .venv/bin/python bench/recolor.py --masks-only
+
+`--masks-only`: the automatic garment mask against twelve garments marked by eye (garments.json
+and garments_heldout.json), IoU with the garment's label and with an empty label, and whether a
+note flags the mask as uncertain.
 
 First the shading: six real garments (assets/photos/people/garments.json: polygons marked by eye
 on public photos, dark, mid and light), each as a set of three shots (tests/support/shots.py),
@@ -45,12 +50,19 @@ SHADING_TARGETS = ["#228B22", "#1E3A8A", "#B03A2E", "#F5F5DC", "#111111"]
 PEOPLE = PACK_ROOT / "assets" / "photos" / "people"
 
 
-def garments() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Garment name -> (image [H, W, 3], its polygon as a mask [H, W])."""
+def marked_garments(*files: str) -> dict[str, dict]:
+    """Garment name -> its entry (photo, label, polygon) from these files in PEOPLE."""
+    return {name: garment for file in files
+            for name, garment in json.loads((PEOPLE / file).read_text())["garments"].items()}
+
+
+def garments(*files: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Garment name -> (image [H, W, 3], its polygon as a mask [H, W]), from `files`
+    (garments.json, the shading set, when none are named)."""
     import cv2
     from PIL import Image
 
-    marked = json.loads((PEOPLE / "garments.json").read_text())["garments"]
+    marked = marked_garments(*(files or ("garments.json",)))
     out = {}
     for name, garment in marked.items():
         rgb = np.asarray(Image.open(PEOPLE / garment["photo"]).convert("RGB"))
@@ -65,26 +77,31 @@ def as_png(image: torch.Tensor) -> torch.Tensor:
 
 
 def mask_iou() -> None:
-    """The automatic garment mask against the marked polygons: IoU with the garment's label and
-    with an empty label (the band detected)."""
+    """The automatic garment mask against the marked polygons (garments.json's six and
+    garments_heldout.json's): IoU with the garment's label and with an empty label (the band
+    detected), and the notes that say the mask is uncertain."""
     from region_repair.pipelines import garment_mask
 
-    marked = json.loads((PEOPLE / "garments.json").read_text())["garments"]
-    print("automatic garment mask vs the marked polygons (IoU)")
-    print("| garment | label | IoU with the label | IoU, empty label |")
-    print("|---|---|---|---|")
+    files = ("garments.json", "garments_heldout.json")
+    marked = marked_garments(*files)
+    print("automatic garment mask vs the marked polygons (IoU; uncertain: the notes' flags)")
+    print("| garment | label | IoU with the label | IoU, empty label | uncertain (label / empty) |")
+    print("|---|---|---|---|---|")
     scores = {"label": [], "empty": []}
-    for name, (image, polygon) in garments().items():
+    for name, (image, polygon) in garments(*files).items():
         label = marked[name]["label"]
-        row = []
+        row, flags = [], []
         for key, region in (("label", garment_mask.region_for_label(label)), ("empty", None)):
-            (found,), _ = garment_mask.garment_masks([image], region)
+            (found,), notes = garment_mask.garment_masks([image], region)
             inter = float((found.bool() & polygon.bool()).sum())
             union = float((found.bool() | polygon.bool()).sum())
             scores[key].append(inter / union)
             row.append(f"{inter / union:.2f}")
-        print(f"| {name} | {label} | {row[0]} | {row[1]} |")
-    print(f"| mean | | {np.mean(scores['label']):.2f} | {np.mean(scores['empty']):.2f} |")
+            flags.append("yes" if any(garment_mask.UNCERTAIN in note for note in notes)
+                         else "no")
+        print(f"| {name} | {label} | {row[0]} | {row[1]} | {' / '.join(flags)} |")
+    print(f"| mean | | {np.mean(scores['label']):.2f} | {np.mean(scores['empty']):.2f} | |")
+    print(f"| lowest | | {min(scores['label']):.2f} | {min(scores['empty']):.2f} | |")
 
 
 def shading_sets() -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:

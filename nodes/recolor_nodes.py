@@ -53,8 +53,10 @@ class GarmentRecolorAnchor(io.ComfyNode):
                                 "lighter': a colour and/or modifiers (darker, lighter, deeper, "
                                 "pale, pastel, muted, vivid, warmer, cooler; slightly/much)."),
                 io.String.Input("garment_label", default="", tooltip="Which garment, e.g. "
-                                "t-shirt, jacket, trousers, dress, hat; empty detects it. Used "
-                                "only when no masks are connected."),
+                                "t-shirt, jacket, trousers, dress, hat; empty takes the top. "
+                                "Over two layers, coat or jacket takes the outer one, shirt or "
+                                "dress the inner one. Used only when no masks are connected; "
+                                "the report's notes say when the mask is uncertain."),
                 io.Boolean.Input("use_anchor", default=True, tooltip="One colour transfer, "
                                  "fitted on the anchor image, for the whole set."),
                 io.Boolean.Input("post_process", default=True, tooltip="Finishing pass: pull "
@@ -135,7 +137,8 @@ class GarmentRecolorAnchor(io.ComfyNode):
 
         def find_masks(found_for: list[torch.Tensor]):
             return garment_mask.garment_masks(found_for, region, step=step,
-                                              check_cancel=check_interrupt)
+                                              check_cancel=check_interrupt,
+                                              outer=garment_mask.prefers_outer(label))
 
         result = recolor.recolor_garments(
             frames, given or None, _first(reference_image), _first(reference_text),

@@ -131,7 +131,17 @@ class Generator(Protocol):
         """Regenerate `pixels` ([N, h, w, 3]) where `mask` ([N, h, w]) is above 0, seeded by
         `seed`, at strength `denoise`. `hidden` marks what an inpaint model's masked-image input
         must not show (the corrupt detail); elsewhere the generator sees the pixels as they
-        are."""
+        are. A generator whose model needs crop sides in multiples of more than
+        LATENT_PIXELS (Flux and SD3 patch their latents 2x2) says so in a `size_multiple`
+        attribute (see `size_multiple`)."""
+
+
+LATENT_PIXELS = 8  # pixels per latent side of the SD-family VAEs: the default crop multiple
+
+
+def size_multiple(generator: Generator | None) -> int:
+    """The multiple, in pixels, that both sides of `generator`'s crops must be."""
+    return getattr(generator, "size_multiple", LATENT_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -173,28 +183,30 @@ class RepairResult:
     info: list[dict]
 
 
-def _capped(regions: region_ops.Regions, target: int) -> region_ops.Regions:
+def _capped(regions: region_ops.Regions, target: int, multiple: int) -> region_ops.Regions:
     """The processing size: area about target^2 (0 = the windows' native size), long side at
-    most MAX_PROCESSING_SIDE, both sides multiples of 8 as latent models need."""
+    most MAX_PROCESSING_SIDE, both sides multiples of `multiple` as the generator needs."""
     width, height = regions.processing_size
     scale = target / (width * height) ** 0.5 if target else 1.0
     scale = min(scale, MAX_PROCESSING_SIDE / max(width, height))
-    size = (max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8))
+    size = tuple(max(multiple, int(side * scale) // multiple * multiple)
+                 for side in (width, height))
     return replace(regions, processing_size=size)
 
 
 def plan(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
-         regions: region_ops.Regions | None = None, native: bool = False
-         ) -> region_ops.Regions:
+         regions: region_ops.Regions | None = None, native: bool = False,
+         multiple: int = LATENT_PIXELS) -> region_ops.Regions:
     """The context windows: the given REGION, or the mask's box x context_factor. A generator
-    samples them at the processing size; `native` keeps the windows' own size (the embedded
-    engines work at the image's resolution, and a resample there and back only blurs)."""
+    samples them at the processing size, in multiples of `multiple` px; `native` keeps the
+    windows' own size (the embedded engines work at the image's resolution, and a resample
+    there and back only blurs)."""
     if regions is None:
         window = region_ops.WindowSettings(dilation=0, blur=settings.feather,
                                            window_mode=region_ops.WindowMode.CONTEXT_FACTOR,
                                            context_factor=settings.context_factor)
         regions, _, _ = region_ops.prepare_regions(image, mask, window)
-    return regions if native else _capped(regions, settings.processing_size)
+    return regions if native else _capped(regions, settings.processing_size, multiple)
 
 
 def _marked(pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -262,7 +274,8 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     batch, height, width = image_size(image)
     if len(references) > MAX_REFERENCES:
         raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
-    regions = plan(image, mask, settings, regions, native=generator is None)
+    regions = plan(image, mask, settings, regions, native=generator is None,
+                   multiple=size_multiple(generator))
     user_mask = regions.user_mask
     crops, crop_masks = region_ops.crop(image, regions)
     keep = settings.category in KEEP_WHEN_UNALIGNED

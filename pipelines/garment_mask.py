@@ -13,6 +13,9 @@ carved from what ships inside mediapipe 0.10.21 and OpenCV:
   on the border, and the foreground is what differs from it, refined by GrabCut.
 - **SAM.** `refine(image_uint8, mask_bool) -> mask_bool` may refine each mask afterwards (the
   pack's SAM node owns checkpoints; this module only calls what it is given).
+- **Uncertain masks.** Notes starting with UNCERTAIN say what to check by eye: two candidate
+  garments (layers in the torso, or a torso and thighs dressed alike), a band the pose cannot
+  place, a hem placed from the pose or not checked.
 
 mediapipe is optional: it is imported on first use, and a clear error says how to install it.
 Detection runs at a working size (512 px long side), and the mask is scaled back up.
@@ -166,17 +169,24 @@ def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.sqrt((0.5 * diff[..., 0]) ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
 
 
+def _kmeans(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Up to 3 k-means clusters of at most ~20000 of `samples` (seeded: repeatable): the
+    samples used, their cluster labels, the centres and the subsampling step."""
+    step = max(1, len(samples) // 20000)
+    samples = samples[::step].astype(np.float32)
+    cv2.setRNGSeed(0)
+    _, labels, centres = cv2.kmeans(samples, min(3, len(samples)), None,
+                                    (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
+                                    2, cv2.KMEANS_PP_CENTERS)
+    return samples, labels.ravel(), centres, step
+
+
 def _dominant(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre of the largest of 3 k-means clusters and its 80th-percentile radius."""
-    samples = samples[:: max(1, len(samples) // 20000)].astype(np.float32)
-    k = min(3, len(samples))
-    cv2.setRNGSeed(0)
-    _, labels, centres = cv2.kmeans(samples, k, None, (cv2.TERM_CRITERIA_EPS
-                                                       + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
-                                    2, cv2.KMEANS_PP_CENTERS)
-    main = np.bincount(labels.ravel(), minlength=k).argmax()
+    samples, labels, centres, _ = _kmeans(samples)
+    main = np.bincount(labels, minlength=len(centres)).argmax()
     centre = centres[main]
-    radius = float(np.percentile(_distance(samples[labels.ravel() == main], centre), 80))
+    radius = float(np.percentile(_distance(samples[labels == main], centre), 80))
     return centre, radius
 
 
@@ -235,29 +245,136 @@ def _polygon(shape: tuple[int, int], corners: np.ndarray, shrink: float) -> np.n
     return _hull_mask(shape, centre + (corners - centre) * (1 - shrink), grow=0)
 
 
-def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion | None
-                  ) -> tuple[np.ndarray | None, GarmentRegion | None]:
-    """The garment on a person; (None, None) when no person is found.
+# The note that flags a mask to check by eye: two candidate garments, a label the pose cannot
+# place, a hem guessed from the pose. The benchmark and callers look for this text.
+UNCERTAIN = "uncertain mask"
+# Pose landmarks (mediapipe indices) a band starts from: shoulders 11/12, hips 23/24, eyes
+# 2/5. Where it ends may lie outside the picture (a waist-up photo of a coat).
+PLACED_BY: dict[GarmentRegion, tuple[int, ...]] = {
+    GarmentRegion.UPPER: (11, 12), GarmentRegion.UPPER_LONG: (11, 12),
+    GarmentRegion.LOWER: (23, 24), GarmentRegion.FULL: (11, 12), GarmentRegion.HEAD: (2, 5)}
+# Colours further apart than this (`_distance`) are two garments; nearer, one (shading).
+SAME_GARMENT = 15.0
+# A lower garment this near a top in full CIELAB (ΔE76) cannot be told from it by colour.
+ALIKE = 20.0
+# A colour is a candidate garment when it covers this share of the torso's core.
+CANDIDATE_SHARE = 0.25
+# Outerwear words: with two candidate garments in the torso, these take the outer one (the
+# colour at the torso's sides), other words the inner one (at its centre line).
+OUTER_WORDS = frozenset(("coat", "parka", "overcoat", "trench", "raincoat", "mac", "duster",
+                         "jacket", "blazer", "vest", "cardigan", "bomber", "anorak", "gilet"))
+
+
+def prefers_outer(label: str | None) -> bool | None:
+    """True for outerwear labels (coat, jacket…), False for other garment words, None for an
+    empty label or a band name: which of two layered garments the label means."""
+    text = (label or "").strip().lower()
+    if text in ("", "auto") or text in {region.value for region in GarmentRegion}:
+        return None
+    words = text.replace("/", " ").replace(",", " ").split()
+    return any(candidate in OUTER_WORDS for word in words for candidate in (word, word[:-1]))
+
+
+def _lab_text(colour: np.ndarray) -> str:
+    return f"L*a*b* ({colour[0]:.0f}, {colour[1]:.0f}, {colour[2]:.0f})"
+
+
+def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
+                   ) -> tuple[np.ndarray, float, np.ndarray, list[str]]:
+    """The garment's colour among a core patch's Lab `samples`, whose `offsets` are their
+    distances from the torso's centre line (any unit).
+
+    Returns the garment's colours `[n, 3]` (its dominant colour and its shading: colours
+    within SAME_GARMENT of it), their radius (80th-percentile distance of the garment's
+    samples), a boolean per sample: belongs to another candidate garment, and notes. Two or
+    more colours each covering CANDIDATE_SHARE of the core and further apart than SAME_GARMENT
+    are candidate garments (an open coat over a dress, a jacket over a shirt): `outer` True
+    takes the one furthest from the centre line, False the nearest, None the largest, with a
+    note."""
+    every = samples
+    samples, labels, centres, step = _kmeans(samples)
+    offsets = offsets[::step]
+    shares = np.bincount(labels, minlength=len(centres)) / len(labels)
+    # Clusters within SAME_GARMENT of a larger one are its shading: one garment.
+    garments: list[list[int]] = []
+    for index in np.argsort(-shares):
+        for garment in garments:
+            if _distance(centres[index], centres[garment[0]]) <= SAME_GARMENT:
+                garment.append(int(index))
+                break
+        else:
+            garments.append([int(index)])
+    share = [float(shares[garment].sum()) for garment in garments]
+    candidates = [n for n, garment in enumerate(garments) if share[n] >= CANDIDATE_SHARE]
+    main = int(np.argmax(share))
+    notes: list[str] = []
+    if len(candidates) > 1:
+        off_centre = {n: float(np.mean(offsets[np.isin(labels, garments[n])]))
+                      for n in candidates}
+        if outer is None:
+            how = "the largest; a label such as 'coat' or 'dress' picks one"
+        else:
+            main = (max if outer else min)(candidates, key=off_centre.get)
+            how = "the outer one (at the sides)" if outer else "the inner one (at the centre)"
+        shown = ", ".join(f"{_lab_text(centres[garments[n][0]])} over {100 * share[n]:.0f} %"
+                          for n in candidates)
+        count = ("two", "three")[len(candidates) - 2]
+        notes.append(f"{UNCERTAIN}: {count} candidate garments in the torso ({shown}); took "
+                     f"{_lab_text(centres[garments[main][0]])}, {how}")
+    colours = centres[garments[main]]
+    radius = float(np.percentile(_nearest(samples[np.isin(labels, garments[main])], colours),
+                                 80))
+    other = np.zeros(len(every), bool)
+    for n in candidates:  # nearer another candidate than the chosen garment
+        if n != main:
+            other |= _nearest(every, centres[garments[n]]) < _nearest(every, colours)
+    return colours, radius, other, notes
+
+
+def _nearest(lab: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """`_distance` to the nearest of `colours`."""
+    return np.min([_distance(lab, colour) for colour in colours], axis=0)
+
+
+def _placed(pose: np.ndarray, region: GarmentRegion, width: int, height: int) -> bool:
+    """Whether the landmarks that place `region` are seen and inside the picture."""
+    points = pose[list(PLACED_BY[region])]
+    inside = ((points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0)
+              & (points[:, 1] < height))
+    return bool(inside.all() and (points[:, 2] >= 0.5).all())
+
+
+def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion | None,
+                  outer: bool | None = None
+                  ) -> tuple[np.ndarray | None, GarmentRegion | None, list[str]]:
+    """The garment on a person, the band used and notes on what is uncertain; (None, None, [])
+    when no person is found.
 
     The garment's colour is the dominant colour of a core patch the pose makes certain (the
-    torso for tops, the thighs for trousers); the body band the label asks for, inside the
-    person, is then split by GrabCut seeded with pixels near and far from that colour."""
+    torso for tops, the thighs for trousers; `garment_colour` when it holds two garments); the
+    body band the label asks for, inside the person, is then split by GrabCut, seeded with the
+    core, and with the person's other regions (skin, another candidate garment) as background.
+    A top over trousers of its colour ends just below the hips."""
     height, width = rgb.shape[:2]
     shape = (height, width)
     person = detectors.segmenter.process(rgb).segmentation_mask
     pose = _landmarks(detectors.pose.process(rgb), width, height)
     if pose is None or (person > 0.5).mean() < 0.02:
-        return None, None
+        return None, None, []
     person_fg = person > 0.5
     face = np.zeros(shape, bool)
     for face_landmarks in detectors.faces.process(rgb).multi_face_landmarks or []:
         points = np.array([(p.x * width, p.y * height) for p in face_landmarks.landmark])
         face |= _hull_mask(shape, points, grow=3)
+    if not face.any() and (pose[:11, 2] >= 0.5).all():
+        # A face too small for the face mesh: the pose's face points (nose, eyes, ears, mouth).
+        face = _hull_mask(shape, pose[:11, :2], grow=2) & person_fg
     hands = np.zeros(shape, bool)
     for hand_landmarks in detectors.hands.process(rgb).multi_hand_landmarks or []:
         points = np.array([(p.x * width, p.y * height) for p in hand_landmarks.landmark])
         hands |= _hull_mask(shape, points, grow=max(shape) // 60)
     lab = _balanced_lab(rgb)
+    notes: list[str] = []
 
     shoulders, hips, knees = pose[[11, 12], :2], pose[[23, 24], :2], pose[[25, 26], :2]
     shoulder_y = float(shoulders[:, 1].mean())
@@ -265,14 +382,25 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     hip_y = float(hips[:, 1].mean())
     torso = max(hip_y - shoulder_y, shoulder_width)
     eye_y = float(pose[[2, 5], 1].mean())
-    torso_core = _polygon(shape, np.concatenate([shoulders, hips[::-1]]), shrink=0.3)
+    torso_quad = np.concatenate([shoulders, hips[::-1]])
+    torso_core = _polygon(shape, torso_quad, shrink=0.3)
     thigh_core = _polygon(shape, np.concatenate([hips, knees[::-1]]), shrink=0.3)
+    # Mid-thigh to the knees: below a long top's hem, so the lower garment (or a dress's skirt).
+    # Only with the knees in the picture: above them, a long top's hem may still be.
+    lower_thighs = _polygon(shape, np.concatenate([(hips + knees) / 2, knees[::-1]]),
+                            shrink=0.3) & person_fg & ~hands
+    thighs_seen = lower_thighs.sum() >= 50 and knees[:, 1].max() < height
     if region is None:
-        region = _auto_region(lab, person_fg, torso_core, thigh_core)
+        region, auto_notes = _auto_region(lab, torso_core & person_fg,
+                                          lower_thighs if thighs_seen else None)
+        notes += auto_notes
+    if not _placed(pose, region, width, height):
+        notes.append(f"{UNCERTAIN}: the pose cannot place the {region.value} (its landmarks are "
+                     "hidden or outside the picture); check the mask or connect one")
     rows = np.arange(height, dtype=np.float32)[:, None].repeat(width, 1)
     top = shoulder_y - 0.35 * shoulder_width
-    if region is GarmentRegion.UPPER:
-        band, core = (rows >= top) & (rows <= hip_y + 0.25 * torso), torso_core
+    if region is GarmentRegion.UPPER:  # to the hem: found by colour below the hips (see below)
+        band, core = (rows >= top) & (rows <= hip_y + 0.45 * torso), torso_core
     elif region is GarmentRegion.UPPER_LONG:  # a coat may reach the knees, or below them
         knee_y = float(knees[:, 1].mean())
         band, core = (rows >= top) & (rows <= knee_y + 0.25 * torso), torso_core
@@ -287,18 +415,37 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
         raise ValueError(f"region {region.value} is not a body band")
     core = core & person_fg & band & ~face & ~hands
     if core.sum() < 30:
-        return np.zeros(shape, bool), region
-    colour, radius = _dominant(lab[core])
-    garment_distance = _distance(lab, colour)
-    near = garment_distance < max(2.5 * radius, 12.0)
-    carve = face | hands
+        notes.append(f"{UNCERTAIN}: no {region.value} in the picture, so the mask is empty")
+        return np.zeros(shape, bool), region, notes
+    centre_x = float(torso_quad[:, 0].mean())
+    ys, xs = np.nonzero(core)
+    colours, radius, other, colour_notes = garment_colour(lab[ys, xs], np.abs(xs - centre_x),
+                                                          outer)
+    notes += colour_notes
+    other_garment = np.zeros(shape, bool)
+    other_garment[ys[other], xs[other]] = True
+    garment_distance = _nearest(lab, colours)
+    near = garment_distance < max(3.0 * radius, 16.0)
+    carve = face | hands | other_garment
     if face.any():  # bare skin (arms, neck, legs): nearer the face's colour than the garment's
         inner = cv2.erode(face.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
         skin_colour, skin_radius = _dominant(lab[inner] if inner.sum() > 100 else lab[face])
         skin_distance = _distance(lab, skin_colour)
-        carve |= (skin_distance < max(2 * skin_radius, 8.0)) & (skin_distance < garment_distance)
+        skin = (skin_distance < max(2 * skin_radius, 8.0)) & (skin_distance < garment_distance)
+        # Inside the torso, where the garment is all but certain, only what is clearly skin
+        # (a beige coat or a grey shirt in warm light is near the face's colour).
+        clearly = ((skin_distance < max(skin_radius, 6.0))
+                   & (skin_distance < 0.5 * garment_distance))
+        carve |= skin & (clearly | ~_polygon(shape, torso_quad, shrink=0.0))
+    if region is GarmentRegion.UPPER and thighs_seen:
+        thigh_colour, _ = _dominant(lab[lower_thighs])
+        if _alike(thigh_colour, colours):  # the hem cannot be told by colour
+            band &= rows <= hip_y + 0.05 * torso
+            notes.append(f"{UNCERTAIN}: the thighs are dressed like the top, so the hem is "
+                         "placed from the pose, just below the hips")
     inside = person_fg & band & ~carve
-    sure = cv2.erode((core & near).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    sure = cv2.erode((core & near & ~carve).astype(np.uint8),
+                     np.ones((5, 5), np.uint8)).astype(bool)
     sure_bg = (person < 0.1) | carve | ~band
     garment = _grabcut(rgb, sure, inside & near, sure_bg) & inside
     garment = cv2.morphologyEx(garment.astype(np.uint8), cv2.MORPH_OPEN,
@@ -308,7 +455,23 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     # arm's sleeve, a half the pose's torso misses), so large parts of the garment's own colour
     # count as seeds too.
     min_area = max(0.1 * seeded.sum(), 0.01 * seeded.size)
-    return _connected_to(garment, seeded | _large_parts(garment & ~seeded, near, min_area)), region
+    garment = _connected_to(garment, seeded | _large_parts(garment & ~seeded, near, min_area))
+    if region is GarmentRegion.UPPER and not thighs_seen and _runs_to_band_end(
+            garment, band, person_fg, np.sort(hips[:, 0])):
+        notes.append(f"{UNCERTAIN}: the top runs to the end of its band and the thighs are not "
+                     "in the picture, so its hem is not checked (trousers of its colour would "
+                     "be taken too)")
+    return garment, region, notes
+
+
+def _runs_to_band_end(garment: np.ndarray, band: np.ndarray, person: np.ndarray,
+                      hips_x: np.ndarray) -> bool:
+    """Whether the garment covers most of the person on the band's last row (or the picture's)
+    between the hips: no hem was found inside the band."""
+    last = int(np.flatnonzero(band.any(axis=1)).max())
+    x0, x1 = (int(np.clip(x, 0, garment.shape[1] - 1)) for x in hips_x)
+    on_person = person[last, x0:x1 + 1]
+    return bool(on_person.any() and garment[last, x0:x1 + 1][on_person].mean() > 0.5)
 
 
 def _large_parts(mask: np.ndarray, near: np.ndarray, min_area: float) -> np.ndarray:
@@ -320,16 +483,27 @@ def _large_parts(mask: np.ndarray, near: np.ndarray, min_area: float) -> np.ndar
     return np.isin(labels, keep[keep > 0])
 
 
-def _auto_region(lab: np.ndarray, person: np.ndarray, torso_core: np.ndarray,
-                 thigh_core: np.ndarray) -> GarmentRegion:
-    """Upper body, unless the thighs are in the picture and dressed like the torso (a dress, a
-    suit, overalls): then full body."""
-    upper, lower = torso_core & person, thigh_core & person
-    if upper.sum() < 50 or lower.sum() < 50:
-        return GarmentRegion.UPPER
-    top, _ = _dominant(lab[upper])
-    bottom, _ = _dominant(lab[lower])
-    return GarmentRegion.FULL if float(_distance(top, bottom)) < 12 else GarmentRegion.UPPER
+def _alike(colour: np.ndarray, colours: np.ndarray) -> bool:
+    """Whether `colour` may be the same cloth as `colours`: within ALIKE in full CIELAB
+    (lightness counts here: grey trousers under a black top are another garment)."""
+    return bool(np.linalg.norm(colours - colour, axis=-1).min() <= ALIKE)
+
+
+def _auto_region(lab: np.ndarray, torso: np.ndarray, lower_thighs: np.ndarray | None
+                 ) -> tuple[GarmentRegion, list[str]]:
+    """Upper body, the common case. When the thighs are in the picture and dressed like the
+    torso (a dress, a suit, or a top over trousers of its colour) that is said in a note: the
+    label decides."""
+    if torso.sum() < 50 or lower_thighs is None:
+        return GarmentRegion.UPPER, []
+    top, _ = _dominant(lab[torso])
+    bottom, _ = _dominant(lab[lower_thighs])
+    if not _alike(bottom, top[None]):
+        return GarmentRegion.UPPER, []
+    note = (f"{UNCERTAIN}: two candidate garments, the torso and the thighs are dressed alike "
+            "(a top over trousers of its colour, or one garment); took the upper body; label "
+            "'dress' or 'suit' for the whole")
+    return GarmentRegion.UPPER, [note]
 
 
 def _to_work(image: torch.Tensor) -> np.ndarray:
@@ -353,12 +527,14 @@ def _to_full(mask: np.ndarray, height: int, width: int, device: torch.device) ->
 
 def garment_masks(images: Sequence[torch.Tensor], region: GarmentRegion | None = None,
                   refine: Refiner | None = None, step: Callable[[], None] | None = None,
-                  check_cancel: Callable[[], None] = never_cancelled
-                  ) -> tuple[list[torch.Tensor], list[str]]:
+                  check_cancel: Callable[[], None] = never_cancelled,
+                  outer: bool | None = None) -> tuple[list[torch.Tensor], list[str]]:
     """One `[H, W]` float mask (1 = garment) per `[H, W, C]` image, and notes saying how each
-    was found. `region` None detects the band (on-model) or takes the product (plain
-    background). `step` is called once per image (progress and interrupt); `check_cancel` (it
-    raises to stop) during the scaling to and from the work size, seconds at 8192²."""
+    was found, and, starting with UNCERTAIN, what to check by eye. `region` None detects the band
+    (on-model) or takes the product (plain background); `outer` (`prefers_outer` of the label)
+    picks between two layered garments. `step` is called once per image (progress and
+    interrupt); `check_cancel` (it raises to stop) during the scaling to and from the work size,
+    seconds at 8192²."""
     notes: list[str] = []
     masks: list[torch.Tensor] = []
     detectors = None if region is GarmentRegion.PRODUCT else _Detectors()
@@ -367,8 +543,8 @@ def garment_masks(images: Sequence[torch.Tensor], region: GarmentRegion | None =
             if step is not None:
                 step()
             rgb = run_cancellable(partial(_to_work, image), check_cancel)
-            found, used = (None, None) if detectors is None else on_model_mask(rgb, detectors,
-                                                                              region)
+            found, used, uncertain = ((None, None, []) if detectors is None else
+                                      on_model_mask(rgb, detectors, region, outer))
             if found is not None:
                 how = f"{used.value} of the person (pose, segmentation, GrabCut)"
             else:
@@ -383,6 +559,7 @@ def garment_masks(images: Sequence[torch.Tensor], region: GarmentRegion | None =
                 how += ", refined by SAM"
             notes.append(f"image {index}: automatic mask, {how}, "
                          f"{100 * found.mean():.0f} % of the image")
+            notes += [f"image {index}: {note}" for note in uncertain]
             masks.append(run_cancellable(partial(_to_full, found, image.shape[0], image.shape[1],
                                                  image.device), check_cancel))
     finally:

@@ -40,7 +40,7 @@ from . import regions as region_ops
 from .choices import Choice
 from .colour import ciede2000, lab_to_srgb, parse_hex, srgb_to_lab
 from .info import record as info_record
-from .detail_repair import Generator
+from .detail_repair import Generator, size_multiple
 from .watermark import add_ai_watermark
 
 REPORT_SCHEMA = "region_repair.recolor_report/1"
@@ -570,8 +570,9 @@ class RefineSettings:
             raise ValueError(f"denoise: {self.denoise} is outside 0..1")
 
 
-# The generator's crop: area about 640^2 in multiples of 8 (SD1.5's 512-768 comfort zone), with
-# 32 px of context around the garment's box and a 4 px inward feather at the mask's edge.
+# The generator's crop: area about 640^2 (SD1.5's 512-768 comfort zone) in multiples of the
+# generator's size multiple (8, or 16 for Flux and SD3), with 32 px of context around the
+# garment's box and a 4 px inward feather at the mask's edge.
 REFINE_SIZE = 640
 REFINE_PADDING = 32
 REFINE_FEATHER = 4
@@ -619,7 +620,8 @@ def refine_garment(image: torch.Tensor, mask: torch.Tensor, garment: Garment,
     full = image[..., :3].repeat(count, 1, 1, 1)  # [V, H, W, 3]
     full.view(count, -1, 3)[:, garment.index] = colours.to(full.dtype)
     window = region_ops.WindowSettings(dilation=0, blur=REFINE_FEATHER, padding=REFINE_PADDING,
-                                       resize_mode=region_ops.ResizeMode.MULTIPLE_OF_8,
+                                       resize_mode=region_ops.ResizeMode.multiple_of(
+                                           size_multiple(generator)),
                                        processing_size=REFINE_SIZE)
     regions, crops, crop_masks = region_ops.prepare_regions(full, mask[None], window)
     new = generator(crops, crop_masks, torch.zeros_like(crop_masks), seed, denoise).detach()

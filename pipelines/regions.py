@@ -48,11 +48,26 @@ class RegionMode(Choice):
 
 class ResizeMode(Choice):
     KEEP = "keep"
-    MULTIPLE_OF_8 = "multiple_of_8"
+    MULTIPLE_OF_8 = "multiple_of_8"    # SD1.5 and SDXL latents: 8 px each
+    MULTIPLE_OF_16 = "multiple_of_16"  # Flux and SD3: 8 px latents in 2x2 patches
     MULTIPLE_OF_64 = "multiple_of_64"
     SD15_BUCKETS = "sd15_buckets"
     SDXL_BUCKETS = "sdxl_buckets"
     CUSTOM_BUCKETS = "custom_buckets"
+
+    @property
+    def step(self) -> int | None:
+        """The multiple both crop sides snap to (multiple_of_N), else None."""
+        prefix = "multiple_of_"
+        return int(self.value[len(prefix):]) if self.value.startswith(prefix) else None
+
+    @classmethod
+    def multiple_of(cls, pixels: int) -> ResizeMode:
+        """The smallest multiple_of_N mode whose N is a multiple of `pixels`."""
+        for mode in cls:
+            if mode.step is not None and mode.step % pixels == 0:
+                return mode
+        raise ValueError(f"size multiple: {pixels} px divides none of 8, 16 and 64")
 
 
 class Blend(Choice):
@@ -227,8 +242,8 @@ def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSetting
     if mode is ResizeMode.KEEP:
         return max(w for w, _ in sizes), max(h for _, h in sizes)
     width, height = max(sizes, key=lambda size: size[0] * size[1])
-    if mode in (ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_64):
-        step = 8 if mode is ResizeMode.MULTIPLE_OF_8 else 64
+    if mode.step is not None:
+        step = mode.step
         scale = settings.processing_size / math.sqrt(width * height)
         return (max(step, round(width * scale / step) * step),
                 max(step, round(height * scale / step) * step))

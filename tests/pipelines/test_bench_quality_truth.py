@@ -58,3 +58,13 @@ def test_the_truth_scores_perfectly_and_leftover_content_counts_as_residue(bench
     assert perfect["delta_e"] == 0 and perfect["seam"] == 0 and not perfect["residue"]
     left = bench.score(case, case.image)  # nothing removed
     assert left["residue"] and left["seam"] > 5 and left["psnr"] < perfect["psnr"]
+
+
+def test_the_floors_change_only_the_mask_and_grow_with_the_blur(bench):
+    case = bench.removal_cases(quick=True)[0]
+    runs = bench.methods("removal")
+    floors = [bench.score(case, runs[f"floor: truth blurred σ{s:g}"](case)[0])
+              for s in bench.FLOOR_SIGMAS]
+    assert all(f["changed_outside"] == 0 for f in floors)
+    assert 0 < floors[0]["seam"] < floors[1]["seam"]
+    assert 0 < floors[0]["delta_e"] < floors[1]["delta_e"]

@@ -27,10 +27,10 @@ FAST = dict(deadline=None)
 CUSTOM = ["128x128", "192x128", "128x192", "160x96", "96x96", "256x64", "64x128", "512x512"]
 # SD15 and SDXL buckets are 0.2 to 4 megapixels: drawn less often, they would otherwise dominate
 # the run time in upscaling crops and downscaling them back.
-RESIZE_MODES = [ResizeMode.KEEP] * 3 + [ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_64,
-                                        ResizeMode.CUSTOM_BUCKETS] * 2 + [
+RESIZE_MODES = [ResizeMode.KEEP] * 3 + [ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_16,
+                                        ResizeMode.MULTIPLE_OF_64, ResizeMode.CUSTOM_BUCKETS] * 2 + [
     ResizeMode.SD15_BUCKETS, ResizeMode.SDXL_BUCKETS]
-STEPS = {ResizeMode.MULTIPLE_OF_8: 8, ResizeMode.MULTIPLE_OF_64: 64}
+STEPS = {ResizeMode.MULTIPLE_OF_8: 8, ResizeMode.MULTIPLE_OF_16: 16, ResizeMode.MULTIPLE_OF_64: 64}
 
 
 # --- strategies -----------------------------------------------------------------------------------
@@ -496,6 +496,14 @@ def test_union_makes_one_window_per_image_with_a_masked_pixel():
         (0, 0, 0, 80, 64), (2, 0, 0, 80, 64)]
 
 
+def test_a_size_multiple_picks_the_smallest_mode_that_keeps_it():
+    assert [ResizeMode.multiple_of(n) for n in (1, 2, 8, 16, 32, 64)] == [
+        ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_8, ResizeMode.MULTIPLE_OF_8,
+        ResizeMode.MULTIPLE_OF_16, ResizeMode.MULTIPLE_OF_64, ResizeMode.MULTIPLE_OF_64]
+    with pytest.raises(ValueError, match="size multiple: 48 px"):
+        ResizeMode.multiple_of(48)
+
+
 def test_multiple_of_8_and_buckets_pick_the_expected_sizes():
     mask = box_mask(300, 300, 100, 100, 164, 132)  # window 128 x 96
     base = dict(dilation=0, blur=0)
@@ -503,6 +511,7 @@ def test_multiple_of_8_and_buckets_pick_the_expected_sizes():
         return plan_regions(mask, WindowSettings(**base, **kwargs)).processing_size
     assert size() == (128, 96)
     assert size(resize_mode=ResizeMode.MULTIPLE_OF_8, processing_size=512) == (592, 440)
+    assert size(resize_mode=ResizeMode.MULTIPLE_OF_16, processing_size=512) == (592, 448)
     assert size(resize_mode=ResizeMode.MULTIPLE_OF_64, processing_size=512) == (576, 448)
     assert size(resize_mode=ResizeMode.SD15_BUCKETS) == (768, 576)  # 4:3, the nearest in pixels
     assert size(resize_mode=ResizeMode.SDXL_BUCKETS) == (1152, 896)
@@ -585,7 +594,7 @@ def test_a_mask_of_another_size_is_resized_and_reported():
 @pytest.mark.parametrize("enum, value, allowed", [
     (WindowMode, "factor", "'padding', 'context_factor'"),
     (RegionMode, "objects", "'union', 'per_object'"),
-    (ResizeMode, "multiple_of_16", "'keep', 'multiple_of_8', 'multiple_of_64', 'sd15_buckets'"),
+    (ResizeMode, "multiple_of_32", "'keep', 'multiple_of_8', 'multiple_of_16', 'multiple_of_64'"),
     (Blend, "soft", "'seamless', 'inward', 'hard', 'outward', 'window'"),
 ])
 def test_bad_option_strings_get_errors_listing_the_allowed_values(enum, value, allowed):

@@ -82,6 +82,8 @@ TINY_VAE = {"ddconfig": {"double_z": True, "z_channels": 4, "resolution": 256, "
                          "attn_resolutions": [], "dropout": 0.0},
             "embed_dim": 4}
 
+SD15_TOKENS = 77  # CLIP-L's context length
+
 # TAESD scalars: the values ComfyUI's VAELoader sets for SD1.x TAESD (nodes.py, load_taesd).
 _TAESD_SCALARS = {"vae_scale": 0.18215, "vae_shift": 0.0}
 
@@ -149,9 +151,12 @@ def sd15_checkpoint_state_dict(inpaint: bool = False, seed: int = 0) -> dict[str
 def write_sd15_checkpoint(path: str | os.PathLike, inpaint: bool = False, seed: int = 0) -> Path:
     """Write a .safetensors checkpoint that CheckpointLoaderSimple loads as SD15 (SD15 inpaint
     with inpaint=True): 16.1 M parameters, about 31 MiB. Returns the path."""
+    return _write(path, sd15_checkpoint_state_dict(inpaint, seed))
+
+
+def _write(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = sd15_checkpoint_state_dict(inpaint, seed)
     # Write, then rename: a server listing the folder never sees a half-written file.
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial))
@@ -191,3 +196,100 @@ def tiny_vae(seed: int = 0) -> comfy.sd.VAE:
         shapes = AutoencoderKL(**TINY_VAE).state_dict()
     # With `config`, comfy.sd.VAE builds AutoencoderKL(**config["params"]) and loads `sd`.
     return comfy.sd.VAE(sd=seeded_state_dict(shapes, seed), config={"params": TINY_VAE})
+
+
+# --- other model families --------------------------------------------------------------------
+# SDXL and Flux cannot be tiny files that ComfyUI detects: its detector matches SDXL only at
+# model_channels 320 with transformer depths [0, 0, 2, 2, 10, 10] (the whole 2.6 B-parameter
+# UNet), and it takes Flux's 24 heads and rotary axes [16, 56, 56] as constants, so a Flux file
+# is at least 3072 wide (about 400 M parameters with a single block). Both are built in process
+# with ComfyUI's own model configs and tiny widths. SD3's detector reads every width from the
+# file, so SD3 is a tiny file for UNETLoader, with a 16-channel TAESD file for VAELoader.
+
+# SDXL's UNet shape (linear transformer projections, the pooled text plus six size embeddings
+# as ADM input) at TINY_UNET's widths.
+TINY_SDXL_UNET = {**_SD1_UNET_BASE, **TINY_UNET, "use_linear_in_transformer": True,
+                  "num_head_channels": 16, "num_classes": "sequential",
+                  "adm_in_channels": 64 + 6 * 256}
+TINY_FLUX = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 64,
+             "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 4,
+             "depth": 1, "depth_single_blocks": 1, "axes_dim": [4, 6, 6], "theta": 10000,
+             "patch_size": 2, "qkv_bias": True, "guidance_embed": True}
+FLUX_FILL_IN_CHANNELS = 96  # 16 latent + 16 masked-image latent + 64 (the 8x8 mask per latent)
+# MMDiT: ComfyUI derives hidden size (64 x depth) and heads (= depth) from the depth.
+TINY_SD3 = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2,
+            "adm_in_channels": 64, "pos_embed_max_size": 96, "num_patches": 96 * 96,
+            "context_embedder_config": {"target": "torch.nn.Linear",
+                                        "params": {"in_features": 64, "out_features": 128}},
+            "pos_embed_scaling_factor": None, "input_size": None,
+            "x_block_self_attn_layers": []}
+# The text-conditioning widths the tiny families take: (context, pooled).
+CONDITIONING_WIDTHS = {"sd15": (SD15_FILE_UNET["context_dim"], 768), "sdxl": (64, 64),
+                       "flux": (64, 64), "sd3": (64, 64)}
+IN_PROCESS_FAMILIES = ("sdxl", "sdxl_inpaint", "flux", "flux_fill")
+
+
+def _patcher(config: comfy.supported_models_base.BASE, seed: int
+             ) -> comfy.model_patcher.ModelPatcher:
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, "", device=torch.device("cpu"))
+    model.diffusion_model.load_state_dict(
+        seeded_state_dict(model.diffusion_model.state_dict(), seed), strict=True)
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=model_management.get_torch_device(),
+        offload_device=model_management.unet_offload_device())
+
+
+def tiny_family_model(family: str, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """A MODEL of `family` (IN_PROCESS_FAMILIES) with ComfyUI's own config for it: SDXL
+    (EPS, size-conditioned ADM; the inpaint variant has 9 input channels, as the loader sets
+    it up), Flux dev (flow, guidance embedded, 16-channel latents in 2x2 patches) or Flux Fill
+    (96 input channels)."""
+    if family not in IN_PROCESS_FAMILIES:
+        raise ValueError(f"family: {family!r}; choose one of {IN_PROCESS_FAMILIES}")
+    if family.startswith("sdxl"):
+        config = comfy.supported_models.SDXL(
+            {**TINY_SDXL_UNET, "in_channels": _in_channels(family.endswith("inpaint"))})
+    elif family == "flux":
+        config = comfy.supported_models.Flux(dict(TINY_FLUX))
+    else:
+        config = comfy.supported_models.FluxInpaint(
+            {**TINY_FLUX, "in_channels": FLUX_FILL_IN_CHANNELS})
+    return _patcher(config, seed)
+
+
+def tiny_family_vae(latent_channels: int, seed: int = 0) -> comfy.sd.VAE:
+    """tiny_vae with `latent_channels` latent channels (4 for SD1.5/SDXL, 16 for Flux/SD3)."""
+    params = {**TINY_VAE, "ddconfig": {**TINY_VAE["ddconfig"], "z_channels": latent_channels},
+              "embed_dim": latent_channels}
+    with torch.device("meta"):
+        shapes = AutoencoderKL(**params).state_dict()
+    vae = comfy.sd.VAE(sd=seeded_state_dict(shapes, seed), config={"params": params})
+    vae.latent_channels = latent_channels  # with a config ComfyUI leaves SD's 4
+    return vae
+
+
+def zero_conditioning(family: str) -> list:
+    """All-zero conditioning at `family`'s tiny text widths (8 tokens; SD1.5: 77)."""
+    context, pooled = CONDITIONING_WIDTHS[family.split("_")[0]]
+    tokens = SD15_TOKENS if family.startswith("sd15") else 8
+    return [[torch.zeros(1, tokens, context), {"pooled_output": torch.zeros(1, pooled)}]]
+
+
+def write_sd3_diffusion_model(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A .safetensors diffusion model UNETLoader detects as SD3: 2.3 M parameters in fp16, its
+    position table 96 patches a side (crops up to 1536 px)."""
+    config = comfy.supported_models.SD3(dict(TINY_SD3))
+    config.set_inference_dtype(torch.float16, None)
+    shapes = config.get_model({}, "", device=torch.device("meta")).diffusion_model.state_dict()
+    return _write(path, {key: value.half().contiguous()
+                         for key, value in seeded_state_dict(shapes, seed).items()})
+
+
+def write_taesd_vae(path: str | os.PathLike, latent_channels: int, seed: int = 0) -> Path:
+    """A .safetensors TAESD that VAELoader loads with `latent_channels` latent channels."""
+    with torch.device("meta"):
+        taesd = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
+    return _write(path, {key: value.half().contiguous() for key, value in
+                         seeded_state_dict(taesd.state_dict(), seed, "",
+                                           _TAESD_SCALARS).items()})

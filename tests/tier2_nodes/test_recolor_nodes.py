@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,6 +82,26 @@ def test_a_placeholder_mask_means_no_mask_and_the_auto_mask_runs(node):
     outside = masks[0][0] == 0
     assert torch.equal(out[0][0][outside], astronaut[0][outside])
     assert any("automatic mask" in note for note in json.loads(report_json)["notes"])
+
+
+def test_an_uncertain_automatic_mask_is_flagged_in_the_report_and_the_info(node):
+    # A navy T-shirt over navy trousers (assets/photos/people/garments_heldout.json): the hem
+    # cannot be told by colour, so it is placed from the pose, and the notes say so.
+    from pathlib import Path
+
+    from PIL import Image
+
+    from region_repair.pipelines import garment_mask
+
+    photo = Path(__file__).resolve().parents[2] / "assets/photos/people/gesture_rock_18e20af8.jpg"
+    image = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).float() / 255
+    _, masks, report_json, info_json = run(node, images=[image[None]], reference_text="#B03A2E",
+                                           garment_label="t-shirt")
+    flagged = [note for note in json.loads(report_json)["notes"]
+               if note.startswith(f"image 0: {garment_mask.UNCERTAIN}")]
+    assert len(flagged) == 1 and "hem" in flagged[0], json.loads(report_json)["notes"]
+    assert flagged[0] in json.loads(info_json)[0]["notes"]
+    assert 0.05 < float(masks[0].mean()) < 0.15
 
 
 def test_validation_at_queue_time_names_the_three_target_inputs(node):

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-import torch
+import sys
+from pathlib import Path
+
 from comfy_api.latest import ComfyExtension, io
 
-# SD1.5's cross-attention width: CLIP-L's hidden size, over its 77 tokens.
-SD15_CONTEXT_DIM = 768
-SD15_TOKENS = 77
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/support, for tiny_models
+import tiny_models  # noqa: E402
+
+FAMILIES = ["sd15", *tiny_models.CONDITIONING_WIDTHS.keys() - {"sd15"}]
 
 
 class ZeroConditioning(io.ComfyNode):
@@ -19,22 +22,47 @@ class ZeroConditioning(io.ComfyNode):
             display_name="Zero Conditioning (test)",
             category="region_repair/testing",
             description=(
-                "All-zero SD1.5 conditioning: a [1, 77, 768] context and a [1, 768] pooled "
-                "output. For the tiny test checkpoints, which hold no text encoder (the "
-                "checkpoint loader returns no CLIP to encode a prompt with)."),
-            inputs=[],
+                "All-zero conditioning at a tiny test model family's text widths (SD1.5: a "
+                "[1, 77, 768] context and a [1, 768] pooled output). For the tiny test models, "
+                "which hold no text encoder."),
+            inputs=[io.Combo.Input("family", options=sorted(FAMILIES), default="sd15",
+                                   optional=True, tooltip="The tiny model family.")],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )
 
     @classmethod
-    def execute(cls) -> io.NodeOutput:  # type: ignore[override]
-        return io.NodeOutput([[torch.zeros(1, SD15_TOKENS, SD15_CONTEXT_DIM),
-                               {"pooled_output": torch.zeros(1, SD15_CONTEXT_DIM)}]])
+    def execute(cls, family: str = "sd15") -> io.NodeOutput:  # type: ignore[override]
+        return io.NodeOutput(tiny_models.zero_conditioning(family))
+
+
+class TinyFamilyModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RegionRepairTest_TinyFamilyModel",
+            display_name="Tiny Model of a Family (test)",
+            category="region_repair/testing",
+            description=(
+                "A tiny random-weight MODEL and VAE of a family that cannot be a tiny file "
+                "(tests/support/tiny_models.py says why), built with ComfyUI's own config for "
+                "it, plus zero conditioning at its text widths."),
+            inputs=[io.Combo.Input("family", options=list(tiny_models.IN_PROCESS_FAMILIES),
+                                   tooltip="SDXL, SDXL inpaint, Flux dev or Flux Fill.")],
+            outputs=[io.Model.Output(display_name="model"), io.Vae.Output(display_name="vae"),
+                     io.Conditioning.Output(display_name="conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, family: str) -> io.NodeOutput:  # type: ignore[override]
+        latent_channels = 16 if family.startswith("flux") else 4
+        return io.NodeOutput(tiny_models.tiny_family_model(family),
+                             tiny_models.tiny_family_vae(latent_channels),
+                             tiny_models.zero_conditioning(family))
 
 
 class RegionRepairTestNodes(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [ZeroConditioning]
+        return [ZeroConditioning, TinyFamilyModel]
 
 
 async def comfy_entrypoint() -> RegionRepairTestNodes:
