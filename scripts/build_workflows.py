@@ -7,6 +7,10 @@ A real headless server supplies `/object_info`, so widget order and defaults mat
 The twins are the UI files converted by scripts/workflow_api.py; tests/tier3_server/
 test_workflows.py checks that both agree, that every value is valid, and runs every twin.
 
+The file names are the titles the editor's Templates list shows (WORKFLOW_BUILDERS). After writing
+the workflows the builder runs `make demo`'s script, which draws each one's thumbnail
+(`workflows/<name>.jpg`) from its own result, so thumbnails never lag behind the workflows.
+
 Diffusion variants load a documented checkpoint kind with ComfyUI's standard loaders (names in
 CHECKPOINTS; pick your own file in the loader). Embedded variants need no weights at all and are
 what `make demo` runs.
@@ -20,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import demo
 from comfy_server import PACK_ROOT, ComfyServer, pack_module
 from workflow_api import ui_to_api
 from workflow_graph import Graph, Node
@@ -257,8 +262,8 @@ def garment_recolor_set(diffusion: bool = False) -> Graph:
            + ("\n\n**Diffusion variant:** an SD1.5 inpaint model refines the fabric texture "
               "inside each garment mask at denoise 0.3; the anchor correction runs afterwards, "
               "so the set stays on target." if diffusion else ""))
-    photos = g.node("LoadImageDataSetFromFolder", "The set (input/region-repair-samples/garment_set)", "Input",
-                    folder=sample("garment_set"))
+    photos = g.node("LoadImageDataSetFromFolder", f"The set (input/{sample('garment_set')})",
+                    "Input", folder=sample("garment_set"))
     engines = sd15_inpaint(g, "a jacket, fabric texture, photo", "blurry") if diffusion else {}
     recolored = g.node("RegionRepair_GarmentRecolorAnchor", "Garment Recolor (anchor)",
                        "Recolour", images=photos, reference_text="forest green",
@@ -394,7 +399,8 @@ def main() -> int:
         twin = ui_to_api(ui, object_info)
         (API_TWINS / f"{name}.json").write_text(json.dumps(twin, indent=1) + "\n")
         print(f"wrote workflows/{name}.json and its API twin")
-    return 0
+    # The Templates thumbnails are each workflow's own result: the demo runs them and draws them.
+    return demo.main()
 
 
 if __name__ == "__main__":
