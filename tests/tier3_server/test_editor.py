@@ -42,8 +42,9 @@ def test_templates_dialog_shows_every_workflow_with_its_thumbnail(server, editor
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_workflow_opens_with_known_nodes_and_its_saved_widget_values(editor, name):
     saved = {node["id"]: node for node in json.loads(WORKFLOWS[name].read_text())["nodes"]}
+    editor.close_dialog()
     editor.mark()
-    editor.load_template(browser.PACK_TEMPLATES, name)
+    editor.load_template_file(browser.PACK_TEMPLATES, name)
     nodes = editor.graph_nodes()
     assert not [node["type"] for node in nodes if not node["registered"]]
     assert {node["id"] for node in nodes} == set(saved)
@@ -55,7 +56,7 @@ def test_workflow_opens_with_known_nodes_and_its_saved_widget_values(editor, nam
     assert editor.errors == []
 
 
-def test_a_weight_free_template_runs_from_the_run_button(editor):
+def test_a_weight_free_template_opened_from_the_dialog_runs_from_the_run_button(editor):
     editor.mark()
     editor.load_template(browser.PACK_TEMPLATES, RUN_FROM_EDITOR)
     images = editor.run_and_wait_for_images(timeout=180)
