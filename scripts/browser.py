@@ -41,8 +41,9 @@ class Editor:
     """One headless Chromium page on a ComfyUI server's editor. `errors` collects the page's
     uncaught exceptions and console errors (offline noise aside) since the last `mark()`."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, viewport: dict[str, int] = VIEWPORT):
         self.url = url
+        self.viewport = viewport
         self.errors: list[str] = []
         self.responses: dict[str, tuple[int, str]] = {}  # url: (status, content type)
 
@@ -51,7 +52,7 @@ class Editor:
         self._playwright = sync_playwright().start()
         self._browser = self._playwright.chromium.launch(
             executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
-        self.page = self._browser.new_page(viewport=VIEWPORT)
+        self.page = self._browser.new_page(viewport=self.viewport)
         self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
         self.page.on("console", self._console)
         self.page.on("response", lambda response: self.responses.__setitem__(
@@ -118,6 +119,14 @@ class Editor:
             found[name] = state
         return found
 
+    def sort_templates(self, order: str = "A → Z") -> None:
+        """Pick the dialog's sort order and show the top of the list."""
+        self.page.get_by_role("combobox", name="Sort by").click()
+        self.page.get_by_role("option", name=order, exact=True).click()
+        cards = self.page.get_by_role("dialog").locator("[data-testid^='template-workflow-']")
+        cards.first.scroll_into_view_if_needed()
+        self.page.wait_for_timeout(500)
+
     def load_template(self, pack: str, name: str) -> None:
         """Open a template from the dialog, as a click on its card does."""
         self._open_pack(pack)
@@ -137,6 +146,10 @@ class Editor:
                                            {openSource: 'template'});
         }""", [pack, name])
         self.page.wait_for_timeout(300)
+
+    def fit_view(self) -> None:
+        self.page.get_by_role("button", name="Fit View (.)").click()
+        self.page.wait_for_timeout(500)
 
     def graph_nodes(self) -> list[dict[str, Any]]:
         """The loaded graph's nodes: type, whether the frontend knows the type, widget values."""

@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def template_thumbnail(before: Image.Image, after: Image.Image | None, caption: 
             draw.rounded_rectangle((x0 + 10, top, x0 + half - 10, TEMPLATE_SIZE - bottom), 12,
                                    fill="#3a3f46")
             draw.multiline_text((x0 + half // 2, (TEMPLATE_SIZE + top - bottom) // 2),
-                                "not run here:\nneeds\n" + "\n".join(caption.split(", ")),
+                                "not run here;\nneeds\n" + "\n".join(
+                                    textwrap.fill(item, 16) for item in caption.split(", ")),
                                 font=small, fill="#ffd98a", anchor="mm", align="center",
                                 spacing=6)
             continue
@@ -140,8 +142,14 @@ def write_template_thumbnail(path: Path, tile: Image.Image) -> Path:
     return target
 
 
+# What a thumbnail's card says a missing file is, by its models sub-folder.
+MODEL_KINDS = {"checkpoints": "an SD1.5 inpaint checkpoint", "loras": "a LoRA",
+               "vae": "a VAE", "sams": "a SAM checkpoint"}
+
+
 def needs_caption(missing: list[str]) -> str:
-    return ", ".join("your vendor key" if "key" in item else Path(item).name for item in missing)
+    return ", ".join("your vendor key" if "key" in item else MODEL_KINDS[Path(item).parent.name]
+                     for item in missing)
 
 
 def run_workflow(server: ComfyServer, path: Path, prompt: dict, base: Path
@@ -194,12 +202,18 @@ def screenshots(server: ComfyServer) -> None:
     if why_not:
         print(f"skip  screenshots: {why_not}")
         return
-    with browser.Editor(server.url) as editor:
-        editor.open_templates(browser.PACK_TEMPLATES)
+    # Large enough that a whole template fits at a zoom where the editor still draws its text.
+    with browser.Editor(server.url, viewport={"width": 2000, "height": 1250}) as editor:
+        editor.open_templates(browser.PACK_TEMPLATES)  # every thumbnail loaded
+        editor.sort_templates()
+        editor.page.mouse.move(1, 1)  # no card hovered (a hovered thumbnail zooms)
         editor.page.screenshot(path=SCREENSHOTS / "templates_dialog.png")
         editor.load_template(browser.PACK_TEMPLATES, SCREENSHOT_TEMPLATE)
+        editor.run_and_wait_for_images()  # the result shows on its Save node
+        editor.fit_view()
         editor.page.screenshot(path=SCREENSHOTS / "template_opened.png")
-    print("wrote docs/images/templates_dialog.png and docs/images/template_opened.png")
+    print("wrote docs/images/templates_dialog.png and docs/images/template_opened.png (opened "
+          "from the dialog and run)")
 
 
 def main() -> int:
