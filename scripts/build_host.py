@@ -110,7 +110,7 @@ def install_chromium() -> None:
     print("+ apt-get install -y chromium", flush=True)
     quiet = {"stdout": subprocess.DEVNULL,
              "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
-    if subprocess.run(["apt-get", "install", "-y", "chromium"], **quiet).returncode != 0:
+    if subprocess.run(["apt-get", "install", "-y", "chromium"], check=False, **quiet).returncode:
         subprocess.run(["apt-get", "update"], check=True, **quiet)
         subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, **quiet)
 

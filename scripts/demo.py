@@ -192,7 +192,7 @@ def first_input(prompt: dict, base: Path) -> Image.Image:
             return Image.open(base / "input" / node["inputs"]["image"])
         if node["class_type"] == "LoadImageDataSetFromFolder":
             folder = base / "input" / node["inputs"]["folder"]
-            return Image.open(sorted(folder.iterdir())[0])
+            return Image.open(min(folder.iterdir()))
     raise ValueError("the workflow loads no photo")
 
 
