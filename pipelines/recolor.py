@@ -339,11 +339,12 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
 
 # --- the colour transfer ------------------------------------------------------------------------
 
-def soft_clip_lightness(lightness: torch.Tensor, knee: float = 8.0) -> torch.Tensor:
-    """Keep L* inside 0..100 with smooth shoulders (`knee` at the top, half of it at the bottom,
-    where sRGB has fewer levels to spare), so highlights and deep
-    shadows pushed past the range keep an ordering (texture) instead of flattening at a clip."""
-    high, low = 100 - knee, knee / 2
+def soft_clip_lightness(lightness: torch.Tensor, ceiling: torch.Tensor | float = 100.0,
+                        knee: float = 8.0) -> torch.Tensor:
+    """Keep L* inside 0..`ceiling` with smooth shoulders (`knee` at the top, half of it at the
+    bottom, where sRGB has fewer levels to spare), so highlights and deep shadows pushed past the
+    range keep an ordering (texture) instead of flattening at a clip."""
+    high, low = ceiling - knee, knee / 2
     over = high + knee * torch.tanh((lightness - high) / knee)
     under = low - low * torch.tanh((low - lightness) / low)
     return torch.where(lightness > high, over, torch.where(lightness < low, under, lightness))
@@ -351,19 +352,21 @@ def soft_clip_lightness(lightness: torch.Tensor, knee: float = 8.0) -> torch.Ten
 
 @dataclass(frozen=True)
 class Transfer:
-    """One colour transfer, for V variations: L' = soft_clip(L_eff + gain (L - source_L)); a', b'
-    = (a, b)_eff scaled by (L' + 16) / (L_eff + 16), which is how a*, b* of one reflectance scale
-    with the light falling on it (exactly, where CIELAB's cube root applies)."""
+    """One colour transfer, for V variations: L' = soft_clip(L_eff + gain (L - source_L)) below
+    `ceiling`; a', b' = (a, b)_eff scaled by (L' + 16) / (L_eff + 16), which is how a*, b* of one
+    reflectance scale with the light falling on it (exactly, where CIELAB's cube root applies)."""
     source_l: float
     gain: torch.Tensor       # [V, 1]
     effective: torch.Tensor  # [V, 3] Lab
+    ceiling: torch.Tensor    # [V, 1] L*: the shoulder's top (`lightness_ceiling`)
 
 
 def map_lab(lab: torch.Tensor, transfer: Transfer) -> torch.Tensor:
     """Garment pixels `[N, 3]` Lab -> `[V, N, 3]`."""
     eff = transfer.effective.to(lab.dtype)
     gain = transfer.gain.to(lab.dtype)
-    lightness = soft_clip_lightness(eff[:, :1] + gain * (lab[None, :, 0] - transfer.source_l))
+    lightness = soft_clip_lightness(eff[:, :1] + gain * (lab[None, :, 0] - transfer.source_l),
+                                    transfer.ceiling.to(lab.dtype))
     # An effective L* below 0 (a near-black mean keeping its folds) would blow this up.
     scale = (lightness + 16) / (eff[:, :1] + 16).clamp_min(16)
     return torch.stack([lightness, eff[:, 1:2] * scale, eff[:, 2:3] * scale], dim=-1)
@@ -408,6 +411,22 @@ def in_gamut(lab: torch.Tensor) -> torch.Tensor:
                         dtype=torch.float64)
 
 
+def lightness_ceiling(goal: torch.Tensor) -> torch.Tensor:
+    """`[V, 3]` Lab -> `[V, 1]`: the highest L* at which sRGB still holds the goal's chroma and
+    hue (100 for a grey), and at least CEILING_MARGIN above the goal. A light garment's lit
+    folds pushed above it would lose their chroma in the gamut mapping (cream highlights turn
+    white), and the garment's mean colour with them: the shoulder ends there instead."""
+    low = goal[:, 0].clone()
+    high = torch.full_like(low, 100.0)
+    for _ in range(CEILING_STEPS):
+        middle = (low + high) / 2
+        trial = torch.stack([middle, goal[:, 1], goal[:, 2]], -1)
+        rgb = kornia.color.lab_to_rgb(trial.float()[:, :, None, None], clip=False)[:, :, 0, 0]
+        fits = ((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all(dim=1)
+        low, high = torch.where(fits, middle, low), torch.where(fits, high, middle)
+    return torch.maximum(low, goal[:, 0] + CEILING_MARGIN).clamp(max=100.0)[:, None]
+
+
 def shown_levels(lab: torch.Tensor) -> torch.Tensor:
     """`[V, K, 3]` Lab levels -> the Lab the output image will hold, after the gamut mapping."""
     return srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].double()
@@ -441,7 +460,12 @@ CHROMA_HEADROOM = 2.0  # the effective chroma's cap, relative to the target's
 RATIO_SLACK = 0.02
 # A garment mean further than this from the target is reported in the notes.
 GAVE_WAY_REPORT = 1.0
+# A post_process shot whose mean lands further than this from the anchor's result made the set
+# give way together (`recolor_set`).
+SET_TOLERANCE = 0.25
 GIVE_WAY_PROBES = 6  # bisection steps of the aimed L* when the folds cannot be kept at the goal
+CEILING_STEPS = 16   # bisection steps of `lightness_ceiling` (to 0.001 L*)
+CEILING_MARGIN = 1.0  # L* the ceiling keeps above the goal, however saturated a light goal
 # The effective (pre-clip) L* may leave 0..100: the soft clip brings the pixels back, which lets
 # a near-white or near-black mean keep its folds as a soft shoulder instead of a flat clip.
 EFFECTIVE_L = (-40.0, 140.0)
@@ -461,8 +485,9 @@ def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Ten
     L* histogram. Returns the transfer and the mean it achieves."""
     levels = garment.level_lab()
     effective = (goal if start is None else start).clone()
+    ceiling = lightness_ceiling(goal)
     for _ in range(iterations):
-        transfer = Transfer(source_l, gain, effective)
+        transfer = Transfer(source_l, gain, effective, ceiling)
         achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
         if float(ciede2000(achieved, goal).max()) < tolerance:
             break
@@ -476,7 +501,7 @@ def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Ten
         cap = torch.maximum(goal_chroma * CHROMA_HEADROOM, goal_chroma + 10)
         effective[:, 1:] *= (cap / chroma.clamp_min(1e-9)).clamp(max=1)
     else:
-        transfer = Transfer(source_l, gain, effective)
+        transfer = Transfer(source_l, gain, effective, ceiling)
         achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
     return transfer, achieved
 
@@ -497,7 +522,8 @@ def fit_transfer(garment: Garment, goal: torch.Tensor, contrast: float
     fits = [_fit_one(garment, source_l, goal[v:v + 1], float(wanted[v]))
             for v in range(goal.shape[0])]
     transfer = Transfer(source_l, torch.cat([t.gain for t, _ in fits]),
-                        torch.cat([t.effective for t, _ in fits]))
+                        torch.cat([t.effective for t, _ in fits]),
+                        torch.cat([t.ceiling for t, _ in fits]))
     return transfer, torch.cat([achieved for _, achieved in fits])
 
 
@@ -788,15 +814,9 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     def own_transfer(garment: Garment) -> tuple[Transfer, torch.Tensor]:
         return fit_transfer(garment, goals, settings.contrast)
 
-    def onto_anchor(garment: Garment) -> Transfer:
-        """This shot's own shading fit, landing on the anchor's result: a set's shots differ in
-        light, and the anchor's gain on a dimmer or brighter shot would crush or amplify its
-        folds."""
-        moved, _ = fit_transfer(garment, anchor_mean, settings.contrast)
-        return moved
-
     anchor_transfer, anchor_mean = own_transfer(garments[anchor])
     transfers: list[Transfer | None] = []
+    reached: dict[int, torch.Tensor] = {anchor: anchor_mean}  # post_process: each shot's mean
     for index, garment in enumerate(garments):
         step()
         if garment.empty:
@@ -805,12 +825,31 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         if index == anchor:
             transfer = anchor_transfer
         elif settings.post_process:
-            transfer = onto_anchor(garment)
+            # The shot's own shading fit, landing on the anchor's result: a set's shots differ
+            # in light, and the anchor's gain on a dimmer or brighter shot would crush or
+            # amplify its folds.
+            transfer, reached[index] = fit_transfer(garment, anchor_mean, settings.contrast)
         elif settings.use_anchor:  # the anchor's one curve: each shot keeps its own light
             transfer = anchor_transfer
         else:
             transfer, _ = own_transfer(garment)
         transfers.append(transfer)
+    if settings.post_process:
+        # A shot that cannot keep its folds at the anchor's result gives way by its own amount:
+        # the whole set then gives way together, to the most constrained shot's mean.
+        misses = torch.stack([ciede2000(mean, anchor_mean) for mean in reached.values()])
+        if float(misses.max()) > SET_TOLERANCE:
+            shots = list(reached)
+            worst = misses.argmax(dim=0)  # per variation
+            anchor_mean = torch.stack([reached[shots[int(w)]][v] for v, w in enumerate(worst)])
+            notes.append("the set gave way together: image(s) "
+                         + ", ".join(str(shots[int(w)]) for w in worst.unique())
+                         + " cannot keep the folds at the anchor's colour, so every shot "
+                         "aims at that image's mean")
+            for index in shots:
+                step()
+                transfers[index], _ = fit_transfer(garments[index], anchor_mean,
+                                                   settings.contrast)
 
     outputs: list[torch.Tensor] = [torch.empty(0)] * (len(images) * settings.num_variations)
     records: list[dict] = [{}] * len(outputs)
