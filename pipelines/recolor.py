@@ -414,8 +414,9 @@ def in_gamut(lab: torch.Tensor) -> torch.Tensor:
 def lightness_ceiling(goal: torch.Tensor) -> torch.Tensor:
     """`[V, 3]` Lab -> `[V, 1]`: the highest L* at which sRGB still holds the goal's chroma and
     hue (100 for a grey), and at least CEILING_MARGIN above the goal. A light garment's lit
-    folds pushed above it would lose their chroma in the gamut mapping (cream highlights turn
-    white), and the garment's mean colour with them: the shoulder ends there instead."""
+    folds pushed above it lose their chroma in the gamut mapping (cream highlights turn white),
+    and the garment's mean colour with them: where the shoulder ending at white misses the
+    colour, `_fit_one` ends it here instead."""
     low = goal[:, 0].clone()
     high = torch.full_like(low, 100.0)
     for _ in range(CEILING_STEPS):
@@ -478,14 +479,16 @@ def shading_ratio(source_l: float, goal_l: torch.Tensor, contrast: float) -> tor
 
 
 def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
-          start: torch.Tensor | None = None, iterations: int = 8, tolerance: float = 0.05
-          ) -> tuple[Transfer, torch.Tensor]:
+          start: torch.Tensor | None = None, iterations: int = 8, tolerance: float = 0.05,
+          ceiling: torch.Tensor | None = None) -> tuple[Transfer, torch.Tensor]:
     """Find the effective Lab per variation whose mapped, gamut-mapped garment mean equals
     `goal` `[V, 3]` (fixed-point steps: each adds the remaining error). Works on the garment's
-    L* histogram. Returns the transfer and the mean it achieves."""
+    L* histogram. `ceiling` `[V, 1]`: the shoulder's top (white when not given). Returns the
+    transfer and the mean it achieves."""
     levels = garment.level_lab()
     effective = (goal if start is None else start).clone()
-    ceiling = lightness_ceiling(goal)
+    if ceiling is None:
+        ceiling = torch.full_like(goal[:, :1], 100.0)
     for _ in range(iterations):
         transfer = Transfer(source_l, gain, effective, ceiling)
         achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
@@ -529,22 +532,26 @@ def fit_transfer(garment: Garment, goal: torch.Tensor, contrast: float
 
 def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: float
              ) -> tuple[Transfer, torch.Tensor]:
-    """One variation. The wanted ratio, then 1, then SHADING_FLOOR (those below it): the first
-    whose mean lands within COLOUR_TOLERANCE wins, else the one whose mean is closest (the
-    gamut, not the folds, is in the way: chroma lost at the edge). If even the floor is out of
-    reach (a white top dyed near-black keeps its folds only in a crushed shoulder), the aimed
-    L* moves towards
-    mid-grey until the floor is kept (`GIVE_WAY_PROBES` bisection steps, to within about 1 L*
-    of the closest such lightness): the folds win, the mean gives way."""
+    """One variation. The wanted ratio, then 1, then SHADING_FLOOR (those below it), first with
+    the shoulder ending at white, then (a light, coloured goal whose lit folds lose their chroma
+    at white) at `lightness_ceiling`: the first whose mean lands within COLOUR_TOLERANCE wins,
+    else the one whose mean is closest (the gamut, not the folds, is in the way: chroma lost at
+    the edge). If even the floor is out of reach (a white top dyed near-black keeps its folds
+    only in a crushed shoulder), the aimed L* moves towards mid-grey until the floor is kept
+    (`GIVE_WAY_PROBES` bisection steps, to within about 1 L* of the closest such lightness):
+    the folds win, the mean gives way."""
     ratios = [wanted] + [r for r in (1.0, SHADING_FLOOR) if r < wanted]
+    white, coloured = torch.full_like(goal[:, :1], 100.0), lightness_ceiling(goal)
+    ceilings = [white] + ([coloured] if float(coloured) < 100 else [])
     kept = []  # (ΔE, order, transfer, mean) of the fits that keep the floor
-    for order, ratio in enumerate(ratios):
-        transfer, achieved, shown = _fit_ratio(garment, source_l, goal, ratio)
-        if shown >= min(ratio, SHADING_FLOOR) - RATIO_SLACK:
-            error = float(ciede2000(achieved, goal).max())
-            if error <= COLOUR_TOLERANCE:
-                return transfer, achieved
-            kept.append((error, order, transfer, achieved))
+    for ceiling in ceilings:
+        for order, ratio in enumerate(ratios):
+            transfer, achieved, shown = _fit_ratio(garment, source_l, goal, ratio, ceiling)
+            if shown >= min(ratio, SHADING_FLOOR) - RATIO_SLACK:
+                error = float(ciede2000(achieved, goal).max())
+                if error <= COLOUR_TOLERANCE:
+                    return transfer, achieved
+                kept.append((error, order, transfer, achieved))
     if kept:  # the mean is off at every ratio (the gamut, not the folds): the closest one
         _, _, transfer, achieved = min(kept, key=lambda fit: fit[:2])
         return transfer, achieved
@@ -555,7 +562,7 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
     for _ in range(GIVE_WAY_PROBES):
         aim = goal.clone()
         aim[0, 0] = feasible if best is None else (infeasible + feasible) / 2
-        fit = _fit_ratio(garment, source_l, aim, ratio)
+        fit = _fit_ratio(garment, source_l, aim, ratio, white)
         if fit[2] >= ratio - RATIO_SLACK:
             feasible, best = float(aim[0, 0]), fit
         elif best is None:
@@ -566,19 +573,19 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
 
 
 def _fit_ratio(garment: Garment, source_l: float, aim: torch.Tensor, ratio: float,
-               rounds: int = 8) -> tuple[Transfer, torch.Tensor, float]:
+               ceiling: torch.Tensor, rounds: int = 8) -> tuple[Transfer, torch.Tensor, float]:
     """The gain rescaled by wanted / shown ratio each round (the soft clip and the gamut
     compress the shading near black and white, so the gain must grow there), the mean re-solved
     onto `aim` each time. Returns the transfer, its mean and the ratio it shows."""
     gain = torch.full((1, 1), ratio, dtype=torch.float64, device=aim.device)
-    transfer, achieved = solve(garment, source_l, gain, aim, iterations=16)
+    transfer, achieved = solve(garment, source_l, gain, aim, iterations=16, ceiling=ceiling)
     shown = float(shown_ratio(garment, transfer))
     for _ in range(rounds):
         if abs(shown - ratio) < RATIO_SLACK or (shown < ratio and float(gain) >= MAX_GAIN):
             break
         gain = (gain * ratio / max(shown, 1e-3)).clamp(0.05, MAX_GAIN)
         transfer, achieved = solve(garment, source_l, gain, aim, start=transfer.effective,
-                                   iterations=16)
+                                   iterations=16, ceiling=ceiling)
         shown = float(shown_ratio(garment, transfer))
     return transfer, achieved, shown
 
