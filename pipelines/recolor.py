@@ -824,6 +824,7 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     anchor_transfer, anchor_mean = own_transfer(garments[anchor])
     transfers: list[Transfer | None] = []
     reached: dict[int, torch.Tensor] = {anchor: anchor_mean}  # post_process: each shot's mean
+    followed: list[int] = []  # per variation: the shot a set that gave way together follows
     for index, garment in enumerate(garments):
         step()
         if garment.empty:
@@ -847,10 +848,10 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         misses = torch.stack([ciede2000(mean, anchor_mean) for mean in reached.values()])
         if float(misses.max()) > SET_TOLERANCE:
             shots = list(reached)
-            worst = misses.argmax(dim=0)  # per variation
-            anchor_mean = torch.stack([reached[shots[int(w)]][v] for v, w in enumerate(worst)])
+            followed = [shots[int(w)] for w in misses.argmax(dim=0)]
+            anchor_mean = torch.stack([reached[shot][v] for v, shot in enumerate(followed)])
             notes.append("the set gave way together: image(s) "
-                         + ", ".join(str(shots[int(w)]) for w in worst.unique())
+                         + ", ".join(str(shot) for shot in sorted(set(followed)))
                          + " cannot keep the folds at the anchor's colour, so every shot "
                          "aims at that image's mean")
             for index in shots:
@@ -900,10 +901,12 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         record["delta_e_anchor"] = round(float(ciede2000(mean, anchor_result)), 4)
         record["shading_ratio"] = round(ratios[index, variation], 3)
         if record["delta_e_target"] > GAVE_WAY_REPORT:
+            whose = ("this garment's folds" if not followed or followed[variation] == index
+                     else f"image {followed[variation]}'s folds, which the set follows")
             notes.append(
                 f"image {index}, variation {variation}: the garment's mean is ΔE00 "
                 f"{record['delta_e_target']:.1f} from the target {record['target_hex']}: sRGB "
-                "cannot show that lightness with this garment's folds, so the folds were kept "
+                f"cannot show that lightness with {whose}, so the folds were kept "
                 f"(lightness spread {record['shading_ratio']:.2f}x the original's)")
     return outputs, records, notes
 

@@ -209,6 +209,8 @@ def test_a_set_that_cannot_keep_its_folds_at_the_target_gives_way_together():
     assert result.report["spread_delta_e"][0] <= 0.5
     assert any("gave way together: image(s) 2 " in note for note in result.report["notes"])
     assert sum("folds were kept" in note for note in result.report["notes"]) == 3
+    assert any(note.startswith("image 0,") and "image 2's folds" in note
+               for note in result.report["notes"])
 
 
 def test_a_set_of_different_sizes_and_light_lands_on_one_colour_with_the_anchor():
