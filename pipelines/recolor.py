@@ -11,8 +11,9 @@ across a whole set of product images.
   after the round trip through sRGB (gamut mapping included), lands on the target; where sRGB
   cannot hold both, the folds are kept and the report says how far the mean is.
 - **Set.** `use_anchor` fits that mapping once, on the anchor image, and applies it to every image;
-  `post_process` then pulls each image's garment mean onto the anchor's result. Pixels outside the
-  garment mask are copied, never converted.
+  `post_process` then pulls each image's garment mean onto the anchor's result (where a shot
+  cannot keep its folds at that colour, the whole set gives way together to that shot's mean).
+  Pixels outside the garment mask are copied, never converted.
 - **Refinement (optional).** A diffusion `Generator` (pipelines/detail_repair.py) re-renders the
   recoloured garment's texture at low denoise in a context crop; the anchor correction then runs
   on the refined pixels, so the set stays on one colour (`refine_garment`).
@@ -541,8 +542,8 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
     (`GIVE_WAY_PROBES` bisection steps, to within about 1 L* of the closest such lightness):
     the folds win, the mean gives way."""
     ratios = [wanted] + [r for r in (1.0, SHADING_FLOOR) if r < wanted]
-    white, coloured = torch.full_like(goal[:, :1], 100.0), lightness_ceiling(goal)
-    ceilings = [white] + ([coloured] if float(coloured) < 100 else [])
+    coloured = lightness_ceiling(goal)
+    ceilings = [None] + ([coloured] if float(coloured) < 100 else [])  # None: white
     kept = []  # (ΔE, order, transfer, mean) of the fits that keep the floor
     for ceiling in ceilings:
         for order, ratio in enumerate(ratios):
@@ -562,7 +563,7 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
     for _ in range(GIVE_WAY_PROBES):
         aim = goal.clone()
         aim[0, 0] = feasible if best is None else (infeasible + feasible) / 2
-        fit = _fit_ratio(garment, source_l, aim, ratio, white)
+        fit = _fit_ratio(garment, source_l, aim, ratio, None)
         if fit[2] >= ratio - RATIO_SLACK:
             feasible, best = float(aim[0, 0]), fit
         elif best is None:
@@ -573,7 +574,8 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
 
 
 def _fit_ratio(garment: Garment, source_l: float, aim: torch.Tensor, ratio: float,
-               ceiling: torch.Tensor, rounds: int = 8) -> tuple[Transfer, torch.Tensor, float]:
+               ceiling: torch.Tensor | None, rounds: int = 8
+               ) -> tuple[Transfer, torch.Tensor, float]:
     """The gain rescaled by wanted / shown ratio each round (the soft clip and the gamut
     compress the shading near black and white, so the gain must grow there), the mean re-solved
     onto `aim` each time. Returns the transfer, its mean and the ratio it shows."""
