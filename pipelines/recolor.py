@@ -542,10 +542,15 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
     (`GIVE_WAY_PROBES` bisection steps, to within about 1 L* of the closest such lightness):
     the folds win, the mean gives way."""
     ratios = [wanted] + [r for r in (1.0, SHADING_FLOOR) if r < wanted]
-    coloured = lightness_ceiling(goal)
-    ceilings = [None] + ([coloured] if float(coloured) < 100 else [])  # None: white
+
+    def ceilings():  # white (None), then the coloured one, computed only if white misses
+        yield None
+        coloured = lightness_ceiling(goal)
+        if float(coloured) < 100:
+            yield coloured
+
     kept = []  # (ΔE, order, transfer, mean) of the fits that keep the floor
-    for ceiling in ceilings:
+    for ceiling in ceilings():
         for order, ratio in enumerate(ratios):
             transfer, achieved, shown = _fit_ratio(garment, source_l, goal, ratio, ceiling)
             if shown >= min(ratio, SHADING_FLOOR) - RATIO_SLACK:
