@@ -154,10 +154,7 @@ def test_folds_keep_their_contrast_light_to_dark_and_dark_to_light():
 def test_the_folds_keep_0_7_to_1_4_of_their_lightness_spread_for_any_target(base, target):
     image, mask = textured(base=base), blob_mask()
     result = run_set([image], [mask], target)
-    inside = mask > 0
-    before = srgb_to_lab(image[None])[0][inside][:, 0]
-    as_png = (result.images[0] * 255).round() / 255
-    ratio = float(srgb_to_lab(as_png[None])[0][inside][:, 0].std() / before.std())
+    ratio = png_ratio(image, result.images[0], mask)
     assert 0.7 <= ratio <= 1.4, (target, ratio)
     record = result.report["outputs"][0]
     assert record["shading_ratio"] == pytest.approx(ratio, abs=0.05)
