@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import uuid
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -223,18 +224,22 @@ def with_family(prompt: dict, family: str) -> dict:
 
 # picpik_inpaint_lora_reference is left out: its LoRA is an SD1.5 file, which other families
 # cannot load.
-@pytest.mark.parametrize("workflow", ["photio_regen_add_object", "photio_regen_remove",
-                                      "picpik_outpaint"])
+@pytest.mark.parametrize("workflow", [
+    "Photio Regen - add an object (SD1.5 inpaint model)",
+    "Photio Regen - remove an object (SD1.5 inpaint model)",
+    "PICPIK ModifyMaskedPixels - outpaint (SD1.5 inpaint model)"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_shipped_workflow(server, models, family, workflow):
     shipped = json.loads((PACK_ROOT / "tests" / "workflows_api" / f"{workflow}.json").read_text())
     prompt = with_family(shipped, family)
     history = run_clean(server, prompt)
     (load,) = [n for n in prompt.values() if n["class_type"] == "LoadImage"]
-    original = np.asarray(Image.open(PHOTOS / load["inputs"]["image"]).convert("RGB"))
+    # The shipped workflows load the pack's sample copies (input/region-repair-samples/).
+    original = np.asarray(Image.open(PHOTOS / Path(load["inputs"]["image"]).name)
+                          .convert("RGB"))
     (saved,) = [key for key, n in prompt.items() if n["class_type"] == "SaveImage"]
     (result,) = [decode(png) for png in server.output_files(history, saved)]
-    if workflow == "picpik_outpaint":  # 64 px more on the left and on the right
+    if "outpaint" in workflow:  # 64 px more on the left and on the right
         assert result.shape == (original.shape[0], original.shape[1] + 128, 3)
         assert np.array_equal(result[:, 64:-64], original)
     else:
