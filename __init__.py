@@ -1,12 +1,20 @@
 """comfyui-region-repair: regenerate a masked region of an image and put it back so that nothing
-else changes. ComfyUI loads this folder from custom_nodes/; registration is all that happens at
-import (V3 schema, through comfy_entrypoint)."""
+else changes. ComfyUI loads this folder from custom_nodes/; at import the nodes are registered (V3
+schema, through comfy_entrypoint) and the workflows' sample photos are copied into the input
+folder once (pipelines/samples.py)."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODES
+from .pipelines.samples import SAMPLES_FOLDER, install_samples
+
+PACK_ROOT = Path(__file__).resolve().parent
 
 
 class RegionRepairExtension(ComfyExtension):
@@ -14,5 +22,21 @@ class RegionRepairExtension(ComfyExtension):
         return list(NODES)
 
 
+def provide_samples() -> None:
+    """The templates open ready to run: their photos go to input/region-repair-samples/."""
+    input_dir = Path(folder_paths.get_input_directory())
+    try:
+        copied = install_samples(PACK_ROOT / "assets" / "photos", PACK_ROOT / "workflows",
+                                 input_dir)
+    except OSError as error:  # a read-only input folder must not stop the nodes from loading
+        logging.warning("region-repair: could not copy the sample photos to %s: %s",
+                        input_dir / SAMPLES_FOLDER, error)
+        return
+    if copied:
+        logging.info("region-repair: %d sample photo(s) copied to %s", len(copied),
+                     input_dir / SAMPLES_FOLDER)
+
+
 async def comfy_entrypoint() -> RegionRepairExtension:
+    provide_samples()
     return RegionRepairExtension()

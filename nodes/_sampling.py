@@ -68,8 +68,9 @@ def _check_plain_share(traits: ModelTraits, mask: torch.Tensor, denoise: float) 
             f"from noise (more than {PLAIN_MODEL_MAX_SHARE:.0%}), seeing the surroundings only "
             f"through the latent noise mask, and would paint something unrelated to them. "
             f"Connect an inpaint model (SD1.5 or SDXL inpainting, Flux Fill), lower denoise "
-            f"below {FULL_STRENGTH}, or give it more context (a larger context_factor, a "
-            f"smaller outpaint)")
+            f"below {FULL_STRENGTH} so it starts from the old content (the marked modes open "
+            f"their whole window), or give it more context (a larger context_factor, a smaller "
+            f"outpaint)")
 
 
 def diffusion_generator(model, vae, positive: list, negative: list, steps: int, cfg: float,

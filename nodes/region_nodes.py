@@ -101,10 +101,11 @@ class DilateBlurPad(io.ComfyNode):
                                  tooltip="Per object: merge windows that overlap into one."),
                 io.Combo.Input("resize_mode", options=region_ops.ResizeMode,
                                tooltip="Crop size for the sampler: keep (native), snapped to "
-                               "multiples of 8 or 64 at about processing_size^2 pixels, or "
-                               "the nearest bucket (OctoAI's SD1.5/SDXL lists, or your own)."),
+                               "multiples of 8 (SD1.5, SDXL), 16 (Flux, SD3) or 64 at about "
+                               "processing_size^2 pixels, or the nearest bucket (OctoAI's "
+                               "SD1.5/SDXL lists, or your own)."),
                 io.Int.Input("processing_size", default=512, min=64, max=8192, step=8,
-                             tooltip="For multiple_of_8/64: the crop has about this squared "
+                             tooltip="For multiple_of_8/16/64: the crop has about this squared "
                              "pixel count."),
                 io.String.Input("buckets", default="512x512, 768x512, 512x768",
                                 tooltip="For custom_buckets: allowed WIDTHxHEIGHT sizes, "

@@ -51,7 +51,10 @@ class RemoteVendorInpaint(io.ComfyNode):
                                 "negative_prompt (empty: the vendor's default)."),
                 io.Int.Input("candidates", default=1, min=1, max=16,
                              tooltip="Results per image (PiktID 1-4, garment 1-8, PICPIK 1-16)."),
+                # No seed control: the editor would add "randomize" to any INT named seed, turning
+                # -1 into a random seed and shifting the widget values saved without it.
                 io.Int.Input("seed", default=-1, min=-1, max=2147483647,
+                             control_after_generate=False,
                              tooltip="-1: the vendor picks. Candidate i gets seed + i."),
                 io.String.Input("options", default="{}", multiline=True,
                                 tooltip="Vendor-specific fields as JSON, e.g. {\"quality\": "

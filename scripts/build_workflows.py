@@ -7,6 +7,10 @@ A real headless server supplies `/object_info`, so widget order and defaults mat
 The twins are the UI files converted by scripts/workflow_api.py; tests/tier3_server/
 test_workflows.py checks that both agree, that every value is valid, and runs every twin.
 
+The file names are the titles the editor's Templates list shows (WORKFLOW_BUILDERS). After writing
+the workflows the builder runs `make demo`'s script, which draws each one's thumbnail
+(`workflows/<name>.jpg`) from its own result, so thumbnails never lag behind the workflows.
+
 Diffusion variants load a documented checkpoint kind with ComfyUI's standard loaders (names in
 CHECKPOINTS; pick your own file in the loader). Embedded variants need no weights at all and are
 what `make demo` runs.
@@ -20,7 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from comfy_server import PACK_ROOT, ComfyServer
+import demo
+from comfy_server import PACK_ROOT, ComfyServer, pack_module
 from workflow_api import ui_to_api
 from workflow_graph import Graph, Node
 
@@ -34,6 +39,21 @@ EXAMPLE_LORA = "your_style_lora.safetensors"
 PATCH_BOX = "0.238, 0.652, 0.196, 0.196"    # the mission patch, with a margin over the damage
 SPOON_BOX = "0.54, 0.6, 0.14, 0.22"         # the spoon on the coffee saucer
 FACE_AND_TAG = "0.35, 0.13, 0.19, 0.19\n0.55, 0.66, 0.1, 0.05"
+SAMPLES_FOLDER = pack_module("samples").SAMPLES_FOLDER
+
+OWN_PHOTO_NOTE = (
+    "**Your own photo.** The sample photos were copied to ComfyUI's `input/{folder}/` when "
+    "the pack started. To use yours, click *choose file to upload* on a **Load Image** node (or "
+    "drop a file on it), then move the mask or box to the region you want to change.")
+OWN_SET_NOTE = (
+    "**Your own photos.** The sample set was copied to ComfyUI's `input/{folder}/garment_set/` "
+    "when the pack started. To use yours, put them in a folder under ComfyUI's `input/` folder, "
+    "press R in the editor (refresh) and pick that folder in the loader's `folder`.")
+
+
+def sample(name: str) -> str:
+    """A photo the pack copies into ComfyUI's input folder at start (pipelines/samples.py)."""
+    return f"{SAMPLES_FOLDER}/{name}"
 
 
 def sd15_inpaint(g: Graph, positive: str, negative: str, lora: float | None = None
@@ -86,7 +106,7 @@ def mask_from_bbox() -> Graph:
            "fractions 0..1 of the image, as PiktID's `mask.bbox_norm`) into a MASK the size of "
            "the photo. Several boxes: one per line. `units = pixels` takes pixel values.\n\n"
            "Here the region is shown by inverting its colours; everything else is untouched.")
-    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    photo = g.node("LoadImage", "Photo", "Input", image=sample("astronaut.png"))
     box = g.node("RegionRepair_MaskFromBBox", "Mask from bbox (PiktID bbox_norm)", "Mask",
                  image=photo, bbox="0.35, 0.13, 0.19, 0.19")
     inverted = g.node("ImageInvert", "Highlight (inverted colours)", "Mask", image=photo)
@@ -106,7 +126,7 @@ def region_blur() -> Graph:
            "- **Stitch Region** puts the crops back; its seamless blend replaces the boxes "
            "completely with no seam at their edges and keeps every pixel outside them "
            "bit-identical.")
-    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    photo = g.node("LoadImage", "Photo", "Input", image=sample("astronaut.png"))
     boxes = g.node("RegionRepair_MaskFromBBox", "Regions: face and name tag", "Regions",
                    image=photo, bbox=FACE_AND_TAG)
     pad = g.node("RegionRepair_DilateBlurPad", "Dilate, blur, pad: one crop per object",
@@ -138,9 +158,9 @@ def detail_repair_logo(diffusion: bool) -> Graph:
                                  if diffusion else "\n\n**Embedded variant:** no weights; the "
                                  "warped reference is the result."))
     photo = g.node("LoadImage", "Photo with a garbled logo", "Input",
-                   image="astronaut_garbled_patch.png")
+                   image=sample("astronaut_garbled_patch.png"))
     reference = g.node("LoadImage", "Reference shot (any size)", "Input",
-                       image="astronaut_patch_reference.png")
+                       image=sample("astronaut_patch_reference.png"))
     mask = g.node("RegionRepair_MaskFromBBox", "Mask: the patch (bbox_norm)", "Input",
                   image=photo, bbox=PATCH_BOX)
     engines = sd15_inpaint(g, "a crisp embroidered mission patch", "blurry, garbled") \
@@ -158,7 +178,7 @@ def detail_repair_general(diffusion: bool) -> Graph:
            "instruction for any masked edit; with an empty note the region is regenerated "
            "cleanly from its surroundings. Here: the name tag on the suit."
            + ("" if diffusion else "\n\n**Embedded variant:** classical fill (removal only)."))
-    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    photo = g.node("LoadImage", "Photo", "Input", image=sample("astronaut.png"))
     mask = g.node("RegionRepair_MaskFromBBox", "Mask: the name tag", "Input", image=photo,
                   bbox="0.545, 0.66, 0.1, 0.068")
     engines = sd15_inpaint(g, "", "blurry, artifacts") if diffusion else None
@@ -177,7 +197,7 @@ def photio_regen(diffusion: bool, prompt: str) -> Graph:
            "`black = edit (Photio)` converts a Photio mask; here the mask comes from a box. "
            "Output keeps the input's size."
            + ("" if diffusion else "\n\n**Embedded variant:** classical fill (removal)."))
-    photo = g.node("LoadImage", "Photo", "Input", image="coffee.png")
+    photo = g.node("LoadImage", "Photo", "Input", image=sample("coffee.png"))
     mask = g.node("RegionRepair_MaskFromBBox", "Mask: the spoon", "Input", image=photo,
                   bbox=SPOON_BOX)
     engines = sd15_inpaint(g, prompt, "worst quality, low quality, illustration, 3d, 2d, "
@@ -198,9 +218,9 @@ def picpik_inpaint(diffusion: bool) -> Graph:
            "`BatchSize` → `num_candidates` (1-4)."
            + ("" if diffusion else "\n\n**Embedded variant:** the reference warp, no LoRA."))
     photo = g.node("LoadImage", "Raw image (ImageAndMaskList[0])", "Input",
-                   image="astronaut_garbled_patch.png")
+                   image=sample("astronaut_garbled_patch.png"))
     reference = g.node("LoadImage", "Image2Image reference", "Input",
-                       image="astronaut_patch_reference.png")
+                       image=sample("astronaut_patch_reference.png"))
     boxes = g.node("RegionRepair_MaskFromBBox", "Mask (ImageAndMaskList[1])", "Input",
                    image=photo, bbox=PATCH_BOX)
     mask = g.node("RegionRepair_CleanMask", "Masked.InvertMask", "Input", mask=boxes,
@@ -219,7 +239,7 @@ def picpik_outpaint(diffusion: bool) -> Graph:
     g.note("**PICPIK ModifyMaskedPixels, outpaint.** **Outpaint Pad** grows the canvas and "
            "masks the new border; Guided Blend Inpaint fills it, keeping every original pixel."
            + ("" if diffusion else "\n\n**Embedded variant:** classical fill of the border."))
-    photo = g.node("LoadImage", "Photo", "Input", image="chelsea.png")
+    photo = g.node("LoadImage", "Photo", "Input", image=sample("chelsea.png"))
     padded = g.node("RegionRepair_OutpaintPad", "Outpaint: 64 px left and right", "Canvas",
                     image=photo, left=64.0, top=0.0, right=64.0, bottom=0.0)
     engines = sd15_inpaint(g, "a cat on a wooden floor", "") if diffusion else None
@@ -242,8 +262,8 @@ def garment_recolor_set(diffusion: bool = False) -> Graph:
            + ("\n\n**Diffusion variant:** an SD1.5 inpaint model refines the fabric texture "
               "inside each garment mask at denoise 0.3; the anchor correction runs afterwards, "
               "so the set stays on target." if diffusion else ""))
-    photos = g.node("LoadImageDataSetFromFolder", "The set (input/garment_set)", "Input",
-                    folder="garment_set")
+    photos = g.node("LoadImageDataSetFromFolder", f"The set (input/{sample('garment_set')})",
+                    "Input", folder=sample("garment_set"))
     engines = sd15_inpaint(g, "a jacket, fabric texture, photo", "blurry") if diffusion else {}
     recolored = g.node("RegionRepair_GarmentRecolorAnchor", "Garment Recolor (anchor)",
                        "Recolour", images=photos, reference_text="forest green",
@@ -268,7 +288,7 @@ def adetailer(target: str, diffusion: bool) -> Graph:
            "nothing outside the grown masks changes. Per-detection prompts: `a [SEP] b`."
            + ("" if diffusion else "\n\n**Embedded variant:** no model; a strong blur "
               "hides each detection (offline anonymising)."))
-    photo = g.node("LoadImage", "Photo", "Input", image=photo_name)
+    photo = g.node("LoadImage", "Photo", "Input", image=sample(photo_name))
     found = g.node("RegionRepair_Detect", f"Detect: {target}", "Detect", image=photo,
                    detector=detector)
     engines = sd15_inpaint(g, prompt, "blurry, deformed") if diffusion else {}
@@ -305,7 +325,7 @@ def vendor(endpoint: str) -> Graph:
            "host unless you allow another one there. `blend` (on) confines the vendor's "
            "change to the mask, seamlessly by default; Quality Check flags a vendor that "
            "shifted or rescaled the frame.")
-    photo = g.node("LoadImage", "Photo", "Input", image="astronaut.png")
+    photo = g.node("LoadImage", "Photo", "Input", image=sample("astronaut.png"))
     mask = g.node("RegionRepair_MaskFromBBox", "Mask", "Input", image=photo,
                   bbox="0.35, 0.13, 0.19, 0.19")
     remote = g.node("RegionRepair_RemoteVendorInpaint", f"Remote: {endpoint}", "Vendor",
@@ -318,28 +338,49 @@ def vendor(endpoint: str) -> Graph:
     return g
 
 
-# name -> builder
+# The file name is the template's title in the editor's Templates list: the endpoint first, so
+# an alphabetical sort groups each vendor's variants; then the variant and what it needs.
+SD15 = "(SD1.5 inpaint model)"
+NO_WEIGHTS = "(no weights)"
+VENDOR_TITLES = {"piktid/detail-repair": "PiktID Detail Repair",
+                 "piktid/garment-recolor": "PiktID Garment Recolor",
+                 "picpik/ModifyMaskedPixels": "PICPIK ModifyMaskedPixels",
+                 "photio/regen": "Photio Regen",
+                 "octoai-compatible/adetailer": "OctoAI adetailer"}
 WORKFLOW_BUILDERS: dict[str, Callable[[], Graph]] = {
-    "mask_from_bbox": mask_from_bbox,
-    "region_blur": region_blur,
-    "detail_repair_logo_references": lambda: detail_repair_logo(True),
-    "detail_repair_logo_references_embedded": lambda: detail_repair_logo(False),
-    "detail_repair_general": lambda: detail_repair_general(True),
-    "detail_repair_general_embedded": lambda: detail_repair_general(False),
-    "photio_regen_remove": lambda: photio_regen(True, ""),
-    "photio_regen_remove_embedded": lambda: photio_regen(False, ""),
-    "photio_regen_add_object": lambda: photio_regen(True, "a small silver spoon"),
-    "picpik_inpaint_lora_reference": lambda: picpik_inpaint(True),
-    "picpik_inpaint_reference_embedded": lambda: picpik_inpaint(False),
-    "picpik_outpaint": lambda: picpik_outpaint(True),
-    "picpik_outpaint_embedded": lambda: picpik_outpaint(False),
-    "garment_recolor_set": garment_recolor_set,
-    "garment_recolor_set_refined": lambda: garment_recolor_set(True),
-    **{f"adetailer_{target}{suffix}": (lambda t=target, d=diffusion: adetailer(t, d))
-       for target in ADETAILER_TARGETS for suffix, diffusion in (("", True), ("_embedded", False))},
-    **{"vendor_" + e.replace("/", "_").replace("-", "_").lower(): (lambda e=e: vendor(e))
+    f"Building block - Mask From BBox {NO_WEIGHTS}": mask_from_bbox,
+    f"Building block - crop, edit and stitch back {NO_WEIGHTS}": region_blur,
+    f"PiktID Detail Repair - logo with reference {SD15}": lambda: detail_repair_logo(True),
+    f"PiktID Detail Repair - logo with reference {NO_WEIGHTS}": lambda: detail_repair_logo(False),
+    f"PiktID Detail Repair - general edit {SD15}": lambda: detail_repair_general(True),
+    f"PiktID Detail Repair - general edit {NO_WEIGHTS}": lambda: detail_repair_general(False),
+    f"Photio Regen - remove an object {SD15}": lambda: photio_regen(True, ""),
+    f"Photio Regen - remove an object {NO_WEIGHTS}": lambda: photio_regen(False, ""),
+    f"Photio Regen - add an object {SD15}": lambda: photio_regen(True, "a small silver spoon"),
+    f"PICPIK ModifyMaskedPixels - inpaint with LoRA and reference {SD15}":
+        lambda: picpik_inpaint(True),
+    f"PICPIK ModifyMaskedPixels - inpaint with reference {NO_WEIGHTS}":
+        lambda: picpik_inpaint(False),
+    f"PICPIK ModifyMaskedPixels - outpaint {SD15}": lambda: picpik_outpaint(True),
+    f"PICPIK ModifyMaskedPixels - outpaint {NO_WEIGHTS}": lambda: picpik_outpaint(False),
+    f"PiktID Garment Recolor - a set of three {NO_WEIGHTS}": garment_recolor_set,
+    f"PiktID Garment Recolor - a set of three, texture refined {SD15}":
+        lambda: garment_recolor_set(True),
+    **{f"OctoAI adetailer - {target} {SD15}": (lambda t=target: adetailer(t, True))
+       for target in ADETAILER_TARGETS},
+    **{f"OctoAI adetailer - {target}, blurred out {NO_WEIGHTS}":
+       (lambda t=target: adetailer(t, False)) for target in ADETAILER_TARGETS},
+    **{f"{VENDOR_TITLES[e]} - vendor API (your key)": (lambda e=e: vendor(e))
        for e in VENDOR_NOTES},
 }
+
+
+def with_own_photo_note(g: Graph) -> Graph:
+    """Every template says how to swap the sample photo for the user's own."""
+    loaders = {node.type for node in g.nodes}
+    note = OWN_SET_NOTE if "LoadImageDataSetFromFolder" in loaders else OWN_PHOTO_NOTE
+    g.note(note.format(folder=SAMPLES_FOLDER))
+    return g
 
 
 def main() -> int:
@@ -348,13 +389,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="region-repair-build-") as base:
         with ComfyServer(Path(base)) as server:
             object_info = server.get_json("/object_info")
+    for stale in [*WORKFLOWS.glob("*.json"), *API_TWINS.glob("*.json")]:
+        if stale.stem not in WORKFLOW_BUILDERS:  # renamed or dropped
+            stale.unlink()
+            stale.with_suffix(".jpg").unlink(missing_ok=True)
     for name, build in WORKFLOW_BUILDERS.items():
-        ui = build().to_ui(object_info)
+        ui = with_own_photo_note(build()).to_ui(object_info)
         (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
         twin = ui_to_api(ui, object_info)
         (API_TWINS / f"{name}.json").write_text(json.dumps(twin, indent=1) + "\n")
         print(f"wrote workflows/{name}.json and its API twin")
-    return 0
+    # The Templates thumbnails are each workflow's own result: the demo runs them and draws them.
+    return demo.main()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ ComfyUI tree stays clean; it is stopped by its own PID.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +26,16 @@ from typing import Any
 PACK_ROOT = Path(__file__).resolve().parents[1]
 COMFYUI = PACK_ROOT / ".venv" / "ComfyUI"
 PACK_LINK_NAME = "comfyui-region-repair"
+
+
+def pack_module(name: str) -> Any:
+    """A standard-library-only module of `pipelines/`, loaded from its file: the pack root is
+    never put on sys.path, where its `nodes/` would shadow ComfyUI's own `nodes` module."""
+    spec = importlib.util.spec_from_file_location(f"region_repair_{name}",
+                                                  PACK_ROOT / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class PromptError(RuntimeError):

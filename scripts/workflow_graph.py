@@ -17,6 +17,8 @@ from workflow_api import combo_options, ui_only_value, widget_inputs
 COLUMN_WIDTH, NODE_WIDTH, ROW_GAP = 400, 340, 40
 GROUP_COLOURS = ["#3f789e", "#8a6e3c", "#4f7a4f", "#7a4f7a", "#8a4f4f", "#4f6f8a"]
 NOTE_HEIGHT = 220
+PREVIEW_HEIGHT = 260
+SHOWS_IMAGE = {"SaveImage", "PreviewImage"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,11 @@ def _height(info: dict[str, Any], node: Node) -> int:
     rows = len(widget_inputs(info)) + max(len(info.get("output", [])), len(node.links))
     multiline = sum(1 for _, spec in widget_inputs(info)
                     if len(spec) > 1 and spec[1].get("multiline"))
-    return 46 + 26 * rows + 60 * multiline
+    # Load Image and Save Image show a picture below the widgets; without room for it, it covers
+    # the node below.
+    preview = node.type in SHOWS_IMAGE or any(len(spec) > 1 and spec[1].get("image_upload")
+                                              for _, spec in widget_inputs(info))
+    return 46 + 26 * rows + 60 * multiline + PREVIEW_HEIGHT * preview
 
 
 def _to_ui(graph: Graph, object_info: dict[str, Any]) -> dict[str, Any]:

@@ -86,3 +86,38 @@ def test_a_plain_model_refuses_to_invent_most_of_its_crop(sampling):
     assert generate(pixels, mask, mask, 0, 0.5).shape == pixels.shape  # keeps the old content
     mask[:, :, 16:] = 0  # 50 %: allowed
     assert generate(pixels, mask, mask, 0, 1.0).shape == pixels.shape
+
+
+def test_a_fill_model_gets_the_masked_crop_as_its_concat_input(sampling, monkeypatch):
+    """Flux Fill's 96 input channels: 16 noisy latent + 16 masked-image latent + 64 mask. The
+    masked image is the crop with the hidden part grey, so what is hidden never reaches it."""
+    model = tiny_models.tiny_family_model("flux_fill")
+    seen = []
+    forward = model.model.diffusion_model.forward
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.detach().clone())
+        return forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(model.model.diffusion_model, "forward", spy)
+    generate = sampling.diffusion_generator(model, tiny_models.tiny_family_vae(16),
+                                            tiny_models.zero_conditioning("flux"),
+                                            tiny_models.zero_conditioning("flux"), 1, 1.0,
+                                            "euler", "simple", lambda: None)
+    pixels = torch.rand(1, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    hidden = torch.zeros(1, 32, 48)
+    hidden[:, 8:24, 16:32] = 1
+    generate(pixels, hidden, hidden, 0, 1.0)
+    changed = pixels.clone()
+    changed[:, 8:24, 16:32] = 1 - changed[:, 8:24, 16:32]  # only where hidden
+    generate(changed, hidden, hidden, 0, 1.0)
+    second = seen[-1]
+    visible = pixels.clone()
+    visible[:, :8] = 1 - visible[:, :8]  # only outside what is hidden
+    generate(visible, hidden, hidden, 0, 1.0)
+    first, third = seen[0], seen[-1]
+    assert first.shape[1] == tiny_models.FLUX_FILL_IN_CHANNELS
+    assert first.shape[-2:] == (32 // 8, 48 // 8)
+    # The concat channels follow the visible crop and never show the hidden pixels.
+    assert torch.equal(first[:, 16:], second[:, 16:])
+    assert not torch.equal(first[:, 16:32], third[:, 16:32])

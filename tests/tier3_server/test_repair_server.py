@@ -33,14 +33,14 @@ def photo(server):
     return np.asarray(Image.open(PHOTO).convert("RGB"))
 
 
-def repair_node(mode: str, candidates: int, seed: int = 11) -> dict:
+def repair_node(mode: str, candidates: int, seed: int = 11, denoise: float = 1.0) -> dict:
     return {"class_type": "RegionRepair_GuidedBlendInpaint", "inputs": {
         "image": ["load", 0], "mask": ["box", 0], "mode": mode, "category": "logo",
         "reviewer_note": "", "image_notes": "", "context_factor": 3.0, "processing_size": 64,
         "num_candidates": candidates, "reference_denoise": 0.6, "feather": 2,
         "add_ai_watermark": False, "model": ["ckpt", 0], "vae": ["ckpt", 2],
         "positive": ["cond", 0], "negative": ["cond", 0], "seed": seed, "steps": 2, "cfg": 7.0,
-        "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}}
+        "sampler_name": "euler", "scheduler": "normal", "denoise": denoise}}
 
 
 def prompt_for(checkpoint: str, mode: str) -> dict:
@@ -56,7 +56,10 @@ def prompt_for(checkpoint: str, mode: str) -> dict:
                                                             "filename_prefix": uuid.uuid4().hex}},
     }
     for name, candidates in (("c1", 1), ("c2", 2), ("c3", 3), ("c4", 4), ("again", 4)):
-        prompt[name] = repair_node(mode, candidates)
+        # A marked mode opens its whole window: the plain model must start from the old content
+        # (at full strength it is refused, see test_model_families_server.py).
+        plain_marked = checkpoint == CHECKPOINTS["plain"] and mode.startswith("marked")
+        prompt[name] = repair_node(mode, candidates, denoise=0.8 if plain_marked else 1.0)
         prompt[f"save_{name}"] = {"class_type": "SaveImage", "inputs": {
             "images": [name, 0], "filename_prefix": uuid.uuid4().hex}}
         prompt[f"info_{name}"] = {"class_type": "PreviewAny", "inputs": {"source": [name, 3]}}

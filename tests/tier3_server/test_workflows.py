@@ -1,13 +1,13 @@
 """Every shipped workflow against the real server: the UI file validates against /object_info, its
 API twin agrees with it, and the twin runs through POST /prompt (the tiny SD1.5 checkpoints stand
-in for diffusion models) with its outputs checked."""
+in for diffusion models) with its outputs checked. The photos are the ones the pack copied into
+the server's input/region-repair-samples/ at start: nothing is copied here."""
 
 from __future__ import annotations
 
 import copy
 import io
 import json
-import shutil
 
 import pytest
 from PIL import Image
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.server
 
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 API_TWINS = PACK_ROOT / "tests" / "workflows_api"
-PHOTOS = PACK_ROOT / "assets" / "photos"
+# Load Image takes any file under the input folder (its own check); its list shows the top only.
+FILE_INPUTS = {("LoadImage", "image")}
 
 
 def model_files() -> dict[str, set[str]]:
@@ -38,9 +39,8 @@ def model_files() -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def object_info(server):
-    """The server's /object_info once the photos and stand-in model files are in place, so file
-    combos list them."""
-    shutil.copytree(PHOTOS, server.base_dir / "input", dirs_exist_ok=True)
+    """The server's /object_info once the stand-in model files are in place, so file combos list
+    them."""
     wanted = model_files()
     for name in wanted["checkpoints"]:
         tiny_models.write_sd15_checkpoint(server.base_dir / "models" / "checkpoints" / name,
@@ -71,7 +71,7 @@ def check_value(kind: str, name: str, spec: list, value) -> None:
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_ui_workflow_validates_and_matches_its_api_twin(object_info, path):
+def test_ui_workflow_validates_and_matches_its_api_twin(server, object_info, path):
     ui = json.loads(path.read_text())
     for node in ui["nodes"]:
         assert node["type"] in VIRTUAL_NODES or node["type"] in object_info, node["type"]
@@ -79,7 +79,9 @@ def test_ui_workflow_validates_and_matches_its_api_twin(object_info, path):
     for node in prompt.values():
         info = object_info[node["class_type"]]
         for name, spec in widget_inputs(info):
-            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+            if (node["class_type"], name) in FILE_INPUTS:
+                assert (server.base_dir / "input" / node["inputs"][name]).is_file()
+            elif name in node["inputs"] and not isinstance(node["inputs"][name], list):
                 check_value(node["class_type"], name, spec, node["inputs"][name])
         required = info["input"].get("required", {})
         assert set(required) <= set(node["inputs"]), f"{node['class_type']}: missing inputs"
@@ -108,15 +110,15 @@ def with_stand_ins(prompt: dict, fakes: dict) -> dict:
     return prompt
 
 
-def output_sizes(prompt: dict) -> set[tuple[int, int]]:
+def output_sizes(prompt: dict, input_dir) -> set[tuple[int, int]]:
     """The sizes a workflow's results may have: its first photo's (or every photo of a loaded
     folder), grown by any Outpaint Pad."""
     folders = [n for n in prompt.values() if n["class_type"] == "LoadImageDataSetFromFolder"]
     if folders:
-        folder = PHOTOS / folders[0]["inputs"]["folder"]
+        folder = input_dir / folders[0]["inputs"]["folder"]
         return {Image.open(path).size for path in folder.iterdir()}
     first = next(n for n in prompt.values() if n["class_type"] == "LoadImage")
-    width, height = Image.open(PHOTOS / first["inputs"]["image"]).size
+    width, height = Image.open(input_dir / first["inputs"]["image"]).size
     for node in prompt.values():
         if node["class_type"] == "RegionRepair_OutpaintPad":
             pad = node["inputs"]
@@ -129,7 +131,7 @@ def output_sizes(prompt: dict) -> set[tuple[int, int]]:
 def test_api_workflow_runs(server, object_info, fake_vendors, path):
     prompt = with_stand_ins(json.loads(path.read_text()), fake_vendors)
     history = server.run(prompt, timeout=600)
-    sizes = output_sizes(prompt)
+    sizes = output_sizes(prompt, server.base_dir / "input")
     saved = [node_id for node_id, node in prompt.items() if node["class_type"] == "SaveImage"]
     assert saved
     for node_id in saved:
@@ -155,7 +157,8 @@ def test_a_workflow_saved_before_a_node_gained_an_optional_widget_still_runs(ser
                                                                             fake_vendors):
     """Guided Blend Inpaint's `blend` came last and optional, so a file saved without it (one
     widget value fewer) converts and runs with the new default, as the editor would load it."""
-    ui = json.loads((PACK_ROOT / "workflows" / "photio_regen_remove_embedded.json").read_text())
+    path = PACK_ROOT / "workflows" / "Photio Regen - remove an object (no weights).json"
+    ui = json.loads(path.read_text())
     (node,) = [n for n in ui["nodes"] if n["type"] == "RegionRepair_GuidedBlendInpaint"]
     assert node["widgets_values"][-1] == "seamless"
     node["widgets_values"] = node["widgets_values"][:-1]
