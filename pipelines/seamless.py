@@ -75,7 +75,11 @@ def _membrane(boundary: np.ndarray, inside: np.ndarray, fixed: np.ndarray | None
     matrix = sparse.csc_matrix((np.concatenate(values), (np.concatenate(rows),
                                                         np.concatenate(cols))),
                                shape=(count, count))
-    solution = sparse_linalg.splu(matrix).solve(rhs)
+    # The matrix is symmetric and diagonally dominant: no pivoting is needed, so SuperLU may
+    # keep a symmetric fill-reducing order (minimum degree on A + A^T), which factors about a
+    # fifth faster than its default column order here (bench/geometry.py --seamless-sizes).
+    solution = sparse_linalg.splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0,
+                                  options={"SymmetricMode": True}).solve(rhs)
     out[free] = solution.reshape(count, channels)
     if fixed is not None:
         out[inside & fixed] = boundary[inside & fixed]
