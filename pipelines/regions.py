@@ -22,7 +22,7 @@ import torch
 
 from . import masks as mask_ops
 from .choices import Choice
-from .seamless import seamless_blend
+from .seamless import seamless_blend_many
 from .tensors import one_cpu_thread, resize, zeros
 
 
@@ -366,7 +366,7 @@ def _paste_into(target: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, bl
     keeps its bits and a small mask in a large frame costs little."""
     if blend is Blend.SEAMLESS:
         # It reads the untouched ring around the weight as its boundary: the whole target.
-        target.copy_(seamless_blend(target, new, alpha))
+        target.copy_(seamless_blend_many(target[None], new[None], alpha)[0])
         return
     box = mask_ops.support_box(alpha)
     if box is None:
@@ -405,15 +405,20 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     with one_cpu_thread():
         # A plain copy: `repeat` took several times as long as `clone` for one candidate.
         out = image.clone() if candidates == 1 else torch.cat([image] * candidates)
-        weights = [blend_weights(regions, w, blend, radius) for w in regions.windows]
-        for index in range(crops.shape[0]):
+        # Window by window, every candidate's crop at once: each candidate's image still gets
+        # its windows in order, and the seamless blend factors a window's system once for all.
+        for i, w in enumerate(regions.windows):
             if check_cancel is not None:
                 check_cancel()
-            w, alpha = regions.windows[index % count], weights[index % count]
-            target = (index // count) * batch + w.batch_index
-            new = resize(crops[index:index + 1].to(image.dtype), w.height,
-                         w.width)[0][..., :image.shape[-1]]
-            _paste_into(out[target, w.y0:w.y1, w.x0:w.x1], new, alpha, blend)
+            alpha = blend_weights(regions, w, blend, radius)
+            targets = [k * batch + w.batch_index for k in range(candidates)]
+            new = resize(crops[i::count].to(image.dtype), w.height, w.width)[..., :image.shape[-1]]
+            if blend is Blend.SEAMLESS:
+                out[targets, w.y0:w.y1, w.x0:w.x1] = seamless_blend_many(
+                    out[targets, w.y0:w.y1, w.x0:w.x1], new, alpha)
+                continue
+            for target, candidate in zip(targets, new):
+                _paste_into(out[target, w.y0:w.y1, w.x0:w.x1], candidate, alpha, blend)
     return out
 
 
