@@ -14,11 +14,15 @@ outside the timing) and stitches it back:
   (feather 4), the node classes imported from that copy;
 - ComfyUI-Inpaint-CropAndStitch, when CROPSTITCH_PATH names a copy: InpaintCropImproved +
   InpaintStitchImproved with settings matched to the pack's;
-- the floor: one `image.clone()`, since the output must be written once.
+- the floor: one `image.clone()`, since the output must be written once;
+- Guided Blend Inpaint's own overhead (`detail_repair.repair` with an inverting generator, whose
+  time is left out), hard and seamless, and Quality Check on one exact blend: issue 16 holds
+  them to the same goals.
 
 Methods run interleaved, at 1 and at 2 threads (torch and OpenCV) in turn, in one run. Per
 method it prints the median seconds, the median as a multiple of the clone floor, each anchor's
-time over the pack's hard-blend time, and the pixels changed outside the user's mask (spill).
+time over the pack's hard-blend time, and the pixels changed outside the user's mask (spill);
+then each anchor's time over the pack's, GBI's and Quality Check's.
 `--box-check` adds the goal that cost follows the mask's box: a 0.1 % mask on 8192² against a
 10 % mask on 2048²; `--seamless-sizes` times the seamless stitch against the mask's size.
 """
@@ -43,7 +47,9 @@ import torch
 from _common import PACK_ROOT, import_pack, timed, use_threads, with_comfyui  # noqa: E402
 
 import_pack()
-from region_repair.pipelines.regions import WindowSettings, prepare_regions, stitch  # noqa: E402
+from region_repair.pipelines.detail_repair import RepairSettings, repair
+from region_repair.pipelines.quality import quality_check
+from region_repair.pipelines.regions import WindowSettings, blend_masked, prepare_regions, stitch
 
 PHOTO = PACK_ROOT / "assets" / "photos" / "astronaut.png"
 MASK_SHARE = 0.02
@@ -87,6 +93,29 @@ def run_pack(scene: Scene, blend: str, device: torch.device) -> tuple[torch.Tens
     edited = 1 - crops
     out, t_stitch = timed(device, stitch, scene.image, regions, edited, blend)
     return out, t_prepare + t_stitch
+
+
+def run_guided_blend(scene: Scene, blend: str, device: torch.device
+                     ) -> tuple[torch.Tensor, float]:
+    """Guided Blend Inpaint (`detail_repair.repair`, default settings but `blend`) with a
+    generator that inverts its input: the seconds are the call's less the generator's own."""
+    generator_seconds = []
+
+    def invert(pixels, mask, hidden, seed, denoise):
+        out, seconds = timed(device, torch.sub, 1, pixels)
+        generator_seconds.append(seconds)
+        return out
+
+    result, seconds = timed(device, repair, scene.image, scene.mask,
+                            RepairSettings(blend=blend), generator=invert)
+    return result.images, seconds - sum(generator_seconds)
+
+
+def run_quality_exact(scene: Scene, candidate: torch.Tensor, device: torch.device
+                      ) -> tuple[torch.Tensor, float]:
+    """Quality Check on one exact blend (identical outside the mask): the image it returns is
+    the candidate, for the spill check."""
+    return candidate, timed(device, quality_check, scene.image, candidate, scene.mask)[1]
 
 
 def pack_window_factor(scene: Scene) -> tuple[float, int]:
@@ -262,7 +291,11 @@ def compare(size: int, repeats: int, device: torch.device, anchors: dict) -> Non
     methods = {"clone (floor)": lambda: clone_floor(scene, device),
                "pack hard": lambda: run_pack(scene, "hard", device),
                "pack inward": lambda: run_pack(scene, "inward", device),
-               "pack seamless": lambda: run_pack(scene, "seamless", device)}
+               "pack seamless": lambda: run_pack(scene, "seamless", device),
+               "GBI overhead hard": lambda: run_guided_blend(scene, "hard", device),
+               "GBI overhead seamless": lambda: run_guided_blend(scene, "seamless", device)}
+    exact = blend_masked(scene.image, scene.inverted, scene.mask, FEATHER)
+    methods["Quality Check exact blend"] = lambda: run_quality_exact(scene, exact, device)
     for name, anchor in anchors.items():
         anchor.calibrate(scene)
         methods[name] = lambda anchor=anchor: anchor.run(scene)
@@ -288,6 +321,13 @@ def compare(size: int, repeats: int, device: torch.device, anchors: dict) -> Non
                          f"{seconds / median['pack hard', threads]:>6.2f}")
         print(f"{name:<36} " + " ".join(cells)
               + f" {median[name, 2] / median[name, 1]:>9.2f} {spills[name]:>9}", flush=True)
+    # The goals (issue 16): each anchor at least 2x (Impact) or 4x (core) the pack's times.
+    for anchor in (name for name in names if name in anchors):
+        print(f"{anchor} over: " + "; ".join(
+            f"{name} " + "/".join(f"{median[anchor, t] / median[name, t]:.2f}" for t in THREADS)
+            for name in ("pack hard", "GBI overhead hard", "GBI overhead seamless",
+                         "Quality Check exact blend")) + f" (at {'/'.join(map(str, THREADS))} "
+              "threads)")
 
 
 def box_check(repeats: int, device: torch.device) -> None:
@@ -296,6 +336,7 @@ def box_check(repeats: int, device: torch.device) -> None:
     use_threads(1)
     print("\ncost against the mask's box (pack hard, 1 thread, median of "
           f"{repeats}): prepare = crop, stitch = paste into a copy of the image")
+    totals = {}
     for size, share in ((8192, 0.001), (2048, 0.10)):
         scene = make_scene(size, share, device)
         run_pack(scene, "hard", device)
@@ -308,9 +349,18 @@ def box_check(repeats: int, device: torch.device) -> None:
             stitches.append(t_stitch)
             clones.append(clone_floor(scene, device)[1])
         prepare, paste = statistics.median(prepares), statistics.median(stitches)
+        clone = statistics.median(clones)
+        totals[size] = (prepare, paste, clone)
         print(f"  {size}x{size} mask {share:.1%}: prepare {prepare:.4f} s, stitch {paste:.4f} s,"
-              f" total {prepare + paste:.4f} s; clone {statistics.median(clones):.4f} s")
+              f" total {prepare + paste:.4f} s; clone {clone:.4f} s; stitch less its clone "
+              f"{paste - clone:.4f} s", flush=True)
         del scene
+    (big_prepare, big_stitch, big_clone), (small_prepare, small_stitch, small_clone) = (
+        totals[8192], totals[2048])
+    big, small = big_prepare + big_stitch, small_prepare + small_stitch
+    print(f"  0.1 % on 8192² over 10 % on 2048²: total {big / small:.2f}, prepare "
+          f"{big_prepare / small_prepare:.2f}, beyond the output copy "
+          f"{(big - big_clone) / (small - small_clone):.2f}")
 
 
 def seamless_sizes(size: int, repeats: int, device: torch.device) -> None:

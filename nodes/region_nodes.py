@@ -176,7 +176,7 @@ class StitchRegion(io.ComfyNode):
         device = region.mask.device
         out = region_ops.stitch(image.to(device), region, crops.to(device), blend,
                                 None if feather < 0 else feather,
-                                step=progress_and_cancel(crops.shape[0]),
+                                step=progress_and_cancel(len(region.windows)),
                                 check_cancel=check_interrupt)
         return io.NodeOutput(to_output(out))
 

@@ -31,7 +31,7 @@ from . import masks as mask_ops
 from . import regions as region_ops
 from .choices import Choice
 from .info import record as info_record
-from .tensors import image_size
+from .tensors import image_size, one_cpu_thread
 from .watermark import add_ai_watermark
 
 MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
@@ -277,7 +277,11 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
     regions = plan(image, mask, settings, regions, native=generator is None,
                    multiple=size_multiple(generator))
     user_mask = regions.user_mask
-    crops, crop_masks = region_ops.crop(image, regions)
+    # The window-sized steps run on one thread, as in prepare_regions and stitch: a second
+    # thread on a loaded machine only delays them (bench/geometry.py). The generator, the
+    # reference alignment and the classical fill keep every thread.
+    with one_cpu_thread():
+        crops, crop_masks = region_ops.crop(image, regions)
     keep = settings.category in KEEP_WHEN_UNALIGNED
     filled, warped, alignments, notes = (
         _references_for(image, user_mask, references, keep, check_cancel)
@@ -315,8 +319,9 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
             # user's own mask is filled, so the fill starts from the pixels right next to it.
             new = region_ops.crop(classical_fill.classical_fill(
                 image, user_mask, *FILL_VARIANTS[k], check_cancel=check_cancel), regions)[0]
-        candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
-                                                        ring_width=max(settings.feather, 4)))
+        with one_cpu_thread():
+            candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
+                                                            ring_width=max(settings.feather, 4)))
         if step is not None:
             step()
     blend = settings.blend if settings.mode.confined else region_ops.Blend.WINDOW

@@ -64,7 +64,16 @@ def is_placeholder(mask: torch.Tensor) -> bool:
 
 def clean(mask: torch.Tensor, polarity: Polarity | str = Polarity.WHITE_IS_EDIT,
           invert: bool = False, threshold: float = 0.0, stabilize: float = 0.02) -> torch.Tensor:
-    """Polarity, inversion and near-binary hygiene.
+    """Polarity, inversion and near-binary hygiene; see clean_with_box."""
+    return clean_with_box(mask, polarity, invert, threshold, stabilize)[0]
+
+
+def clean_with_box(mask: torch.Tensor, polarity: Polarity | str = Polarity.WHITE_IS_EDIT,
+                   invert: bool = False, threshold: float = 0.0, stabilize: float = 0.02
+                   ) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
+    """Polarity, inversion and near-binary hygiene, and a box (x0, y0, x1, y1) that holds every
+    pixel of the result above 0 (None: the whole frame may be), so later steps need not scan
+    the frame again.
 
     - `polarity`: Photio's masks are black where to edit; the pack's are white (1).
     - `invert` (PICPIK `InvertMask`) flips again on top of the polarity.
@@ -78,13 +87,12 @@ def clean(mask: torch.Tensor, polarity: Polarity | str = Polarity.WHITE_IS_EDIT,
     # Only the box of the pixels that stay above 0 is computed and written; the rest stays zero
     # (see tensors.zeros), so a small mask on a large image costs one scan of the frame. Unless
     # the threshold rounds to 0 in the mask's dtype: then every pixel passes it.
-    if threshold > 0 and bool(torch.zeros((), dtype=edit.dtype) >= threshold):
-        out = torch.ones_like(edit)
-    else:
-        out = zeros(edit.shape, edit.dtype, edit.device)
+    everywhere = threshold > 0 and bool(torch.zeros((), dtype=edit.dtype) >= threshold)
+    out = (torch.ones_like(edit) if everywhere
+           else zeros(edit.shape, edit.dtype, edit.device))
     box = support_box(edit, above=max(stabilize, 0.0))
     if box is None:
-        return out
+        return out, None
     x0, y0, x1, y1 = box
     part = edit[:, y0:y1, x0:x1].clamp(0, 1)
     if stabilize > 0:
@@ -93,7 +101,7 @@ def clean(mask: torch.Tensor, polarity: Polarity | str = Polarity.WHITE_IS_EDIT,
     if threshold > 0:
         part = (part >= threshold).to(part.dtype)
     out[:, y0:y1, x0:x1] = part
-    return out
+    return out, None if everywhere else box
 
 
 def _max3(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -249,18 +257,24 @@ def support_box(mask, margin: int = 0, above: float = 0.0
 
 
 def grown_and_blurred_box(mask: torch.Tensor, dilation: int, blur: int,
-                          check_cancel: Callable[[], None] = never_cancelled
+                          check_cancel: Callable[[], None] = never_cancelled,
+                          within: tuple[int, int, int, int] | None = None
                           ) -> tuple[torch.Tensor, tuple[int, int, int, int]] | None:
     """dilate then gaussian_blur, computed only inside the masked part's bounding box plus the
     reach of both, where the full-image result is zero beyond: (the result on that box, the box
     (x0, y0, x1, y1)), or None for an empty mask. A small mask on a large image costs little.
-    `check_cancel` is called between steps (see dilate)."""
-    box = support_box(mask, abs(dilation) + blur + 2)
-    if box is None:
+    `within`, a box known to hold every pixel above 0 (clean_with_box's), is the only part
+    scanned. `check_cancel` is called between steps (see dilate)."""
+    height, width = mask.shape[-2:]
+    wx0, wy0, wx1, wy1 = (0, 0, width, height) if within is None else within
+    found = support_box(mask[:, wy0:wy1, wx0:wx1])
+    if found is None:
         return None
-    x0, y0, x1, y1 = box
+    reach = abs(dilation) + blur + 2
+    x0, y0 = max(wx0 + found[0] - reach, 0), max(wy0 + found[1] - reach, 0)
+    x1, y1 = min(wx0 + found[2] + reach, width), min(wy0 + found[3] + reach, height)
     return gaussian_blur(dilate(mask[:, y0:y1, x0:x1], dilation, check_cancel), blur,
-                         check_cancel), box
+                         check_cancel), (x0, y0, x1, y1)
 
 
 def grow_and_blur(mask: torch.Tensor, dilation: int, blur: int,
@@ -279,7 +293,16 @@ def inward_feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     pixel outside it keeps weight 0 and stays bit-identical when blended."""
     if radius <= 0:
         return mask.clone()
-    return torch.minimum(gaussian_blur(dilate(mask, -radius), radius), mask)
+    # Zero wherever the mask is: computed on the mask's box plus the reach of the erosion and
+    # blur only (the values there are the same as on the whole frame), so a small mask in a
+    # large frame costs little.
+    out = zeros(mask.shape, mask.dtype, mask.device)
+    box = support_box(mask, radius + 2)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        part = mask[:, y0:y1, x0:x1]
+        out[:, y0:y1, x0:x1] = torch.minimum(gaussian_blur(dilate(part, -radius), radius), part)
+    return out
 
 
 def ring(mask: torch.Tensor, width: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 
 from . import masks as mask_ops
 from .choices import Choice
-from .seamless import seamless_blend
+from .seamless import seamless_blend_many
 from .tensors import one_cpu_thread, resize, zeros
 
 
@@ -258,11 +258,14 @@ def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSetting
 
 
 def plan_regions(user_mask: torch.Tensor, settings: WindowSettings,
-                 check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> Regions:
+                 check_cancel: Callable[[], None] = mask_ops.never_cancelled,
+                 within: tuple[int, int, int, int] | None = None) -> Regions:
     """Process the mask (dilate, blur), split it into objects and lay out one window per crop.
 
-    `user_mask` is the cleaned `[B, H, W]` mask at the image's size. Raises ValueError when no
-    image of the batch has any masked pixel. `check_cancel` is called between steps.
+    `user_mask` is the cleaned `[B, H, W]` mask at the image's size; `within`, when given, a box
+    that holds all of it (masks.clean_with_box's), so the frame is not scanned again. Raises
+    ValueError when no image of the batch has any masked pixel. `check_cancel` is called
+    between steps.
     """
     batch, height, width = user_mask.shape
     # Everything is computed on the box of the user's mask plus the reach of dilation and blur
@@ -270,7 +273,7 @@ def plan_regions(user_mask: torch.Tensor, settings: WindowSettings,
     mask = zeros(user_mask.shape, user_mask.dtype, user_mask.device)
     labels = zeros(user_mask.shape, torch.int32, user_mask.device)
     found = mask_ops.grown_and_blurred_box(user_mask, settings.dilation, settings.blur,
-                                           check_cancel)
+                                           check_cancel, within)
     if found is None:
         raise ValueError("mask: no masked pixel in any image of the batch; nothing to repair")
     grown, (rx0, ry0, rx1, ry1) = found
@@ -371,13 +374,22 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
     return edit[0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] * own
 
 
-def _paste(old: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend,
-           check_cancel: Callable[[], None]) -> torch.Tensor:
-    """`new` over `old` (`[h, w, C]`) by the weight `alpha` (`[h, w]`); weight 0 copies `old`."""
+def _paste_into(target: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend,
+                check_cancel: Callable[[], None]) -> None:
+    """`new` over `target` (`[h, w, C]`, written in place) by the weight `alpha` (`[h, w]`).
+    Only the box of the pixels with weight above 0 is read or written, so every other pixel
+    keeps its bits and a small mask in a large frame costs little."""
     if blend is Blend.SEAMLESS:
-        return seamless_blend(old, new, alpha, check_cancel)
-    alpha = alpha[..., None]
-    return torch.where(alpha > 0, torch.lerp(old, new, alpha), old)
+        # It reads the untouched ring around the weight as its boundary: the whole target.
+        target.copy_(seamless_blend_many(target[None], new[None], alpha,
+                                          check_cancel)[0])
+        return
+    box = mask_ops.support_box(alpha)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    old, weight = target[y0:y1, x0:x1], alpha[y0:y1, x0:x1, None]
+    old.copy_(torch.where(weight > 0, torch.lerp(old, new[y0:y1, x0:x1], weight), old))
 
 
 def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
@@ -390,7 +402,7 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     all windows of candidate 0, then candidate 1, ...); the result has k images per input image.
     A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical. `feather`
     (default: the region's blur) is the inward and window blends' ramp. `step` is called once
-    per crop (progress and interrupt), `check_cancel` (it raises to stop) inside one crop's
+    per window (progress and interrupt), `check_cancel` (it raises to stop) inside one window's
     seamless solve, which takes seconds for a large mask.
     """
     if tuple(image.shape[:3]) != tuple(regions.user_mask.shape):
@@ -405,21 +417,28 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
     candidates = crops.shape[0] // count
     radius = regions.blur if feather is None else feather
     blend = Blend(blend)
-    # The one whole-frame op, on every thread. A plain copy: `repeat` took several times as
-    # long as `clone` for one candidate in bench/geometry.py's profile.
-    out = image.clone() if candidates == 1 else torch.cat([image] * candidates)
     batch = image.shape[0]
-    with one_cpu_thread():  # window-sized ops
-        weights = [blend_weights(regions, w, blend, radius) for w in regions.windows]
-        for index in range(crops.shape[0]):
+    # One thread throughout: the window-sized ops are small, and the one whole-frame op, the
+    # copy, is bound by memory and page faults, which a second thread on a loaded machine only
+    # delays (bench/geometry.py).
+    with one_cpu_thread():
+        # A plain copy: `repeat` took several times as long as `clone` for one candidate.
+        out = image.clone() if candidates == 1 else torch.cat([image] * candidates)
+        # Window by window, every candidate's crop at once: each candidate's image still gets
+        # its windows in order, and the seamless blend factors a window's system once for all.
+        for i, w in enumerate(regions.windows):
             if step is not None:
                 step()
-            w, alpha = regions.windows[index % count], weights[index % count]
-            target = (index // count) * batch + w.batch_index
-            new = resize(crops[index:index + 1].to(image.dtype), w.height,
-                         w.width)[0][..., :image.shape[-1]]
-            out[target, w.y0:w.y1, w.x0:w.x1] = _paste(out[target, w.y0:w.y1, w.x0:w.x1],
-                                                       new, alpha, blend, check_cancel)
+            alpha = blend_weights(regions, w, blend, radius)
+            targets = [k * batch + w.batch_index for k in range(candidates)]
+            new = resize(crops[i::count].to(image.dtype), w.height, w.width)[..., :image.shape[-1]]
+            if blend is Blend.SEAMLESS:
+                out[targets, w.y0:w.y1, w.x0:w.x1] = seamless_blend_many(
+                    out[targets, w.y0:w.y1, w.x0:w.x1], new, alpha, check_cancel)
+                continue
+            for target, candidate in zip(targets, new):
+                _paste_into(out[target, w.y0:w.y1, w.x0:w.x1], candidate, alpha, blend,
+                            check_cancel)
     return out
 
 
@@ -433,11 +452,12 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
         raise ValueError("mask: this is the empty 64x64 mask that LoadImage gives for an image "
                          "without alpha; paint a mask in the mask editor or connect one")
     batch, height, width = image.shape[:3]
-    user_mask, notes = mask_ops.fit_to_image(mask.to(image.device), batch, height, width)
-    # Near-binary values (0.98 from a brush or a JPEG) snap to 0 and 1 so no ghost is left.
-    # Small ops on the mask's box and the windows, plus two scans of the mask: one thread.
+    # Small ops on the mask's box and the windows, plus one scan of the mask: one thread.
     with one_cpu_thread():
-        regions = plan_regions(mask_ops.clean(user_mask), settings, check_cancel)
+        user_mask, notes = mask_ops.fit_to_image(mask.to(image.device), batch, height, width)
+        # Near-binary values (0.98 from a brush or a JPEG) snap to 0 and 1 so no ghost is left.
+        user_mask, within = mask_ops.clean_with_box(user_mask)
+        regions = plan_regions(user_mask, settings, check_cancel, within)
         regions = replace(regions, notes=notes + regions.notes)
         crops, crop_masks = crop(image, regions)
     return regions, crops, crop_masks
@@ -462,5 +482,8 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
     if blend is Blend.INWARD:
         weight = mask_ops.inward_feather(weight, feather)
     new = new.to(image.dtype)[..., :image.shape[-1]]
-    return torch.stack([_paste(image[index % batch], new[index], weight[index % batch], blend,
-                               check_cancel) for index in range(new.shape[0])])
+    with one_cpu_thread():  # see stitch
+        out = torch.cat([image] * (new.shape[0] // batch))
+        for index in range(new.shape[0]):
+            _paste_into(out[index], new[index], weight[index % batch], blend, check_cancel)
+    return out

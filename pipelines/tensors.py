@@ -7,6 +7,8 @@ IMAGE is `[B, H, W, C]` float in 0..1 (C is 3, or 4 with alpha). MASK is `[B, H,
 from __future__ import annotations
 
 import contextlib
+import math
+import mmap
 import threading
 
 import cv2
@@ -49,13 +51,25 @@ def one_cpu_thread():
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32}
 
 
+# From this size up `zeros` maps fresh memory: calloc (numpy's zeros) takes blocks under glibc's
+# mmap threshold, which rises to 32 MiB once such a block is freed, from the heap and then writes
+# every byte (a 2048² mask: 1-2 ms each in bench/geometry.py's profile).
+_MAPPED_ZEROS_BYTES = 4 << 20
+
+
 def zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    """torch.zeros, but on the CPU from calloc'd memory (numpy's zeros): the system hands out
-    zeroed pages only when they are first touched, so a full-size frame of which only a small
-    box is ever written or read costs almost nothing, where torch.zeros writes every byte."""
+    """torch.zeros, but on the CPU from memory that the system zero-fills page by page when it
+    is first touched (an anonymous map, or calloc for small sizes), so a full-size frame of
+    which only a small box is ever written or read costs almost nothing, where torch.zeros
+    writes every byte."""
     if torch.device(device).type != "cpu" or dtype not in _NUMPY_DTYPES:
         return torch.zeros(shape, dtype=dtype, device=device)
-    return torch.from_numpy(np.zeros(shape, _NUMPY_DTYPES[dtype]))
+    count = math.prod(shape)
+    size = count * np.dtype(_NUMPY_DTYPES[dtype]).itemsize
+    if size < _MAPPED_ZEROS_BYTES:
+        return torch.from_numpy(np.zeros(shape, _NUMPY_DTYPES[dtype]))
+    # The tensor holds the map, which is unmapped when the last tensor on it is freed.
+    return torch.frombuffer(mmap.mmap(-1, size), dtype=dtype, count=count).view(shape)
 
 
 def image_size(image: torch.Tensor, name: str = "image") -> tuple[int, int, int]:

@@ -470,3 +470,34 @@ def test_a_large_check_stops_within_a_second_of_a_cancel():
     latency = cancel.latency()
     finish_abandoned_native_calls()
     assert latency < 1.0, f"cancel took {latency:.2f} s"
+
+
+def test_outside_change_reads_only_the_mask_box_when_the_rest_is_equal():
+    """The exact-blend shortcut gives the full comparison's figures, and a change beyond the
+    mask's box (or an exact candidate's change inside the box but outside the mask) still
+    counts."""
+    from region_repair.pipelines.quality import outside_change
+    generator = torch.Generator().manual_seed(3)
+    original = torch.rand(40, 50, 3, generator=generator)
+    outside = torch.ones(40, 50, dtype=torch.bool)
+    outside[10:20, 15:30] = False
+    exact = original.clone()
+    exact[10:20, 15:30] = torch.rand(10, 15, 3, generator=generator)
+    near = exact.clone()
+    near[12, 14] += 0.25  # in no box of the mask: outside it, left of it
+    inside_box = exact.clone()
+    outside[15, 20] = True  # a hole in the mask, inside its box
+    inside_box[15, 20] = 0.5
+
+    def plain(candidate):
+        diff = (candidate - original).abs().amax(-1) * outside
+        count = outside.sum()
+        return (float(diff.max()) * 255, float(diff.sum() / count) * 255,
+                float((diff > 0.5 / 255).sum() / count))
+
+    candidates = torch.stack([exact, near, inside_box])
+    expected = [plain(candidate) for candidate in candidates]
+    found = outside_change(original, candidates, outside)
+    assert [value for row in found for value in row] == pytest.approx(
+        [value for row in expected for value in row], rel=1e-6)
+    assert expected[0][0] > 0 and expected[1][1] > expected[0][1]  # both changes counted

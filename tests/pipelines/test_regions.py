@@ -689,3 +689,21 @@ def test_window_blend_changes_the_whole_window_and_nothing_outside_it():
     assert w.x0 == 0
     core = (0, slice(w.y0 + 7, w.y1 - 7), slice(0, w.x1 - 7))  # includes the image-border column
     assert torch.allclose(out[core], 1 - image[core], atol=1e-5)
+
+
+def test_a_seamless_stitch_of_several_candidates_matches_each_stitched_alone():
+    """All candidates of a window share one factorisation; each must come out as if alone."""
+    generator = torch.Generator().manual_seed(5)
+    image = torch.rand(1, 64, 64, 3, generator=generator)
+    mask = box_mask(64, 64, 10, 12, 30, 28)
+    mask[0, 48:56, 44:56] = 1  # a second window, overlapping the first: pasted after it
+    settings = WindowSettings(padding=2, region_mode="per_object", merge_overlapping=False)
+    regions, crops, _ = prepare_regions(image, mask, settings)
+    candidates = torch.cat([1 - crops, crops * 0.5, crops.flip(2)])
+    together = stitch(image, regions, candidates, "seamless")
+    count = len(regions.windows)
+    alone = torch.cat([stitch(image, regions, candidates[k * count:(k + 1) * count], "seamless")
+                       for k in range(3)])
+    assert count == 2
+    assert torch.equal(together, alone)
+    assert not torch.equal(together[0], together[1])

@@ -1,6 +1,9 @@
 """What the Comfy registry and the editor get from the pack: metadata that matches the
 requirements, an archive with what runs and nothing only development needs, `comfy node validate`
-passing, and one up-to-date thumbnail per template."""
+passing, and one up-to-date thumbnail per template.
+
+The folder is not called `packaging`: pytest's importlib mode registers each test folder as a
+module of that name, which hid the `packaging` library from every test collected after it."""
 
 from __future__ import annotations
 
