@@ -132,7 +132,7 @@ def seamless_blend_many(old: torch.Tensor, new: torch.Tensor, weight: torch.Tens
     system depends on the weight alone, so all k are solved with one factorisation (each pair's
     channels are columns of one right-hand side, solved independently).
 
-    A large mask takes seconds (20 s for 2500² on the loaded 2-core machine) in NumPy, SciPy's
+    A large mask takes seconds (8 s for 2500² on the 2-core machine) in NumPy, SciPy's
     SuperLU and torch, which release the GIL for all but fractions of a second: the blend runs
     on a worker thread and `check_cancel` (it raises to stop) is called every 0.05 s meanwhile;
     an abandoned blend finishes in the background, its result dropped."""
