@@ -240,6 +240,26 @@ def _patcher(config: comfy.supported_models_base.BASE, seed: int
         offload_device=model_management.unet_offload_device())
 
 
+def _family_config(family: str) -> comfy.supported_models_base.BASE:
+    """ComfyUI's model config for a tiny `family`: the file families as the loaders detect
+    them (sd15, sd15_inpaint, sd3), the in-process ones (IN_PROCESS_FAMILIES)."""
+    if family.startswith("sd15"):
+        return comfy.supported_models.SD15({**_SD1_UNET_BASE, **SD15_FILE_UNET,
+                                            "in_channels": _in_channels(family != "sd15")})
+    if family == "sd3":
+        return comfy.supported_models.SD3(dict(TINY_SD3))
+    if family.startswith("sdxl"):
+        return comfy.supported_models.SDXL(
+            {**TINY_SDXL_UNET, "in_channels": _in_channels(family.endswith("inpaint"))})
+    if family == "flux":
+        return comfy.supported_models.Flux(dict(TINY_FLUX))
+    if family == "flux_fill":
+        return comfy.supported_models.FluxInpaint(
+            {**TINY_FLUX, "in_channels": FLUX_FILL_IN_CHANNELS})
+    raise ValueError(f"family: {family!r}; choose one of sd15, sd15_inpaint, sd3, "
+                     f"{', '.join(IN_PROCESS_FAMILIES)}")
+
+
 def tiny_family_model(family: str, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
     """A MODEL of `family` (IN_PROCESS_FAMILIES) with ComfyUI's own config for it: SDXL
     (EPS, size-conditioned ADM; the inpaint variant has 9 input channels, as the loader sets
@@ -247,15 +267,31 @@ def tiny_family_model(family: str, seed: int = 0) -> comfy.model_patcher.ModelPa
     (96 input channels)."""
     if family not in IN_PROCESS_FAMILIES:
         raise ValueError(f"family: {family!r}; choose one of {IN_PROCESS_FAMILIES}")
-    if family.startswith("sdxl"):
-        config = comfy.supported_models.SDXL(
-            {**TINY_SDXL_UNET, "in_channels": _in_channels(family.endswith("inpaint"))})
-    elif family == "flux":
-        config = comfy.supported_models.Flux(dict(TINY_FLUX))
-    else:
-        config = comfy.supported_models.FluxInpaint(
-            {**TINY_FLUX, "in_channels": FLUX_FILL_IN_CHANNELS})
-    return _patcher(config, seed)
+    return _patcher(_family_config(family), seed)
+
+
+def _diffusion_shapes(family: str) -> dict[str, torch.Tensor]:
+    """`family`'s diffusion-model state dict on the meta device (shapes only)."""
+    config = _family_config(family)
+    config.set_inference_dtype(torch.float16, None)
+    return config.get_model({}, "", device=torch.device("meta")).diffusion_model.state_dict()
+
+
+def write_lora(path: str | os.PathLike, family: str, rank: int = 2, seed: int = 0) -> Path:
+    """A LoRA for `family` that LoraLoader applies to every linear weight of its diffusion model
+    (kohya names, `lora_unet_<path>`), rank `rank`, seeded; its up weights are small, so it
+    changes the model's output a little."""
+    tensors = {}
+    for key, shape in ((k, t.shape) for k, t in _diffusion_shapes(family).items()):
+        if not key.endswith(".weight") or len(shape) != 2:
+            continue
+        name = "lora_unet_" + key[:-len(".weight")].replace(".", "_")
+        tensors[f"{name}.lora_down.weight"] = seeded_tensor(name + "/down", torch.Size((rank, shape[1])),
+                                                            seed).half()
+        tensors[f"{name}.lora_up.weight"] = (0.01 * seeded_tensor(
+            name + "/up", torch.Size((shape[0], rank)), seed)).half()
+        tensors[f"{name}.alpha"] = torch.tensor(float(rank)).half()
+    return _write(path, tensors)
 
 
 def tiny_family_vae(latent_channels: int, seed: int = 0) -> comfy.sd.VAE:
@@ -279,11 +315,8 @@ def zero_conditioning(family: str) -> list:
 def write_sd3_diffusion_model(path: str | os.PathLike, seed: int = 0) -> Path:
     """A .safetensors diffusion model UNETLoader detects as SD3: 2.3 M parameters in fp16, its
     position table 96 patches a side (crops up to 1536 px)."""
-    config = comfy.supported_models.SD3(dict(TINY_SD3))
-    config.set_inference_dtype(torch.float16, None)
-    shapes = config.get_model({}, "", device=torch.device("meta")).diffusion_model.state_dict()
-    return _write(path, {key: value.half().contiguous()
-                         for key, value in seeded_state_dict(shapes, seed).items()})
+    return _write(path, {key: value.half().contiguous() for key, value in
+                         seeded_state_dict(_diffusion_shapes("sd3"), seed).items()})
 
 
 def write_taesd_vae(path: str | os.PathLike, latent_channels: int, seed: int = 0) -> Path:

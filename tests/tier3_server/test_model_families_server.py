@@ -30,6 +30,7 @@ SMALL = "astronaut_families.png"  # the astronaut at 128 px: tiny models, 2-core
 CHECKPOINTS = {"sd15": "tiny_sd15_families.safetensors",
                "sd15_inpaint": "tiny_sd15_inpaint_families.safetensors"}
 SD3_MODEL, SD3_VAE = "tiny_sd3.safetensors", "tiny_taesd3.safetensors"
+LORA = "tiny_lora_{}.safetensors"  # per family: a LoRA on every linear weight
 FAMILIES = ["sd15", "sd15_inpaint", "sd3", *tiny_models.IN_PROCESS_FAMILIES]
 MULTIPLE = {"sd15": 8, "sd15_inpaint": 8, "sdxl": 8, "sdxl_inpaint": 8, "sd3": 16, "flux": 16,
             "flux_fill": 16}
@@ -47,6 +48,8 @@ def models(server):
                                           inpaint=family.endswith("inpaint"))
     tiny_models.write_sd3_diffusion_model(folder / "diffusion_models" / SD3_MODEL)
     tiny_models.write_taesd_vae(folder / "vae" / SD3_VAE, latent_channels=16)
+    for family in FAMILIES:
+        tiny_models.write_lora(folder / "loras" / LORA.format(family), family)
     small = Image.open(PHOTOS / "astronaut.png").convert("RGB").resize((128, 128),
                                                                        Image.BICUBIC)
     small.save(server.base_dir / "input" / SMALL)
@@ -196,8 +199,8 @@ def test_garment_recolor_refinement(server, models, family):
 
 
 def with_family(prompt: dict, family: str) -> dict:
-    """A shipped API workflow with its checkpoint swapped for `family`'s loaders, text prompts
-    as zero conditioning, 2 steps at 64 px."""
+    """A shipped API workflow with its checkpoint swapped for `family`'s loaders and LoRA, text
+    prompts as zero conditioning, 2 steps at 64 px."""
     prompt = copy.deepcopy(prompt)
     (ckpt,) = [key for key, node in prompt.items()
                if node["class_type"] == "CheckpointLoaderSimple"]
@@ -212,6 +215,10 @@ def with_family(prompt: dict, family: str) -> dict:
                                       else family.split("_")[0]}}
             continue
         inputs.pop("clip", None)
+        if node["class_type"] == "LoraLoader":  # no text encoder to patch in the tiny models
+            node["class_type"] = "LoraLoaderModelOnly"
+            inputs["lora_name"] = LORA.format(family)
+            del inputs["strength_clip"]
         for name, value in list(inputs.items()):
             if isinstance(value, list) and value and value[0] == ckpt:
                 inputs[name] = {0: model, 2: vae}[value[1]]
@@ -222,9 +229,17 @@ def with_family(prompt: dict, family: str) -> dict:
     return prompt
 
 
-# picpik_inpaint_lora_reference is left out: its LoRA is an SD1.5 file, which other families
-# cannot load.
+def loaded_photo(prompt: dict, node_id: str) -> np.ndarray:
+    """The photo behind `node_id`'s image input, followed back to its Load Image."""
+    node = prompt[node_id]
+    while node["class_type"] != "LoadImage":
+        node = prompt[node["inputs"]["image"][0]]
+    # The shipped workflows load the pack's sample copies (input/region-repair-samples/).
+    return np.asarray(Image.open(PHOTOS / Path(node["inputs"]["image"]).name).convert("RGB"))
+
+
 @pytest.mark.parametrize("workflow", [
+    "PICPIK ModifyMaskedPixels - inpaint with LoRA and reference (SD1.5 inpaint model)",
     "Photio Regen - add an object (SD1.5 inpaint model)",
     "Photio Regen - remove an object (SD1.5 inpaint model)",
     "PICPIK ModifyMaskedPixels - outpaint (SD1.5 inpaint model)"])
@@ -233,10 +248,9 @@ def test_shipped_workflow(server, models, family, workflow):
     shipped = json.loads((PACK_ROOT / "tests" / "workflows_api" / f"{workflow}.json").read_text())
     prompt = with_family(shipped, family)
     history = run_clean(server, prompt)
-    (load,) = [n for n in prompt.values() if n["class_type"] == "LoadImage"]
-    # The shipped workflows load the pack's sample copies (input/region-repair-samples/).
-    original = np.asarray(Image.open(PHOTOS / Path(load["inputs"]["image"]).name)
-                          .convert("RGB"))
+    (repair_id,) = [key for key, n in prompt.items()
+                    if n["class_type"] == "RegionRepair_GuidedBlendInpaint"]
+    original = loaded_photo(prompt, repair_id)
     (saved,) = [key for key, n in prompt.items() if n["class_type"] == "SaveImage"]
     (result,) = [decode(png) for png in server.output_files(history, saved)]
     if "outpaint" in workflow:  # 64 px more on the left and on the right
