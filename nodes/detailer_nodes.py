@@ -9,7 +9,8 @@ from comfy_api.latest import io
 
 from ..pipelines import detailer
 from ..pipelines import regions as region_ops
-from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
+from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
+                     to_output)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Detections
 
@@ -95,7 +96,8 @@ class Detailer(io.ComfyNode):
             return diffusion_generator(model, vae, *conditioning(clip, positive, negative, texts),
                                        steps, cfg, sampler_name, scheduler, step)
         result = detailer.detail(image.to(compute_device()), objects, settings,
-                                 generator_for if model is not None else None, step)
+                                 generator_for if model is not None else None, step,
+                                 check_interrupt)
         report(cls.hidden.unique_id, [f"{result.num_objects_inpainted} of "
                                       f"{result.num_objects_detected} objects inpainted"])
         info = {"node": "Detailer", "detector": detections.detector,

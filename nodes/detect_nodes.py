@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..pipelines import detect as detect_ops
 from ..pipelines import masks as mask_ops
 from ..pipelines import sam as sam_ops
-from ._comfy import (compute_device, finite_inputs, model_files, model_folders,
+from ._comfy import (check_interrupt, compute_device, finite_inputs, model_files, model_folders,
                      progress_and_cancel, register_model_folder, report, to_output)
 from .types import Detections
 
@@ -87,7 +87,8 @@ class Detect(io.ComfyNode):
             weights = detect_ops.yolo_weights(detector, yolo_model, model_files("ultralytics"),
                                               model_folders("ultralytics"))
         found = detect_ops.detect(image, detector, settings, weights,
-                                  check_cancel=progress_and_cancel(image.shape[0]))
+                                  step=progress_and_cancel(image.shape[0]),
+                                  check_cancel=check_interrupt)
         report(cls.hidden.unique_id, found.notes + detect_ops.detection_summary(found))
         return _outputs(found)
 

@@ -9,7 +9,8 @@ import torch
 from comfy_api.latest import io
 
 from ..pipelines import quality
-from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
+from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
+                     to_output)
 
 # One widget per threshold: (name, min, max, step, tooltip); defaults from quality.Thresholds.
 # Widgets added after release are optional and come last: API prompts saved before them still
@@ -101,7 +102,8 @@ class QualityCheck(io.ComfyNode):
         result = quality.quality_check(
             original.to(device), candidates.to(device), mask, info,
             None if references is None else references.to(device),
-            quality.Thresholds(**thresholds), step=progress_and_cancel(candidates.shape[0]))
+            quality.Thresholds(**thresholds), step=progress_and_cancel(candidates.shape[0]),
+            check_cancel=check_interrupt)
         flagged = result.report["needs_review"]
         report(cls.hidden.unique_id, result.notes + [
             f"{flagged} of {candidates.shape[0]} candidates need review; best per original: "

@@ -9,7 +9,8 @@ from comfy_api.latest import io
 
 from ..pipelines import garment_mask, recolor
 from ..pipelines.masks import as_bhw, is_placeholder
-from ._comfy import compute_device, finite_inputs, progress_and_cancel, report, to_output
+from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
+                     to_output)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 
 
@@ -135,14 +136,16 @@ class GarmentRecolorAnchor(io.ComfyNode):
                 _first(sampler_name), _first(scheduler), step)
 
         def find_masks(found_for: list[torch.Tensor]):
-            return garment_mask.garment_masks(found_for, region, check_cancel=step,
+            return garment_mask.garment_masks(found_for, region, step=step,
+                                              check_cancel=check_interrupt,
                                               outer=garment_mask.prefers_outer(label))
 
         result = recolor.recolor_garments(
             frames, given or None, _first(reference_image), _first(reference_text),
             _first(instruction), settings, _first(processing_size), _first(add_ai_watermark),
             find_masks, step, refine if model is not None else None,
-            recolor.RefineSettings(_first(denoise), _first(seed), label))
+            recolor.RefineSettings(_first(denoise), _first(seed), label),
+            check_cancel=check_interrupt)
         report(cls.hidden.unique_id, result.report["notes"])
         return io.NodeOutput([to_output(image[None]) for image in result.images],
                              [to_output(mask[None]) for mask in result.masks],

@@ -176,7 +176,8 @@ class StitchRegion(io.ComfyNode):
         device = region.mask.device
         out = region_ops.stitch(image.to(device), region, crops.to(device), blend,
                                 None if feather < 0 else feather,
-                                check_cancel=progress_and_cancel(crops.shape[0]))
+                                step=progress_and_cancel(len(region.windows)),
+                                check_cancel=check_interrupt)
         return io.NodeOutput(to_output(out))
 
 
@@ -218,7 +219,8 @@ class OutpaintPad(io.ComfyNode):
                 bottom: float, units: str, fill: str) -> io.NodeOutput:
         amounts = outpaint.pad_amounts(image.shape[1], image.shape[2],
                                        (left, top, right, bottom), units)
-        padded, new_area = outpaint.outpaint_pad(image.to(compute_device()), *amounts, fill)
+        padded, new_area = outpaint.outpaint_pad(image.to(compute_device()), *amounts, fill,
+                                                 check_interrupt)
         return io.NodeOutput(to_output(padded), to_output(new_area))
 
 

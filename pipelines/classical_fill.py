@@ -14,11 +14,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import cv2
 import numpy as np
 import torch
 
 from . import masks as mask_ops
+from .cancel import run_cancellable
 from .choices import Choice
 from .detect import MissingDependencyError
 from .tensors import image_size, to_uint8
@@ -58,52 +62,63 @@ def _patch_match():
     return patch_match
 
 
-def _diffusion_fill(window: np.ndarray, hole: np.ndarray, method: FillMethod,
-                    radius: int) -> np.ndarray:
+def _diffusion_fill(window: np.ndarray, hole: np.ndarray, method: FillMethod, radius: int,
+                    check_cancel: Callable[[], None]) -> np.ndarray:
     # 16-bit channels one at a time: 8-bit colour would quantise the fill, and OpenCV 4.14's
     # Telea on float32 input returns values far outside the input's range.
     levels = np.round(window * 65535).astype(np.uint16)
-    filled = np.stack([cv2.inpaint(np.ascontiguousarray(levels[..., channel]),
-                                   hole.astype(np.uint8), float(radius), _FLAGS[method])
-                       for channel in range(window.shape[-1])], axis=-1)
+    hole = hole.astype(np.uint8)
+    filled = np.stack([run_cancellable(partial(cv2.inpaint, np.ascontiguousarray(levels[..., c]),
+                                               hole, float(radius), _FLAGS[method]), check_cancel)
+                       for c in range(window.shape[-1])], axis=-1)
     return filled.astype(np.float32) / 65535
 
 
-def _patchmatch_fill(window: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
+def _patchmatch_fill(window: np.ndarray, hole: np.ndarray, radius: int,
+                     check_cancel: Callable[[], None]) -> np.ndarray:
     # PyPatchMatch takes 8-bit images only; the fill is copied from 8-bit patches (within half a
     # level of the source), and every pixel outside the hole is put back from the float input.
     patch_match = _patch_match()
     patch_match.set_random_seed(PATCHMATCH_SEED)
     channels = window.shape[-1]
-    rgb = np.repeat(window, 3, axis=-1) if channels == 1 else window[..., :3]
-    filled = patch_match.inpaint(to_uint8(torch.from_numpy(rgb)), hole.astype(np.uint8),
-                                 patch_size=radius).astype(np.float32) / 255
+    rgb = to_uint8(torch.from_numpy(np.repeat(window, 3, axis=-1) if channels == 1
+                                    else window[..., :3]))
+    hole = hole.astype(np.uint8)
+    # One native call of seconds on a large hole: waited for in slices, so that an interrupt
+    # ends the prompt at once (the abandoned fill finishes in the background, result dropped).
+    # Each fill restarts its search from the seed, so one running on does not change the next.
+    filled = run_cancellable(lambda: patch_match.inpaint(rgb, hole, patch_size=radius),
+                             check_cancel).astype(np.float32) / 255
     if channels == 1:
         return filled[..., :1]
     # Alpha has no texture to continue: it is diffused instead.
     alpha = window[..., 3:]
     if alpha.shape[-1]:
-        alpha = _diffusion_fill(np.ascontiguousarray(alpha), hole, FillMethod.TELEA, 3)
+        alpha = _diffusion_fill(np.ascontiguousarray(alpha), hole, FillMethod.TELEA, 3,
+                                check_cancel)
     return np.concatenate([filled, alpha], axis=-1)
 
 
-def _texture_fill(window: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
-    texture = _patchmatch_fill(window, hole, radius)
-    smooth = _diffusion_fill(window, hole, FillMethod.TELEA, 3)
+def _texture_fill(window: np.ndarray, hole: np.ndarray, radius: int,
+                  check_cancel: Callable[[], None]) -> np.ndarray:
+    texture = _patchmatch_fill(window, hole, radius, check_cancel)
+    smooth = _diffusion_fill(window, hole, FillMethod.TELEA, 3, check_cancel)
     depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
     weight = np.clip(depth / TEXTURE_EDGE_BAND - 1, 0, 1)[..., None]
     return smooth + weight * (texture - smooth)
 
 
 def classical_fill(image: torch.Tensor, mask: torch.Tensor,
-                   method: FillMethod | str = FillMethod.TELEA, radius: int = 3) -> torch.Tensor:
+                   method: FillMethod | str = FillMethod.TELEA, radius: int = 3,
+                   check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Fill every pixel where `mask` > 0 from its surroundings.
 
     `image` is `[B, H, W, C]` in 0..1; `mask` is `[B, H, W]` (or one mask for the batch) at the
     image's size. `radius` (1..64) is, for `telea` and `ns`, the neighbourhood in pixels each
     filled pixel draws from; for `patchmatch` and `texture`, the radius of the compared patches
     ((2 radius + 1)² pixels: larger follows larger structures, and is much slower). Pixels
-    outside the mask are bit-identical to the input.
+    outside the mask are bit-identical to the input. `check_cancel` (ComfyUI's interrupt: it
+    raises to stop) is called at least every 0.05 s, also inside one native fill.
     """
     batch, height, width = image_size(image)
     method = FillMethod(method)
@@ -130,8 +145,8 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor,
         window = image[index, y0:y1, x0:x1].detach().float().clamp(0, 1).cpu().numpy()
         fill = {FillMethod.PATCHMATCH: _patchmatch_fill,
                 FillMethod.TEXTURE: _texture_fill}.get(method)
-        filled = (fill(window, hole, int(radius)) if fill is not None
-                  else _diffusion_fill(window, hole, method, int(radius)))
+        filled = (fill(window, hole, int(radius), check_cancel) if fill is not None
+                  else _diffusion_fill(window, hole, method, int(radius), check_cancel))
         patch = torch.from_numpy(filled).to(out.device, out.dtype)
         region = out[index, y0:y1, x0:x1]
         hole_t = torch.from_numpy(hole).to(out.device)[..., None]

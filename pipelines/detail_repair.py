@@ -268,8 +268,9 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
            step: Callable[[], None] | None = None,
            check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> RepairResult:
     """Detail Repair on a batch; see the module docstring. `step` is called once per
-    candidate (progress and interrupt); `check_cancel` inside the reference alignment, whose
-    search can take seconds (it raises to stop)."""
+    candidate (progress and interrupt); `check_cancel` inside the reference alignment, the
+    classical fill and the seamless stitch, whose single steps can take seconds (it raises to
+    stop)."""
     batch, height, width = image_size(image)
     if len(references) > MAX_REFERENCES:
         raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
@@ -316,8 +317,8 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
             # Filled at the image's own resolution, then cropped: PatchMatch copies texture at
             # its real scale, and the fill reads only the mask's box plus its context. The
             # user's own mask is filled, so the fill starts from the pixels right next to it.
-            new = region_ops.crop(classical_fill.classical_fill(image, user_mask,
-                                                                *FILL_VARIANTS[k]), regions)[0]
+            new = region_ops.crop(classical_fill.classical_fill(
+                image, user_mask, *FILL_VARIANTS[k], check_cancel=check_cancel), regions)[0]
         with one_cpu_thread():
             candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
                                                             ring_width=max(settings.feather, 4)))
@@ -325,7 +326,8 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
             step()
     blend = settings.blend if settings.mode.confined else region_ops.Blend.WINDOW
     out = (image.repeat(settings.num_candidates, 1, 1, 1) if engine is Engine.KEPT else
-           region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather))
+           region_ops.stitch(image, regions, torch.cat(candidates), blend, settings.feather,
+                             check_cancel=check_cancel))
     if settings.add_ai_watermark:
         out = add_ai_watermark(out)
     # The watermark is a deliberate change outside the mask, so the output no longer promises

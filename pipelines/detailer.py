@@ -25,7 +25,7 @@ import torch
 
 from . import regions as region_ops
 from .choices import Choice
-from .masks import gaussian_blur
+from .masks import gaussian_blur, never_cancelled
 from .detail_repair import Generator
 
 PROMPT_SEPARATOR = "[SEP]"
@@ -98,10 +98,12 @@ class DetailerResult:
 def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
            settings: DetailerSettings,
            generator_for: Callable[[int], Generator] | None = None,
-           step: Callable[[], None] | None = None) -> DetailerResult:
+           step: Callable[[], None] | None = None,
+           check_cancel: Callable[[], None] = never_cancelled) -> DetailerResult:
     """Repair `objects` (batch index, `[H, W]` shape mask) of `image` ([B, H, W, C]) in order.
     `generator_for(i)` gives the generator for job i (its prompt); None blurs (blur_out).
-    `step` is called once per job (progress and interrupt)."""
+    `step` is called once per job (progress and interrupt), `check_cancel` (it raises to stop)
+    inside one job's mask growth and seamless stitch, seconds each for a large object."""
     batch, height, width = image.shape[:3]
     jobs: list[torch.Tensor] = []
     for index, shape in objects:
@@ -121,13 +123,15 @@ def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],
             step()
         if not (mask > 0).any():
             continue
-        regions, crops, crop_masks = region_ops.prepare_regions(current, mask, settings.window())
+        regions, crops, crop_masks = region_ops.prepare_regions(current, mask, settings.window(),
+                                                                check_cancel)
         if generator_for is None:
             new = blur_out(crops)
         else:
             new = generator_for(number)(crops, crop_masks, crop_masks, settings.seed,
                                         settings.strength)
-        current = region_ops.stitch(current, regions, new, settings.blend)
+        current = region_ops.stitch(current, regions, new, settings.blend,
+                                    check_cancel=check_cancel)
         windows += [[w.batch_index, w.x0, w.y0, w.x1, w.y1] for w in regions.windows]
         inpainted += 1 if not settings.union_masks else len(objects)
     return DetailerResult(current, len(objects), inpainted, windows)

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cancel import run_cancellable
 from .choices import Choice
-from .masks import support_box
-from .tensors import to_uint8
+from .masks import never_cancelled, support_box
+from .tensors import image_size, to_uint8
 
 MEDIAPIPE_INSTALL = ("pip install --no-deps mediapipe==0.10.21\n"
                      "pip install -r requirements-mediapipe.txt")
@@ -266,13 +267,16 @@ def tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
         side //= 2
 
 
-def _tiled(run: Callable[[np.ndarray], list[_Found]]) -> Callable[[np.ndarray], list[_Found]]:
+def _tiled(run: Callable[[np.ndarray], list[_Found]], check_cancel: Callable[[], None]
+           ) -> Callable[[np.ndarray], list[_Found]]:
     """`run` on every window of `tiles`, found objects moved back into the whole frame; an object
-    found again (mostly inside a more confident one) is kept once."""
+    found again (mostly inside a more confident one) is kept once. `check_cancel` is called
+    before each tile: one image has 88 tiles at 12 MP, seconds in all."""
     def run_tiles(frame: np.ndarray) -> list[_Found]:
         height, width = frame.shape[:2]
         found = []
         for x0, y0, x1, y1 in tiles(height, width):
+            check_cancel()
             for f in run(np.ascontiguousarray(frame[y0:y1, x0:x1])):
                 mask = np.zeros((height, width), bool)
                 mask[y0:y1, x0:x1] = f.mask
@@ -322,7 +326,8 @@ def _face_boxes(detector, frame: np.ndarray) -> list[tuple[tuple[int, int, int, 
 
 
 @contextmanager
-def _mediapipe_faces(model_selection: int, confidence: float) -> Iterator[Callable]:
+def _mediapipe_faces(model_selection: int, confidence: float,
+                     check_cancel: Callable[[], None]) -> Iterator[Callable]:
     solutions = _mediapipe_solutions()
     with solutions.face_detection.FaceDetection(model_selection=model_selection,
                                                 min_detection_confidence=confidence) as detector:
@@ -332,11 +337,12 @@ def _mediapipe_faces(model_selection: int, confidence: float) -> Iterator[Callab
                     for box, score in _face_boxes(detector, frame)]
         # The full-range model is for small faces: search tiles too. The short-range one is for
         # close-ups, which tiles would cut.
-        yield _tiled(run) if model_selection == 1 else run
+        yield _tiled(run, check_cancel) if model_selection == 1 else run
 
 
 @contextmanager
-def _mediapipe_mesh(eyes: bool, confidence: float) -> Iterator[Callable]:
+def _mediapipe_mesh(eyes: bool, confidence: float,
+                    check_cancel: Callable[[], None]) -> Iterator[Callable]:
     solutions = _mediapipe_solutions()
     mesh_api = solutions.face_mesh
     # The subject's own left and right: the eye contour plus the iris ring (refine_landmarks).
@@ -346,13 +352,14 @@ def _mediapipe_mesh(eyes: bool, confidence: float) -> Iterator[Callable]:
     # FaceMesh finds faces with the short-range detector, which misses the small faces of
     # full-body and group photos: the tiled full-range detector finds them, and FaceMesh runs on
     # a crop around each, with that face's score (FaceMesh reports none).
-    with _mediapipe_faces(1, confidence) as faces, \
+    with _mediapipe_faces(1, confidence, check_cancel) as faces, \
             mesh_api.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
                               min_detection_confidence=confidence) as mesh:
         def run(frame: np.ndarray) -> list[_Found]:
             height, width = frame.shape[:2]
             found = []
             for face_found in faces(frame):
+                check_cancel()
                 x0, y0, x1, y1 = face_found.box
                 half = MESH_CROP * max(x1 - x0, y1 - y0) / 2
                 cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -371,7 +378,7 @@ def _mediapipe_mesh(eyes: bool, confidence: float) -> Iterator[Callable]:
 
 
 @contextmanager
-def _mediapipe_hands(confidence: float) -> Iterator[Callable]:
+def _mediapipe_hands(confidence: float, check_cancel: Callable[[], None]) -> Iterator[Callable]:
     solutions = _mediapipe_solutions()
     # model_complexity=0 (lite) found more hands than 1 in trials on real photos.
     with solutions.hands.Hands(static_image_mode=True, max_num_hands=MAX_HANDS,
@@ -395,7 +402,7 @@ def _mediapipe_hands(confidence: float) -> Iterator[Callable]:
                 found.append(_Found(box, float(handedness.classification[0].score),
                                     f"hand_{side}", mask))
             return found
-        yield _tiled(run)
+        yield _tiled(run, check_cancel)
 
 
 @contextmanager
@@ -443,16 +450,20 @@ def haar_confidence(neighbours: int) -> float:
     return 1.0 - 0.7 ** (neighbours / 5)
 
 
-def _haar_hits(cascade, grey: np.ndarray, min_size: int) -> list[tuple[tuple[int, ...], float]]:
-    # minNeighbors=1 keeps weak hits; the confidence threshold filters them uniformly.
-    rects, neighbours = cascade.detectMultiScale2(grey, scaleFactor=1.1, minNeighbors=1,
-                                                  minSize=(min_size, min_size))
+def _haar_hits(cascade, grey: np.ndarray, min_size: int, check_cancel: Callable[[], None]
+               ) -> list[tuple[tuple[int, ...], float]]:
+    # minNeighbors=1 keeps weak hits; the confidence threshold filters them uniformly. One call
+    # takes seconds on a large photo (24 s on 12 MP of noise): it is waited for in slices, and
+    # an abandoned one finishes in the background.
+    rects, neighbours = run_cancellable(
+        lambda: cascade.detectMultiScale2(grey, scaleFactor=1.1, minNeighbors=1,
+                                          minSize=(min_size, min_size)), check_cancel)
     return [((int(x), int(y), int(x + w), int(y + h)), haar_confidence(int(n)))
             for (x, y, w, h), n in zip(rects, neighbours)]
 
 
 @contextmanager
-def _haar(eyes: bool, confidence: float) -> Iterator[Callable]:
+def _haar(eyes: bool, confidence: float, check_cancel: Callable[[], None]) -> Iterator[Callable]:
     import cv2
 
     faces = _cascade("haarcascade_frontalface_default.xml")
@@ -462,7 +473,7 @@ def _haar(eyes: bool, confidence: float) -> Iterator[Callable]:
         height, width = frame.shape[:2]
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         found = []
-        for box, score in _haar_hits(faces, grey, 24):
+        for box, score in _haar_hits(faces, grey, 24, check_cancel):
             if eye_cascade is None:
                 found.append(_Found(box, score, "face", _box_mask(box, height, width)))
                 continue
@@ -471,7 +482,7 @@ def _haar(eyes: bool, confidence: float) -> Iterator[Callable]:
             x0, y0, x1, y1 = box
             # Eyes lie in the face box's upper part; the two strongest hits there are the eyes.
             top = grey[y0:y0 + (y1 - y0) * 5 // 8, x0:x1]
-            hits = sorted(_haar_hits(eye_cascade, top, max(8, (x1 - x0) // 10)),
+            hits = sorted(_haar_hits(eye_cascade, top, max(8, (x1 - x0) // 10), check_cancel),
                           key=lambda hit: (-hit[1], hit[0]))[:2]
             for (ex0, ey0, ex1, ey1), eye_score in hits:
                 eye_box = (x0 + ex0, y0 + ey0, x0 + ex1, y0 + ey1)
@@ -577,39 +588,43 @@ def _box_area(box: tuple[int, int, int, int]) -> int:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
-def _backend(detector: Detector, settings: DetectSettings, model_path: Path | None):
+def _backend(detector: Detector, settings: DetectSettings, model_path: Path | None,
+             check_cancel: Callable[[], None]):
     confidence = settings.confidence
     if detector in YOLO_DETECTORS:
         return _yolo(model_path, confidence)
     return {
-        Detector.FACE_SHORT_MEDIAPIPE: lambda: _mediapipe_faces(0, confidence),
-        Detector.FACE_FULL_MEDIAPIPE: lambda: _mediapipe_faces(1, confidence),
-        Detector.FACE_MESH_MEDIAPIPE: lambda: _mediapipe_mesh(False, confidence),
-        Detector.EYES_MESH_MEDIAPIPE: lambda: _mediapipe_mesh(True, confidence),
-        Detector.HANDS_MEDIAPIPE: lambda: _mediapipe_hands(confidence),
+        Detector.FACE_SHORT_MEDIAPIPE: lambda: _mediapipe_faces(0, confidence, check_cancel),
+        Detector.FACE_FULL_MEDIAPIPE: lambda: _mediapipe_faces(1, confidence, check_cancel),
+        Detector.FACE_MESH_MEDIAPIPE: lambda: _mediapipe_mesh(False, confidence, check_cancel),
+        Detector.EYES_MESH_MEDIAPIPE: lambda: _mediapipe_mesh(True, confidence, check_cancel),
+        Detector.HANDS_MEDIAPIPE: lambda: _mediapipe_hands(confidence, check_cancel),
         Detector.PERSON_MEDIAPIPE: _mediapipe_person,
-        Detector.FACE_HAAR: lambda: _haar(False, confidence),
-        Detector.EYES_HAAR: lambda: _haar(True, confidence),
+        Detector.FACE_HAAR: lambda: _haar(False, confidence, check_cancel),
+        Detector.EYES_HAAR: lambda: _haar(True, confidence, check_cancel),
     }[detector]()
 
 
 def detect(image: torch.Tensor, detector: Detector | str,
            settings: DetectSettings = DetectSettings(), model_path: Path | None = None,
-           check_cancel: Callable[[], None] | None = None) -> Detections:
+           step: Callable[[], None] | None = None,
+           check_cancel: Callable[[], None] = never_cancelled) -> Detections:
     """Run `detector` on every image of an IMAGE batch `[B, H, W, C]`.
 
-    `model_path` is the `.pt` file for the YOLO detectors (see `yolo_weights`). `check_cancel`
-    is called once per image (progress and interrupt). Deterministic: the same input gives the
-    same detections in the same order.
+    `model_path` is the `.pt` file for the YOLO detectors (see `yolo_weights`). `step` is called
+    once per image (progress and interrupt); `check_cancel` (it raises to stop) within one image:
+    per tile of the tiled detectors, per face of the mesh, and every 0.05 s of a Haar search.
+    Deterministic: the same input gives the same detections in the same order.
     """
     detector = Detector(detector)
-    frames = to_uint8_frames(image)
-    batch, height, width = frames.shape[:3]
+    batch, height, width = image_size(image)
     items: list[Detection] = []
-    with _backend(detector, settings, model_path) as run:
-        for index, frame in enumerate(frames):
-            if check_cancel is not None:
-                check_cancel()
+    with _backend(detector, settings, model_path, check_cancel) as run:
+        for index in range(batch):
+            if step is not None:
+                step()
+            # One frame at a time: converting a batch of large photos at once takes seconds.
+            frame = to_uint8_frames(image[index:index + 1])[0]
             for f in select(run(frame), height, width, settings):
                 items.append(Detection(index, f.box, round(f.confidence, 4), f.label,
                                        torch.from_numpy(f.mask.astype(np.float32))))

@@ -24,13 +24,16 @@ Detection runs at a working size (512 px long side), and the mask is scaled back
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cancel import run_cancellable
 from .choices import Choice
+from .masks import never_cancelled
 from .tensors import to_uint8
 
 WORK_SIZE = 512
@@ -523,20 +526,23 @@ def _to_full(mask: np.ndarray, height: int, width: int, device: torch.device) ->
 
 
 def garment_masks(images: Sequence[torch.Tensor], region: GarmentRegion | None = None,
-                  refine: Refiner | None = None, check_cancel: Callable[[], None] | None = None,
+                  refine: Refiner | None = None, step: Callable[[], None] | None = None,
+                  check_cancel: Callable[[], None] = never_cancelled,
                   outer: bool | None = None) -> tuple[list[torch.Tensor], list[str]]:
     """One `[H, W]` float mask (1 = garment) per `[H, W, C]` image, and notes saying how each
     was found, and, starting with UNCERTAIN, what to check by eye. `region` None detects the band
     (on-model) or takes the product (plain background); `outer` (`prefers_outer` of the label)
-    picks between two layered garments."""
+    picks between two layered garments. `step` is called once per image (progress and
+    interrupt); `check_cancel` (it raises to stop) during the scaling to and from the work size,
+    seconds at 8192²."""
     notes: list[str] = []
     masks: list[torch.Tensor] = []
     detectors = None if region is GarmentRegion.PRODUCT else _Detectors()
     try:
         for index, image in enumerate(images):
-            if check_cancel:
-                check_cancel()
-            rgb = _to_work(image)
+            if step is not None:
+                step()
+            rgb = run_cancellable(partial(_to_work, image), check_cancel)
             found, used, uncertain = ((None, None, []) if detectors is None else
                                       on_model_mask(rgb, detectors, region, outer))
             if found is not None:
@@ -554,7 +560,8 @@ def garment_masks(images: Sequence[torch.Tensor], region: GarmentRegion | None =
             notes.append(f"image {index}: automatic mask, {how}, "
                          f"{100 * found.mean():.0f} % of the image")
             notes += [f"image {index}: {note}" for note in uncertain]
-            masks.append(_to_full(found, image.shape[0], image.shape[1], image.device))
+            masks.append(run_cancellable(partial(_to_full, found, image.shape[0], image.shape[1],
+                                                 image.device), check_cancel))
     finally:
         if detectors is not None:
             detectors.close()

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from . import masks as mask_ops
+from .cancel import run_cancellable
 from .colour import ciede2000, srgb_to_lab
 from .info import KEEPS_CONTENT_ENDPOINTS
 from .tensors import one_cpu_thread, resize
@@ -569,13 +570,22 @@ def _round(value):
 def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor,
                   info: str | None = None, references: torch.Tensor | None = None,
                   thresholds: Thresholds = Thresholds(),
-                  step: Callable[[], None] | None = None) -> QualityResult:
+                  step: Callable[[], None] | None = None,
+                  check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> QualityResult:
     """Check every candidate against its original; see the module docstring.
 
     `originals` [B, H, W, C]; `candidates` [N, h, w, C] (resized to H x W when their size
     differs); `mask` [1 or B, H', W'] (1 = edited; resized when its size differs); `info` the
     generator's JSON; `references` [R, h, w, C]. `step` is called once per candidate.
+
+    Each check of one original takes seconds on a large image (16 s in all for two 4096²
+    candidates on the loaded 2-core machine) in torch, NumPy and OpenCV, which release the GIL:
+    each runs on a worker thread while `check_cancel` (it raises to stop) is called every
+    0.05 s; an abandoned check finishes in the background, its result dropped.
     """
+    def run(check: Callable, *args):
+        return run_cancellable(lambda: check(*args), check_cancel)
+
     batch, height, width = originals.shape[:3]
     count = candidates.shape[0]
     if mask_ops.is_placeholder(mask) and (height, width) != mask_ops.LOADIMAGE_PLACEHOLDER_SIZE:
@@ -590,7 +600,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
     if cands.shape[1:3] != (height, width):
         notes.append(f"candidates resized from {cands.shape[2]}x{cands.shape[1]} to the "
                      f"original's {width}x{height} for the checks")
-        cands = resize(cands, height, width)
+        cands = run(resize, cands, height, width)
     refs = [] if references is None else list(_rgb(references).float().cpu())
 
     factor = max(1, round(max(height, width) / GEOMETRY_SIZE))
@@ -607,7 +617,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
         group = cands[b::batch] if members == list(range(b, count, batch)) else cands[members]
         outside, edited = mask[b] == 0, mask[b] >= 0.5
         with one_cpu_thread():  # a scan of the frame and box-sized ops (see regions.stitch)
-            changes = outside_change(original, group, outside)
+            changes = run(outside_change, original, group, outside)
         checked = outside.float().mean() >= 0.02
         if not checked:
             notes.append(f"original {b}: under 2 % of the image lies outside the mask; "
@@ -618,24 +628,24 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             touched = F.max_pool2d((~outside)[None, None].float(), factor)[0]
             keep = (mask_ops.dilate(touched, 4)[0] == 0).cpu().numpy().astype(np.uint8) * 255
             movers = group if len(moved) == len(members) else cands[moved]
-            fits = dict(zip(moved, geometry(_pooled_gray(original[None], factor)[0],
-                                            _pooled_gray(movers, factor), keep,
-                                            (height, width), factor)))
+            fits = dict(zip(moved, run(lambda: geometry(
+                _pooled_gray(original[None], factor)[0], _pooled_gray(movers, factor), keep,
+                (height, width), factor))))
         with one_cpu_thread():
-            edges = (edge(original, group, edited, thresholds.seam_width)
+            edges = (run(edge, original, group, edited, thresholds.seam_width)
                      if edited.any() and not edited.all() else None)
         compare = refs if edited.any() else []  # an empty mask has no region to compare
-        aligned = [(r, h) for r, h in ((r, align_reference(original, outside, r))
+        aligned = [(r, h) for r, h in ((r, run(align_reference, original, outside, r))
                                        for r in compare) if h is not None]
         if compare and not aligned:
             notes.append(f"original {b}: no reference could be aligned to it outside the mask")
-        similarities = [s for s in (reference_similarity(group, edited, r, h)
+        similarities = [s for s in (run(reference_similarity, group, edited, r, h)
                                     for r, h in aligned) if s is not None]
         if aligned and not similarities:
             notes.append(f"original {b}: no aligned reference covers half of the mask")
         targets = [j for j in members if entries and entries[j].get("target_lab") is not None]
         if targets and edited.any():
-            lab_means.update(zip(targets, mean_lab(cands[targets], mask[b])))
+            lab_means.update(zip(targets, run(mean_lab, cands[targets], mask[b])))
 
         for position, j in enumerate(members):
             s = scores[j]

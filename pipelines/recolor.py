@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -644,7 +644,8 @@ def refine_prompt(label: str, target: Target) -> tuple[str, str]:
 
 def refine_garment(image: torch.Tensor, mask: torch.Tensor, garment: Garment,
                    colours: torch.Tensor, generator: Generator, denoise: float, seed: int,
-                   correct_to: torch.Tensor | None) -> torch.Tensor:
+                   correct_to: torch.Tensor | None,
+                   check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Diffusion refinement of one image's recoloured garment, all variations in one batch.
 
     `colours` `[V, N, 3]` are the garment pixels' recoloured sRGB (in `garment.index` order);
@@ -673,10 +674,10 @@ def refine_garment(image: torch.Tensor, mask: torch.Tensor, garment: Garment,
     for variation in range(count):
         shown = full[variation].clone()
         shown.view(-1, 3)[garment.index] = refined[variation]
-        ref = garment_pixels(shown, mask)
+        ref = garment_pixels(shown, mask, check_cancel)
         gain = torch.ones(1, 1, dtype=torch.float64, device=image.device)
         transfer, _ = solve(ref, float(ref.mean[0]), gain, correct_to[variation:variation + 1])
-        corrected.append(apply_transfer(ref.lightness, transfer)[0])
+        corrected.append(apply_transfer(ref.lightness, transfer, check_cancel)[0])
     return torch.stack(corrected)
 
 
@@ -723,6 +724,7 @@ class Garment:
     levels: torch.Tensor     # [K]: mean L* of each occupied histogram bin of the core pixels
     counts: torch.Tensor     # [K]: core pixels per bin
     mean: torch.Tensor       # [3] Lab: the core's mean colour
+    sample: torch.Tensor     # [<= MEAN_SAMPLE] long: flat positions of the core pixels measured
 
     @property
     def empty(self) -> bool:
@@ -747,48 +749,87 @@ def lightness_of(rgb: torch.Tensor) -> torch.Tensor:
 
 HISTOGRAM_BINS = 2048  # L* bins of ~0.05: the solver's view of a garment, whatever its size
 MEAN_SAMPLE = 16384   # strided core pixels for mean a*, b* (and the report's measured mean)
+# Pixels read or written between two interrupt checks: a few hundredths of a second on 2 cores,
+# where one 8192² garment takes seconds.
+PIXEL_CHUNK = 1 << 18
+
+
+def pixel_chunks(count: int, check_cancel: Callable[[], None]) -> Iterator[slice]:
+    """Slices of PIXEL_CHUNK over `count` pixels, `check_cancel` called before each."""
+    for start in range(0, count, PIXEL_CHUNK):
+        check_cancel()
+        yield slice(start, start + PIXEL_CHUNK)
+
+
+def _joined(parts: list[torch.Tensor], check_cancel: Callable[[], None]) -> torch.Tensor:
+    """torch.cat, one part at a time with `check_cancel` between (one cat of a large garment's
+    pixels takes most of a second on a loaded machine)."""
+    out = parts[0].new_empty(sum(part.shape[0] for part in parts))
+    start = 0
+    for part in parts:
+        check_cancel()
+        out[start:start + part.shape[0]] = part
+        start += part.shape[0]
+    return out
 
 
 def strided(count: int, limit: int, device: torch.device) -> torch.Tensor:
-    return torch.linspace(0, count - 1, min(count, limit), device=device).long()
+    # In integers: float32's linspace rounds count - 1 up to count past 2**24 pixels (a large
+    # 8192² garment), an index out of range.
+    steps = min(count, limit)
+    return torch.arange(steps, device=device) * (count - 1) // max(steps - 1, 1)
 
 
-def garment_pixels(image: torch.Tensor, mask: torch.Tensor) -> Garment:
+def garment_pixels(image: torch.Tensor, mask: torch.Tensor,
+                   check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> Garment:
     """A transfer reads only L*, so the solver needs the core's L* histogram (not its pixels)
-    and the core's mean colour."""
-    weight = mask.flatten()
-    index = torch.nonzero(weight > 0).flatten()
-    rgb = image[..., :3].reshape(-1, 3)[index]
-    lightness = lightness_of(rgb) if len(index) else rgb[:, 0].float()
-    core = weight[index] >= CORE_WEIGHT
-    core_l = lightness[core]
-    bins = (core_l.clamp(0, 100) * ((HISTOGRAM_BINS - 1) / 100)).long()
-    counts = torch.bincount(bins, minlength=HISTOGRAM_BINS).double()
-    sums = torch.bincount(bins, weights=core_l.double(), minlength=HISTOGRAM_BINS)
+    and the core's mean colour. Read in chunks, `check_cancel` called before each."""
+    pixels = image.reshape(-1, image.shape[-1])
+    weights = mask.flatten()
+    counts = torch.zeros(HISTOGRAM_BINS, dtype=torch.float64, device=image.device)
+    sums = torch.zeros_like(counts)
+    parts = []
+    for chunk in pixel_chunks(weights.shape[0], check_cancel):
+        weight = weights[chunk]
+        local = torch.nonzero(weight > 0).flatten()
+        rgb = pixels[chunk][local, :3]
+        lightness = lightness_of(rgb) if len(local) else rgb[:, 0].float()
+        core = weight[local] >= CORE_WEIGHT
+        bins = (lightness[core].clamp(0, 100) * ((HISTOGRAM_BINS - 1) / 100)).long()
+        counts += torch.bincount(bins, minlength=HISTOGRAM_BINS)
+        sums += torch.bincount(bins, weights=lightness[core].double(), minlength=HISTOGRAM_BINS)
+        index = local + chunk.start
+        parts.append((index, weight[local], lightness, index[core]))
+    index, weight, lightness, core_index = (_joined(list(column), check_cancel)
+                                            for column in zip(*parts))
     occupied = counts > 0
     levels, counts = sums[occupied] / counts[occupied], counts[occupied]
     mean = torch.zeros(3, dtype=torch.float64, device=image.device)
+    sample = core_index[strided(len(core_index), MEAN_SAMPLE, image.device)]
     if len(levels):
-        core_rgb = rgb[core]
-        sample = core_rgb[strided(len(core_rgb), MEAN_SAMPLE, rgb.device)]
-        mean = srgb_to_lab(sample[None, :, None])[0, :, 0].mean(0).double()
+        mean = srgb_to_lab(pixels[sample, :3][None, :, None])[0, :, 0].mean(0).double()
         mean[0] = (levels * counts).sum() / counts.sum()
-    return Garment(index, weight[index], lightness, levels, counts, mean)
+    return Garment(index, weight, lightness, levels, counts, mean, sample)
 
 
 LUT_SIZE = 4097  # L* steps of 0.025: linear interpolation between them is exact to ~1e-5
 
 
-def apply_transfer(lightness: torch.Tensor, transfer: Transfer) -> torch.Tensor:
+def apply_transfer(lightness: torch.Tensor, transfer: Transfer,
+                   check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Garment pixels' L* `[N]` -> sRGB `[V, N, 3]`. A transfer reads only L*, so it is
-    tabulated once over L* 0..100 (mapping and gamut mapping included) and interpolated."""
+    tabulated once over L* 0..100 (mapping and gamut mapping included) and interpolated, in
+    chunks (`check_cancel` before each)."""
     grid = torch.linspace(0, 100, LUT_SIZE, device=lightness.device)
     table = lab_to_srgb_in_gamut(map_lab(torch.stack([grid, 0 * grid, 0 * grid], -1),
                                          transfer))
-    position = lightness.clamp(0, 100) * ((LUT_SIZE - 1) / 100)
-    low = position.floor().long().clamp(max=LUT_SIZE - 2)
-    fraction = (position - low)[None, :, None]
-    return torch.lerp(table[:, low], table[:, low + 1], fraction)
+    out = table.new_empty(table.shape[0], lightness.shape[0], 3)
+    for chunk in pixel_chunks(lightness.shape[0], check_cancel):
+        position = lightness[chunk].clamp(0, 100) * ((LUT_SIZE - 1) / 100)
+        low = position.floor().long().clamp(max=LUT_SIZE - 2)
+        fraction = (position - low)[None, :, None]
+        out[:, chunk] = torch.lerp(table[:, low], table[:, low + 1], fraction)
+    return out
 
 
 @dataclass
@@ -800,18 +841,22 @@ class RecolorResult:
 
 
 def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], target: Target,
-                settings: RecolorSettings, check_cancel: Callable[[], None] | None = None,
-                refine: Generator | None = None, refine_settings: RefineSettings | None = None
+                settings: RecolorSettings, step: Callable[[], None] | None = None,
+                refine: Generator | None = None, refine_settings: RefineSettings | None = None,
+                check_cancel: Callable[[], None] = mask_ops.never_cancelled
                 ) -> tuple[list[torch.Tensor], list[dict], list[str]]:
     """Recolour every image's garment. `images`: `[H, W, C]` each (sizes may differ); `masks`:
     `[H, W]` in 0..1 each. Returns the outputs (variation-major), one record per output, notes.
 
     With `refine`, each image's recoloured garment is refined by the generator
     (`refine_garment`, seed + image index) before the post_process correction, which then pulls
-    the refined garment onto the anchor's result."""
-    step = check_cancel or mask_ops.never_cancelled
+    the refined garment onto the anchor's result.
+
+    `step` is called once per image and pass (progress and interrupt), `check_cancel` (it
+    raises to stop) within one image, every PIXEL_CHUNK pixels read or written."""
+    step = step or mask_ops.never_cancelled
     notes: list[str] = []
-    garments = [garment_pixels(image, mask) for image, mask in zip(images, masks)]
+    garments = [garment_pixels(image, mask, check_cancel) for image, mask in zip(images, masks)]
     for index, garment in enumerate(garments):
         if garment.empty:
             notes.append(f"image {index}: empty garment mask, left unchanged")
@@ -874,23 +919,26 @@ def recolor_set(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], t
     ratios: dict[tuple[int, int], float] = {}
     for index, (image, garment, transfer) in enumerate(zip(images, garments, transfers)):
         step()
-        recoloured = None if transfer is None else apply_transfer(garment.lightness, transfer)
+        recoloured = (None if transfer is None
+                      else apply_transfer(garment.lightness, transfer, check_cancel))
         if recoloured is not None and refine is not None:
             options = refine_settings or RefineSettings()
             recoloured = refine_garment(image, masks[index], garment, recoloured, refine,
                                         options.denoise, options.seed + index,
-                                        anchor_mean if settings.post_process else None)
+                                        anchor_mean if settings.post_process else None,
+                                        check_cancel)
             step()
         for variation in range(settings.num_variations):
+            check_cancel()
             out = image.clone()
             if recoloured is not None:
                 flat = out.view(-1, out.shape[-1])
-                original = flat[garment.index, :3]
-                flat[garment.index, :3] = torch.lerp(original, recoloured[variation].to(
-                    out.dtype), garment.weight[:, None].to(out.dtype))
-                core = garment.weight >= CORE_WEIGHT
-                shown = flat[garment.index[core], :3]
-                shown = shown[strided(shown.shape[0], MEAN_SAMPLE, shown.device)]
+                for chunk in pixel_chunks(garment.index.shape[0], check_cancel):
+                    index_chunk = garment.index[chunk]
+                    flat[index_chunk, :3] = torch.lerp(
+                        flat[index_chunk, :3], recoloured[variation, chunk].to(out.dtype),
+                        garment.weight[chunk, None].to(out.dtype))
+                shown = flat[garment.sample, :3]
                 shown_lab = srgb_to_lab(shown[None, :, None])[0, :, 0].double()
                 means[index, variation] = shown_lab.mean(0)
                 ratios[index, variation] = float(shown_lab[:, 0].std(correction=0) / lightness_std(
@@ -952,9 +1000,11 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
                      instruction: str | None, settings: RecolorSettings,
                      processing_size: ProcessingSize | str = ProcessingSize.NATIVE,
                      watermark: bool = False, find_masks: MaskFinder | None = None,
-                     check_cancel: Callable[[], None] | None = None,
+                     step: Callable[[], None] | None = None,
                      refine: Callable[[tuple[str, str]], Generator] | None = None,
-                     refine_settings: RefineSettings | None = None) -> RecolorResult:
+                     refine_settings: RefineSettings | None = None,
+                     check_cancel: Callable[[], None] = mask_ops.never_cancelled
+                     ) -> RecolorResult:
     """The node's work: sizes, masks (given, or `find_masks` for the automatic garment mask),
     target, recolour of the set, optional diffusion refinement, watermark, report and info JSON.
 
@@ -962,7 +1012,7 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
     `refine_prompt` composes for the garment and target.
 
     `images` are `[H, W, C]` (sizes may differ); `masks` one `[H, W]` per image, or one for all,
-    resized to each image when their size differs.
+    resized to each image when their size differs. `step` and `check_cancel`: see recolor_set.
     """
     notes: list[str] = []
     if not 1 <= len(images) <= MAX_IMAGES:
@@ -994,7 +1044,7 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
 
     def current_colour() -> torch.Tensor:
         anchor = min(settings.anchor_index, len(images) - 1)
-        return garment_pixels(images[anchor], masks[anchor]).mean
+        return garment_pixels(images[anchor], masks[anchor], check_cancel).mean
 
     target = resolve_target(reference_image, reference_text, instruction, current_colour)
     notes += target.notes
@@ -1007,8 +1057,8 @@ def recolor_garments(images: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
                      f"seed {options.seed} + image index, prompt {prompt[0]!r}; "
                      + ("then the anchor correction" if settings.post_process else
                         "post_process is off, so the refinement may move the colour"))
-    outputs, records, set_notes = recolor_set(images, masks, target, settings, check_cancel,
-                                              generator, options)
+    outputs, records, set_notes = recolor_set(images, masks, target, settings, step,
+                                              generator, options, check_cancel)
     notes += set_notes
     if watermark:
         outputs = [add_ai_watermark(out[None])[0] for out in outputs]

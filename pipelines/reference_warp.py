@@ -742,14 +742,16 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     """
     image = _as_hwc(image, "image")
     alignment, notes = align_references(image, mask, references, context, **align_options)
+    check_cancel = align_options.get("check_cancel", never_cancelled)
     mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
     method = None if fallback is None else FillMethod(fallback)
     if alignment is None:
         keep = method is None or keep_unaligned
         notes.append("masked area kept as it was" if keep else
                      f"masked area filled classically ({method.value})")
-        return (image.clone() if keep else
-                classical_fill(image[None], mask[None], method)[0]), alignment, notes
+        kept = (image.clone() if keep else
+                classical_fill(image[None], mask[None], method, check_cancel=check_cancel)[0])
+        return kept, alignment, notes
     # Everything happens in the context box, grown to hold the colour ring and what the classical
     # fill reads: the rest of the frame is only copied.
     support = mask > 0
@@ -759,8 +761,8 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     x0, y0, x1, y1 = min(bx0, mx0), min(by0, my0), max(bx1, mx1), max(by1, my1)
     window, window_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
     valid = alignment.valid[y0:y1, x0:x1]
-    base = window if method is None else classical_fill(window[None], window_mask[None],
-                                                        method)[0]
+    base = window if method is None else classical_fill(window[None], window_mask[None], method,
+                                                        check_cancel=check_cancel)[0]
     warped = window.clone()
     warped[..., :3] = alignment.warped[y0:y1, x0:x1].to(image.dtype)
     matched = match_low_frequency(warped[None], window[None], window_mask[None], ring_width,

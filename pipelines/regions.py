@@ -374,14 +374,15 @@ def blend_weights(regions: Regions, window: Window, blend: Blend | str, radius: 
     return edit[0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] * own
 
 
-def _paste_into(target: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend
-                ) -> None:
+def _paste_into(target: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, blend: Blend,
+                check_cancel: Callable[[], None]) -> None:
     """`new` over `target` (`[h, w, C]`, written in place) by the weight `alpha` (`[h, w]`).
     Only the box of the pixels with weight above 0 is read or written, so every other pixel
     keeps its bits and a small mask in a large frame costs little."""
     if blend is Blend.SEAMLESS:
         # It reads the untouched ring around the weight as its boundary: the whole target.
-        target.copy_(seamless_blend_many(target[None], new[None], alpha)[0])
+        target.copy_(seamless_blend_many(target[None], new[None], alpha,
+                                          check_cancel)[0])
         return
     box = mask_ops.support_box(alpha)
     if box is None:
@@ -393,13 +394,16 @@ def _paste_into(target: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, bl
 
 def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
            blend: Blend | str = Blend.SEAMLESS, feather: int | None = None,
-           check_cancel=None) -> torch.Tensor:
+           step: Callable[[], None] | None = None,
+           check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Put processed crops back into `image`.
 
     `crops` holds one crop per window, or k crops per window (k candidates, candidate-major:
     all windows of candidate 0, then candidate 1, ...); the result has k images per input image.
     A pixel whose blend weight is 0 is copied from `image`, so it is bit-identical. `feather`
-    (default: the region's blur) is the inward and window blends' ramp.
+    (default: the region's blur) is the inward and window blends' ramp. `step` is called once
+    per window (progress and interrupt), `check_cancel` (it raises to stop) inside one window's
+    seamless solve, which takes seconds for a large mask.
     """
     if tuple(image.shape[:3]) != tuple(regions.user_mask.shape):
         batch, height, width = regions.user_mask.shape
@@ -423,17 +427,18 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
         # Window by window, every candidate's crop at once: each candidate's image still gets
         # its windows in order, and the seamless blend factors a window's system once for all.
         for i, w in enumerate(regions.windows):
-            if check_cancel is not None:
-                check_cancel()
+            if step is not None:
+                step()
             alpha = blend_weights(regions, w, blend, radius)
             targets = [k * batch + w.batch_index for k in range(candidates)]
             new = resize(crops[i::count].to(image.dtype), w.height, w.width)[..., :image.shape[-1]]
             if blend is Blend.SEAMLESS:
                 out[targets, w.y0:w.y1, w.x0:w.x1] = seamless_blend_many(
-                    out[targets, w.y0:w.y1, w.x0:w.x1], new, alpha)
+                    out[targets, w.y0:w.y1, w.x0:w.x1], new, alpha, check_cancel)
                 continue
             for target, candidate in zip(targets, new):
-                _paste_into(out[target, w.y0:w.y1, w.x0:w.x1], candidate, alpha, blend)
+                _paste_into(out[target, w.y0:w.y1, w.x0:w.x1], candidate, alpha, blend,
+                            check_cancel)
     return out
 
 
@@ -460,12 +465,14 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
 
 
 def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, feather: int,
-                 blend: Blend | str = Blend.INWARD) -> torch.Tensor:
+                 blend: Blend | str = Blend.INWARD,
+                 check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
     """Confine a full-frame result to the mask: `new` ([k*B, H, W, C], k results per image,
     candidate-major) over `image` ([B, H, W, C]) through `mask` ([B, H, W], already at the
     image's size) by a confined `blend` (`feather` is the inward blend's ramp; 0 pastes hard).
     Pixels outside the mask are copied, so they are bit-identical; a vendor's shifted or rescaled
-    frame cannot leak past the mask."""
+    frame cannot leak past the mask. `check_cancel` (it raises to stop) runs during a seamless
+    blend's solve."""
     if new.shape[1:3] != image.shape[1:3] or new.shape[0] % image.shape[0]:
         raise ValueError(f"new: shape {tuple(new.shape)} does not hold k results for images of "
                          f"shape {tuple(image.shape)}")
@@ -478,5 +485,5 @@ def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, fea
     with one_cpu_thread():  # see stitch
         out = torch.cat([image] * (new.shape[0] // batch))
         for index in range(new.shape[0]):
-            _paste_into(out[index], new[index], weight[index % batch], blend)
+            _paste_into(out[index], new[index], weight[index % batch], blend, check_cancel)
     return out

@@ -17,6 +17,9 @@ interior and corrected at full resolution near the edge, where the detail is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import cv2
 import numpy as np
 import scipy.sparse as sparse
@@ -24,7 +27,8 @@ import scipy.sparse.linalg as sparse_linalg
 import torch
 import torch.nn.functional as F
 
-from .masks import support_box
+from .cancel import run_cancellable
+from .masks import never_cancelled, support_box
 
 # Above this many masked pixels the membrane is first solved at half resolution: the direct
 # solve's fill-in grows faster than the pixel count, and the membrane is smooth away from the
@@ -113,18 +117,30 @@ def _correction(difference: np.ndarray, inside: np.ndarray) -> np.ndarray:
                      fixed=inside & ~near_edge)
 
 
-def seamless_blend(old: torch.Tensor, new: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def seamless_blend(old: torch.Tensor, new: torch.Tensor, weight: torch.Tensor,
+                   check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """`new` put into `old` where `weight` > 0, seamlessly. `old`, `new`: `[h, w, C]`; `weight`:
     `[h, w]` in 0..1 (1 = replace). Where `weight` is partial the seamless result is mixed with
-    `old` by it (a soft mask edge stays soft); where it is 0 `old` is copied."""
-    return seamless_blend_many(old[None], new[None], weight)[0]
+    `old` by it (a soft mask edge stays soft); where it is 0 `old` is copied. `check_cancel`:
+    see seamless_blend_many."""
+    return seamless_blend_many(old[None], new[None], weight, check_cancel)[0]
 
 
-def seamless_blend_many(old: torch.Tensor, new: torch.Tensor, weight: torch.Tensor
-                        ) -> torch.Tensor:
+def seamless_blend_many(old: torch.Tensor, new: torch.Tensor, weight: torch.Tensor,
+                        check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """`seamless_blend` of k pairs, `old` and `new` `[k, h, w, C]`, under one `weight`: the
     system depends on the weight alone, so all k are solved with one factorisation (each pair's
-    channels are columns of one right-hand side, solved independently)."""
+    channels are columns of one right-hand side, solved independently).
+
+    A large mask takes seconds (8 s for 2500² on the 2-core machine) in NumPy, SciPy's
+    SuperLU and torch, which release the GIL for all but fractions of a second: the blend runs
+    on a worker thread and `check_cancel` (it raises to stop) is called every 0.05 s meanwhile;
+    an abandoned blend finishes in the background, its result dropped."""
+    return run_cancellable(partial(_seamless_blend_many, old, new, weight), check_cancel)
+
+
+def _seamless_blend_many(old: torch.Tensor, new: torch.Tensor, weight: torch.Tensor
+                         ) -> torch.Tensor:
     inside_t = weight > 0
     box = support_box(inside_t, 1)
     if box is None:

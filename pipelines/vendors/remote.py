@@ -489,7 +489,8 @@ async def run_remote(image: torch.Tensor, mask: torch.Tensor, settings: RemoteSe
         raise VendorError(vendor, "timeout", f"no result within {settings.timeout:g} s "
                           "(timeout_s)") from None
     per_image = _per_image(endpoint, outputs, batch)
-    return _assemble(image, rgb, mask, per_image, settings, notes, refs_used, ref_count)
+    return _assemble(image, rgb, mask, per_image, settings, notes, refs_used, ref_count,
+                     check_cancel)
 
 
 def _per_image(endpoint: Endpoint, outputs: list[Any], batch: int) -> list[list[Candidate]]:
@@ -505,7 +506,8 @@ def _per_image(endpoint: Endpoint, outputs: list[Any], batch: int) -> list[list[
 
 def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
               per_image: list[list[Candidate]], settings: RemoteSettings, notes: list[str],
-              refs_used: bool, ref_count: int) -> RemoteResult:
+              refs_used: bool, ref_count: int, check_cancel: Callable[[], None]
+              ) -> RemoteResult:
     endpoint = Endpoint(settings.endpoint)
     batch, height, width = rgb.shape[:3]
     k = settings.candidates
@@ -536,7 +538,7 @@ def _assemble(image: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
             info.append(entry)
             notes += [f"image {b} candidate {i}: {note}" for note in own]
     new = torch.stack(results)
-    out = (blend_masked(rgb, new, mask, settings.feather, settings.blend_method)
+    out = (blend_masked(rgb, new, mask, settings.feather, settings.blend_method, check_cancel)
            if settings.blend else new)
     if image.shape[-1] == 4:  # the input's alpha comes back unchanged
         out = torch.cat([out, image[..., 3:].repeat(k, 1, 1, 1)], dim=-1)

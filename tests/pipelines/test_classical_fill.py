@@ -8,6 +8,7 @@ import pytest
 import torch
 from skimage import data
 
+from cancelling import CancelLater, finish_abandoned_native_calls
 from region_repair.pipelines.classical_fill import FillMethod, classical_fill
 from region_repair.pipelines.detect import MissingDependencyError
 
@@ -123,3 +124,20 @@ def test_patchmatch_missing_names_the_package_and_the_rest_still_works(monkeypat
     with pytest.raises(MissingDependencyError, match=r"pip install pypatchmatch==2\.2\.0"):
         classical_fill(image, mask, "patchmatch")
     assert not torch.equal(classical_fill(image, mask, "telea"), image)
+
+
+@pytest.mark.parametrize("method, size, hole", [("patchmatch", 640, 256), ("telea", 2048, 1000)])
+def test_one_large_fill_stops_within_a_second_of_a_cancel(method, size, hole):
+    """One PatchMatch or OpenCV call takes seconds on a large hole (PatchMatch about 6 s for this
+    256² one on the loaded 2-core machine) and cannot be stopped: the wait for it is, by a
+    cancel (ComfyUI's interrupt, raised by the callback) 0.3 s in."""
+    image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, size, size)
+    start = (size - hole) // 2
+    mask[:, start:start + hole, start:start + hole] = 1
+    cancel = CancelLater(0.3)
+    with pytest.raises(InterruptedError):
+        classical_fill(image, mask, method, radius=3, check_cancel=cancel)
+    latency = cancel.latency()
+    assert finish_abandoned_native_calls() == 1  # it was still running when the wait ended
+    assert latency < 1.0, f"cancel took {latency:.2f} s"

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings as hsettings, strategies as st
 from PIL import Image
 
+from cancelling import CancelLater, finish_abandoned_native_calls
 from pack_paths import PACK_ROOT
 from region_repair.pipelines import detect as det
 from region_repair.pipelines import regions
@@ -356,3 +357,20 @@ def test_selection_properties(raw, confidence, max_count, sort_by):
     keys = {"confidence": lambda f: -f.confidence, "area": lambda f: -det._box_area(f.box),
             "left_to_right": lambda f: f.box[0]}[sort_by.value]
     assert [keys(f) for f in picked] == sorted(keys(f) for f in picked)
+
+
+@pytest.mark.parametrize("detector, height, width", [
+    ("face_full_mediapipe", 3000, 4000),  # 88 tiles of one 12 MP image, about 4 s
+    ("hands_mediapipe", 3000, 4000),
+    ("face_haar", 1050, 1400),  # one OpenCV call of seconds (24 s at 12 MP)
+])
+def test_one_large_image_s_detection_stops_within_a_second_of_a_cancel(detector, height, width):
+    """The cancel (ComfyUI's interrupt, raised by the callback) 0.3 s into one image's
+    detection ends it: checked per tile, and every 0.05 s of a Haar search."""
+    image = torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(0))
+    cancel = CancelLater(0.3)
+    with pytest.raises(InterruptedError):
+        det.detect(image, detector, check_cancel=cancel)
+    latency = cancel.latency()
+    finish_abandoned_native_calls()
+    assert latency < 1.0, f"cancel took {latency:.2f} s"

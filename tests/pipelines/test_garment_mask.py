@@ -13,6 +13,7 @@ import skimage.color
 import skimage.data
 import torch
 
+from cancelling import CancelLater, finish_abandoned_native_calls
 from region_repair.pipelines import garment_mask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +157,17 @@ def test_the_mask_holds_across_crops_exposure_and_white_balance():
     for name, (coverage, false_share) in figures.items():
         assert coverage >= 0.9, f"{name}: the mask covers {coverage:.3f} of the suit"
         assert false_share <= 0.1, f"{name}: {false_share:.3f} of the mask is off the suit"
+
+
+def test_an_8192_image_stops_within_a_second_of_a_cancel():
+    """Scaling an 8192² photo to the work size and its mask back takes seconds; a cancel
+    (ComfyUI's interrupt, raised by the callback) 0.2 s in ends it."""
+    image = torch.full((8192, 8192, 3), 0.95)
+    image[2048:6144, 2730:5460] = torch.tensor([0.7, 0.2, 0.2])
+    cancel = CancelLater(0.2)
+    with pytest.raises(InterruptedError):
+        garment_mask.garment_masks([image], garment_mask.GarmentRegion.PRODUCT,
+                                   check_cancel=cancel)
+    latency = cancel.latency()
+    finish_abandoned_native_calls()
+    assert latency < 1.0, f"cancel took {latency:.2f} s"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cancelling import CancelLater, finish_abandoned_native_calls
 from region_repair.pipelines.outpaint import PadFill, PadUnits, outpaint_pad, pad_amounts
 
 FAST = dict(deadline=None)
@@ -105,3 +108,18 @@ def test_bad_option_strings_list_the_allowed_values(call, allowed):
     with pytest.raises(ValueError) as error:
         call()
     assert "is not allowed; choose one of" in str(error.value) and allowed in str(error.value)
+
+
+def test_a_large_blur_pad_stops_within_a_second_of_a_cancel_and_stops_working():
+    """The blur fill of a 2048² image padded by 512 takes many seconds; a cancel (ComfyUI's
+    interrupt, raised by the callback) 0.3 s in ends the node's wait, and the abandoned pad
+    stops at the blur's next band instead of running on."""
+    image = torch.rand(1, 2048, 2048, 3, generator=torch.Generator().manual_seed(0))
+    cancel = CancelLater(0.3)
+    with pytest.raises(InterruptedError):
+        outpaint_pad(image, 512, 0, 512, 0, "blur", cancel)
+    latency = cancel.latency()
+    start = time.monotonic()
+    assert finish_abandoned_native_calls() == 1
+    assert time.monotonic() - start < 1.0
+    assert latency < 1.0, f"cancel took {latency:.2f} s"

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import removal_cases
+from cancelling import CancelLater, finish_abandoned_native_calls
 from pack_paths import PACK_ROOT
 from region_repair.pipelines.colour import lab_to_srgb, srgb_to_lab
 from region_repair.pipelines.quality import Thresholds, quality_check
@@ -451,6 +452,24 @@ def test_a_frame_of_garbled_pixels_around_a_repaired_detail_is_residue():
     assert restored["reasons"] == [] and restored["scores"]["residue"] < 0.1
     assert framed["reasons"] == unchanged["reasons"] == ["residue"]
     assert framed["scores"]["residue"] > 0.9 and unchanged["scores"]["residue"] == 1
+
+
+def test_a_large_check_stops_within_a_second_of_a_cancel():
+    """The checks of one 2048² original take seconds before its first candidate's step; a
+    cancel (ComfyUI's interrupt, raised by the callback) 0.3 s in ends them."""
+    generator = torch.Generator().manual_seed(0)
+    original = torch.rand(1, 2048, 2048, 3, generator=generator)
+    mask = torch.zeros(1, 2048, 2048)
+    mask[:, 512:1536, 512:1536] = 1
+    candidates = original.repeat(2, 1, 1, 1)
+    candidates[:, 512:1536, 512:1536] = 0.5
+    candidates[1, :10, :10] = 0  # a change outside the mask: the geometry check runs too
+    cancel = CancelLater(0.3)
+    with pytest.raises(InterruptedError):
+        quality_check(original, candidates, mask, references=original, check_cancel=cancel)
+    latency = cancel.latency()
+    finish_abandoned_native_calls()
+    assert latency < 1.0, f"cancel took {latency:.2f} s"
 
 
 def test_outside_change_reads_only_the_mask_box_when_the_rest_is_equal():

@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cancelling import CancelLater
 from region_repair.pipelines import recolor
 from region_repair.pipelines.colour import ciede2000, srgb_to_lab
 
@@ -270,3 +271,49 @@ def test_bad_settings_are_refused_with_their_names():
         run_set([textured()], [blob_mask()], "red", anchor_index=3)
     with pytest.raises(ValueError, match="every garment mask is empty"):
         run_set([textured()], [torch.zeros(48, 64)], "red")
+
+
+# --- interrupt ---------------------------------------------------------------------------------
+
+def test_reading_and_writing_in_chunks_gives_the_same_result(monkeypatch):
+    """Garment pixels are read and written PIXEL_CHUNK at a time (to check for an interrupt):
+    the chunk boundaries change nothing (a 96x128 image is one chunk by default)."""
+    image, mask = textured(96, 128, seed=4), blob_mask(96, 128)
+    mask[60:90, 20:100] = 0.3  # feathered pixels: garment, but not core
+    target = recolor.Target(lab_of("#2E5A3B"))
+
+    def run():
+        return recolor.recolor_set([image], [mask], target,
+                                   recolor.RecolorSettings(num_variations=2))
+
+    whole = run()
+    monkeypatch.setattr(recolor, "PIXEL_CHUNK", 1000)
+    chunked = run()
+    for one, other in zip(whole[0], chunked[0]):
+        torch.testing.assert_close(one, other, rtol=0, atol=1e-6)
+    assert whole[1] == chunked[1]
+
+
+@pytest.mark.parametrize("phase, size", [("reading the garment", 4096),
+                                         ("recolouring 8 variations", 2048)])
+def test_one_large_image_stops_within_a_second_of_a_cancel(phase, size):
+    """A cancel (ComfyUI's interrupt, raised by the callback) 0.3 s into one image's garment
+    reading (seconds at 4096²), or into its LUT apply and writes, ends the recolour."""
+    image = 0.3 + 0.4 * torch.rand(size, size, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(size, size)
+    mask[size // 8:-size // 8, size // 8:-size // 8] = 1
+    reading = phase == "reading the garment"
+    cancel = CancelLater(0.3, on_first_call=reading)
+    steps = []
+
+    def step():  # once per image in the transfer pass, then in the output pass
+        steps.append(1)
+        if len(steps) == 2 and not reading:
+            cancel.press()
+
+    with pytest.raises(InterruptedError):
+        recolor.recolor_set([image], [mask], recolor.Target(lab_of("#2E5A3B")),
+                            recolor.RecolorSettings(num_variations=8), step,
+                            check_cancel=cancel)
+    assert len(steps) == (0 if reading else 2)
+    assert cancel.latency() < 1.0, f"cancel took {cancel.latency():.2f} s"

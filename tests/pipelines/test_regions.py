@@ -563,7 +563,7 @@ def test_stitch_checks_for_cancellation():
         raise InterruptedError("cancelled")
 
     with pytest.raises(InterruptedError):
-        stitch(image, regions, crops, check_cancel=cancel)
+        stitch(image, regions, crops, step=cancel)
 
 
 # --- prepare_regions: input checks ----------------------------------------------------------------

@@ -39,3 +39,27 @@ def interrupted():
     model_management.interrupt_current_processing(True)
     yield model_management.InterruptProcessingException
     model_management.interrupt_current_processing(False)
+
+
+@pytest.fixture
+def interrupt_later():
+    """`measure(delay, work)`: runs `work()` while ComfyUI's interrupt flag goes up `delay` s in
+    (the Cancel button pressed mid-run); the node must raise ComfyUI's interrupt exception, and
+    the latency from the press to that comes back."""
+    import threading
+    import time
+
+    import comfy.model_management as model_management
+
+    def measure(delay: float, work) -> float:
+        timer = threading.Timer(delay, model_management.interrupt_current_processing, (True,))
+        start = time.monotonic()
+        timer.start()
+        try:
+            with pytest.raises(model_management.InterruptProcessingException):
+                work()
+            return time.monotonic() - start - delay
+        finally:
+            timer.cancel()
+            model_management.interrupt_current_processing(False)
+    return measure

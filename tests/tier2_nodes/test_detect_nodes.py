@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -161,3 +163,30 @@ def test_the_pack_imports_without_mediapipe_and_haar_still_works(tmp_path):
     assert "MissingDependencyError mediapipe is not installed" in result.stdout
     assert "pip install --no-deps mediapipe==0.10.21" in result.stdout
     assert "pip install -r requirements-mediapipe.txt" in result.stdout
+
+
+def test_detect_stops_within_a_second_of_an_interrupt_inside_one_large_image(nodes, monkeypatch):
+    """One 12 MP image's tiled search takes seconds (88 tiles); the node checks ComfyUI's
+    interrupt per tile, not only per image: the Cancel press comes 0.3 s into the tiles."""
+    import comfy.model_management as model_management
+
+    pressed, timer = [], threading.Timer(0.3, model_management.interrupt_current_processing,
+                                         (True,))
+    tiles = nodes.detect_ops.tiles
+
+    def tiles_then_press(height: int, width: int):
+        if not pressed:
+            pressed.append(time.monotonic() + 0.3)
+            timer.start()
+        return tiles(height, width)
+
+    monkeypatch.setattr(nodes.detect_ops, "tiles", tiles_then_press)
+    image = torch.rand(1, 3000, 4000, 3, generator=torch.Generator().manual_seed(0))
+    try:
+        with pytest.raises(model_management.InterruptProcessingException):
+            run(nodes.Detect, image=image, detector="face_full_mediapipe", **DEFAULTS)
+        latency = time.monotonic() - pressed[0]
+    finally:
+        timer.cancel()
+        model_management.interrupt_current_processing(False)
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"

@@ -114,3 +114,13 @@ def test_validation_at_queue_time_names_the_three_target_inputs(node):
                                                    garment_label=["spaceship"])
     with pytest.raises(ValueError, match="no recolour target"):
         run(node, images=[fabric(8, 8, 0)], masks=[torch.ones(1, 8, 8)])
+
+
+def test_one_large_image_stops_within_a_second_of_an_interrupt(node, interrupt_later):
+    """Reading one 4096² garment takes seconds; the node checks ComfyUI's interrupt every
+    PIXEL_CHUNK pixels, not only per image."""
+    image, mask = fabric(4096, 4096, 0), torch.zeros(1, 4096, 4096)
+    mask[:, 512:-512, 512:-512] = 1
+    latency = interrupt_later(0.5, lambda: run(node, images=[image], masks=[mask],
+                                               reference_text="#2E5A3B"))
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cancelling import finish_abandoned_native_calls
+
 
 @pytest.fixture(scope="module")
 def region_nodes(pack):
@@ -111,4 +113,22 @@ def test_dilate_blur_pad_on_a_large_mask_stops_within_a_second_of_an_interrupt(r
     finally:
         timer.cancel()
         mm.interrupt_current_processing(False)
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"
+
+
+def test_a_large_seamless_stitch_stops_within_a_second_of_an_interrupt(region_nodes,
+                                                                       interrupt_later):
+    """One window's seamless solve takes seconds for a 1400² mask; Stitch Region honours
+    ComfyUI's interrupt inside it, not only between windows."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 2048, 2048, 3, generator=generator)
+    mask = torch.zeros(1, 2048, 2048)
+    mask[:, 324:1724, 324:1724] = 1
+    settings = {**DEFAULTS, "mask_dilation": 0, "mask_blur": 0, "resize_mode": "keep",
+                "region_mode": "union"}
+    crops, _, region, _ = run(region_nodes.DilateBlurPad, image=image, mask=mask, **settings)
+    latency = interrupt_later(0.3, lambda: run(region_nodes.StitchRegion, image=image,
+                                               region=region, crops=1 - crops,
+                                               blend="seamless", feather=-1))
+    assert finish_abandoned_native_calls() == 1
     assert latency < 1.0, f"interrupt took {latency:.2f} s"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import tiny_models
+from cancelling import finish_abandoned_native_calls
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +115,18 @@ def test_more_than_ten_references_is_an_error(node, tiny):
 def test_an_interrupt_stops_sampling(node, tiny, interrupted):
     with pytest.raises(interrupted):
         run(node, tiny)
+
+
+def test_a_large_classical_fill_stops_within_a_second_of_an_interrupt(node, interrupt_later):
+    """Without a model, one candidate is one PatchMatch fill (seconds on a 256² hole); the node
+    stops waiting for it at ComfyUI's interrupt, and the fill finishes in the background."""
+    image = torch.rand(1, 640, 640, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 640, 640)
+    mask[:, 192:448, 192:448] = 1
+    latency = interrupt_later(0.5, lambda: node.execute(
+        image=image, mask=mask, mode="guided-blend", category="general", reviewer_note="",
+        image_notes="", context_factor=1.5, processing_size=512, num_candidates=1,
+        reference_denoise=0.6, feather=2, add_ai_watermark=False, seed=5, steps=2, cfg=7.0,
+        sampler_name="euler", scheduler="normal", denoise=1.0))
+    assert finish_abandoned_native_calls() == 1
+    assert latency < 1.0, f"interrupt took {latency:.2f} s"
