@@ -49,13 +49,29 @@ def outpaint_pad(image: torch.Tensor, left: int, top: int, right: int, bottom: i
 
     The original pixels are copied unchanged into the middle of the new canvas.
 
-    A large canvas takes seconds (whole-canvas copies; the `blur` fill minutes at 4096² padded
-    by 1024 on the loaded 2-core machine): the work runs on a worker thread (torch releases the
-    GIL) and `check_cancel` (it raises to stop) is called every 0.05 s meanwhile; an abandoned
-    pad stops at the blur's next band.
+    A large canvas takes seconds (whole-canvas copies): the work runs on a worker thread (torch
+    releases the GIL) and `check_cancel` (it raises to stop) is called every 0.05 s meanwhile;
+    an abandoned pad stops at the blur's next band.
     """
     return run_cancellable(partial(_padded, image, left, top, right, bottom, PadFill(fill)),
                            check_cancel)
+
+
+# The blur fill only carries colour into the new area, with a kernel a quarter of the widest
+# padding. It is blurred on the canvas shrunk until that kernel spans SHRUNK_RADIUS px and
+# resized back: milliseconds where the full-size blur took minutes (4096² padded by 1024 on
+# each side: 194 s on 2 cores).
+SHRUNK_RADIUS = 8
+
+
+def _wide_blur(bchw: torch.Tensor, radius: int) -> torch.Tensor:
+    step = max(1, radius // SHRUNK_RADIUS)
+    small = F.avg_pool2d(bchw, step, ceil_mode=True) if step > 1 else bchw
+    blurred = gaussian_blur(small.reshape(-1, *small.shape[2:]), max(1, round(radius / step)),
+                            stop_if_abandoned).reshape(small.shape)
+    if step == 1:
+        return blurred
+    return F.interpolate(blurred, size=bchw.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def _padded(image: torch.Tensor, left: int, top: int, right: int, bottom: int, fill: PadFill
@@ -72,9 +88,7 @@ def _padded(image: torch.Tensor, left: int, top: int, right: int, bottom: int, f
         padded = torch.where(new_area[:, None] > 0, mean, padded)
     elif fill is PadFill.BLUR:
         radius = max(4, max(left, top, right, bottom) // 4)
-        blurred = gaussian_blur(padded.reshape(-1, *padded.shape[2:]), radius,
-                                stop_if_abandoned)
-        padded = torch.where(new_area[:, None] > 0, blurred.reshape(padded.shape), padded)
+        padded = torch.where(new_area[:, None] > 0, _wide_blur(padded, radius), padded)
     out = padded.movedim(1, -1).clone()
     out[:, top:top + height, left:left + width] = image
     return out, new_area
