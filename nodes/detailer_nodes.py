@@ -100,10 +100,8 @@ class Detailer(io.ComfyNode):
                                  check_interrupt)
         report(cls.hidden.unique_id, [f"{result.num_objects_inpainted} of "
                                       f"{result.num_objects_detected} objects inpainted"])
-        info = {"node": "Detailer", "detector": detections.detector,
-                "engine": "diffusion" if model is not None else "blur",
-                "windows": result.windows, "num_objects_detected": result.num_objects_detected,
-                "num_objects_inpainted": result.num_objects_inpainted}
+        info = detailer.info_records(result, settings, image.shape[0], detections.detector,
+                                     "diffusion" if model is not None else "blur")
         return io.NodeOutput(to_output(result.image), result.num_objects_detected,
                              result.num_objects_inpainted, result.num_removed_for_safety,
                              json.dumps(info))

@@ -27,6 +27,7 @@ from . import regions as region_ops
 from .choices import Choice
 from .masks import gaussian_blur, never_cancelled
 from .detail_repair import Generator
+from .info import record as info_record
 
 PROMPT_SEPARATOR = "[SEP]"
 
@@ -93,6 +94,21 @@ class DetailerResult:
     num_objects_inpainted: int
     windows: list[list[int]]
     num_removed_for_safety: int = 0  # no safety filter runs locally; documented
+
+
+def info_records(result: DetailerResult, settings: DetailerSettings, batch: int, detector: str,
+                 engine: str) -> list[dict]:
+    """The info JSON's records, one per output image (the Detailer gives one candidate each):
+    `blend` "mask" when the blend kept every pixel outside the detections' own shapes, else
+    "window"; the Detailer's own fields (detector, windows of that image, counts) after them."""
+    blend = "mask" if settings.blend.confined else "window"
+    return [info_record("Detailer", index, 0, seed=settings.seed if engine == "diffusion" else None,
+                        engine=engine, mode=None, blend=blend, references_used=False,
+                        reference_count=0, notes=[], detector=detector,
+                        windows=[w for w in result.windows if w[0] == index],
+                        num_objects_detected=result.num_objects_detected,
+                        num_objects_inpainted=result.num_objects_inpainted)
+            for index in range(batch)]
 
 
 def detail(image: torch.Tensor, objects: Sequence[tuple[int, torch.Tensor]],

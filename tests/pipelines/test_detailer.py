@@ -3,12 +3,15 @@ order, prompts and counts."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from region_repair.pipelines import masks as mask_ops
-from region_repair.pipelines.detailer import (DetailerSettings, detail, prompt_for,
-                                              split_prompts)
+from region_repair.pipelines.detailer import (DetailerSettings, detail, info_records,
+                                              prompt_for, split_prompts)
+from region_repair.pipelines.quality import parse_info
 
 
 def objects_scene():
@@ -133,3 +136,19 @@ def test_a_bad_batch_index_is_an_error():
     image, objects = objects_scene()
     with pytest.raises(ValueError, match="batch index 5"):
         detail(image, [(5, objects[0][1])], DetailerSettings())
+
+
+@pytest.mark.parametrize("blend, promise", [("outward", "window"), ("seamless", "mask")])
+def test_info_has_one_record_per_image_that_quality_check_reads(blend, promise):
+    image, objects = objects_scene()
+    settings = DetailerSettings(blend=blend, seed=7)
+    result = detail(image, objects, settings, Painter())
+    records = info_records(result, settings, image.shape[0], "hands_mediapipe", "diffusion")
+    assert parse_info(json.dumps(records), count=2, originals=2) == records
+    assert [(r["image_index"], r["candidate_index"], r["blend"], r["seed"]) for r in records] \
+        == [(0, 0, promise, 7), (1, 0, promise, 7)]
+    assert [len(r["windows"]) for r in records] == [2, 1]  # two objects on image 0, one on 1
+    assert all(r["detector"] == "hands_mediapipe" and r["num_objects_detected"] == 3
+               for r in records)
+    blurred = info_records(result, settings, 2, "face_haar", "blur")
+    assert blurred[0]["seed"] is None and blurred[0]["engine"] == "blur"

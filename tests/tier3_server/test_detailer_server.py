@@ -17,6 +17,7 @@ from PIL import Image
 import tiny_models
 from pack_paths import PACK_ROOT
 from region_repair.pipelines.masks import grow_and_blur
+from workflow_api import fill_defaults
 
 pytestmark = pytest.mark.server
 
@@ -70,13 +71,32 @@ def test_detailer_changes_only_the_detected_hands(server, photo, union, with_mod
     history = server.run(prompt_for(union, with_model))
     (result,) = [decode(png) for png in server.output_files(history, "save")]
     hands = [decode(png, "L") > 0 for png in server.output_files(history, "masks")]
-    info = json.loads(history["outputs"]["counts"]["text"][0])
+    (info,) = json.loads(history["outputs"]["counts"]["text"][0])  # one record per image
     assert len(hands) == 2
+    assert info["schema"] == "region_repair.info/1" and info["image_index"] == 0
     assert info["num_objects_detected"] == 2 and info["num_objects_inpainted"] == 2
     assert len(info["windows"]) == (1 if union else 2)
+    assert info["blend"] == "window" and info["engine"] == ("diffusion" if with_model else "blur")
     grown = grow_and_blur(torch.from_numpy(np.stack(hands)).float(), 4, 4).amax(0) > 0
     allowed = grown.numpy()
     assert result.shape == photo.shape
     assert np.array_equal(result[~allowed], photo[~allowed])
     for hand in hands:
         assert (result[hand] != photo[hand]).any(-1).mean() > 0.5
+
+
+def test_detailer_into_quality_check(server, photo):
+    """The Detailer's info goes straight into Quality Check, which reads its records: with the
+    seamless blend the outside of the detections must be exactly unchanged, and is."""
+    prompt = prompt_for(union=False)
+    prompt["detail"]["inputs"]["blend"] = "seamless"
+    prompt["qc"] = {"class_type": "RegionRepair_QualityCheck", "inputs": {
+        "original": ["load", 0], "candidates": ["detail", 0], "mask": ["detect", 1],
+        "info": ["detail", 4]}}
+    prompt["report"] = {"class_type": "PreviewAny", "inputs": {"source": ["qc", 0]}}
+    history = server.run(fill_defaults(prompt, server.get_json("/object_info")))
+    (info,) = json.loads(history["outputs"]["counts"]["text"][0])
+    assert info["blend"] == "mask"
+    (candidate,) = json.loads(history["outputs"]["report"]["text"][0])["candidates"]
+    assert candidate["scores"]["outside_max"] == 0
+    assert "outside_mask_changed" not in candidate["reasons"]
