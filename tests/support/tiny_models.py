@@ -117,13 +117,10 @@ def seeded_state_dict(shapes: Mapping[str, torch.Tensor], seed: int, prefix: str
     return out
 
 
-def _sd1_model(unet: Mapping, in_channels: int, dtype: torch.dtype, device: torch.device):
-    """A comfy.model_base.BaseModel with ComfyUI's SD15 model config (set_inpaint() applies
-    when in_channels > 4, as the loader does). ComfyUI skips weight init, so on a real device
-    the UNet weights are garbage until loaded."""
-    config = comfy.supported_models.SD15({**_SD1_UNET_BASE, **unet, "in_channels": in_channels})
-    config.set_inference_dtype(dtype, None)
-    return config.get_model({}, "", device=device)
+def _sd15_config(unet: Mapping, in_channels: int) -> comfy.supported_models.SD15:
+    """ComfyUI's SD15 model config for `unet`; its model gets set_inpaint() when in_channels > 4,
+    as the loader's does."""
+    return comfy.supported_models.SD15({**_SD1_UNET_BASE, **unet, "in_channels": in_channels})
 
 
 def _in_channels(inpaint: bool) -> int:
@@ -136,12 +133,11 @@ def _in_channels(inpaint: bool) -> int:
 
 def sd15_checkpoint_state_dict(inpaint: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
     """The tensors of write_sd15_checkpoint, in fp16: UNet and TAESD, no text encoder."""
-    unet = _sd1_model(SD15_FILE_UNET, _in_channels(inpaint), torch.float16,
-                      torch.device("meta")).diffusion_model
+    unet = _diffusion_shapes("sd15_inpaint" if inpaint else "sd15")
     with torch.device("meta"):
         taesd = comfy.taesd.taesd.TAESD()
     tensors = {
-        **seeded_state_dict(unet.state_dict(), seed, "model.diffusion_model."),
+        **seeded_state_dict(unet, seed, "model.diffusion_model."),
         # The loader picks TAESD from these key names (comfy.sd.VAE: "taesd_decoder.1.weight").
         **seeded_state_dict(taesd.state_dict(), seed, "first_stage_model.", _TAESD_SCALARS),
     }
@@ -170,12 +166,7 @@ def tiny_model(inpaint: bool = False, seed: int = 0) -> comfy.model_patcher.Mode
     """A MODEL as CheckpointLoaderSimple returns it: a ModelPatcher around a BaseModel with the
     SD15 config (latent format, EPS sampling; the inpaint one has concat_keys mask and
     masked_image), but a tiny UNet."""
-    model = _sd1_model(TINY_UNET, _in_channels(inpaint), torch.float32, torch.device("cpu"))
-    model.diffusion_model.load_state_dict(
-        seeded_state_dict(model.diffusion_model.state_dict(), seed), strict=True)
-    return comfy.model_patcher.ModelPatcher(
-        model, load_device=model_management.get_torch_device(),
-        offload_device=model_management.unet_offload_device())
+    return _patcher(_sd15_config(TINY_UNET, _in_channels(inpaint)), seed)
 
 
 def tiny_clip(seed: int = 0) -> comfy.sd.CLIP:
@@ -231,6 +222,8 @@ IN_PROCESS_FAMILIES = ("sdxl", "sdxl_inpaint", "flux", "flux_fill")
 
 def _patcher(config: comfy.supported_models_base.BASE, seed: int
              ) -> comfy.model_patcher.ModelPatcher:
+    """A MODEL around `config`'s model on the CPU in float32, every weight seeded (ComfyUI's
+    layers skip init, so a missed one would hold garbage)."""
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({}, "", device=torch.device("cpu"))
     model.diffusion_model.load_state_dict(
@@ -244,8 +237,7 @@ def _family_config(family: str) -> comfy.supported_models_base.BASE:
     """ComfyUI's model config for a tiny `family`: the file families as the loaders detect
     them (sd15, sd15_inpaint, sd3), the in-process ones (IN_PROCESS_FAMILIES)."""
     if family.startswith("sd15"):
-        return comfy.supported_models.SD15({**_SD1_UNET_BASE, **SD15_FILE_UNET,
-                                            "in_channels": _in_channels(family != "sd15")})
+        return _sd15_config(SD15_FILE_UNET, _in_channels(family != "sd15"))
     if family == "sd3":
         return comfy.supported_models.SD3(dict(TINY_SD3))
     if family.startswith("sdxl"):
