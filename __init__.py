@@ -13,6 +13,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODES
 from .pipelines.samples import SAMPLES_FOLDER, install_samples
+from .serving import register_endpoints
 
 PACK_ROOT = Path(__file__).resolve().parent
 
@@ -35,6 +36,10 @@ def provide_samples() -> None:
     if copied:
         logging.info("region-repair: %d sample photo(s) copied to %s", len(copied),
                      input_dir / SAMPLES_FOLDER)
+
+
+# The self-hosted vendor endpoints (docs/self-hosting.md): off unless the owner turns them on.
+register_endpoints()
 
 
 async def comfy_entrypoint() -> RegionRepairExtension:

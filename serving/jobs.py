@@ -1,0 +1,94 @@
+"""Served jobs: one prompt on ComfyUI's queue each, owned by the key that created it (another
+key sees a 404), counted against that key's bound until it finishes, its saved inputs deleted
+then. A watcher task per job follows the prompt through the queue and /history."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .inputs import JobLimiter
+
+KEEP_FINISHED = 1000   # finished jobs remembered (their status and results stay readable)
+
+
+@dataclass
+class Job:
+    id: str
+    vendor: str
+    key_id: str
+    created: float = field(default_factory=time.time)
+    prompt_id: str | None = None
+    files: list[Path] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)   # the vendor's own bookkeeping
+    entry: dict[str, Any] | None = None                  # /history once finished
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def status(self) -> str:
+        if self.entry is None:
+            return "pending"
+        return "completed" if self.entry["status"].get("status_str") == "success" else "failed"
+
+
+class JobStore:
+    def __init__(self, runner: Any, limiter: JobLimiter, timeout: float):
+        self.runner, self.limiter, self.timeout = runner, limiter, timeout
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
+        self.average_s = 5.0   # a finished job's duration, smoothed: the Retry-After estimate
+
+    def reserve(self, vendor: str, key_id: str, prefix: str = "") -> Job:
+        """A new job counted against `key_id`'s bound (429 when it is full)."""
+        job = Job(f"{prefix}{uuid.uuid4().hex}", vendor, key_id)
+        retry = self.average_s * max(1, self.runner.pending_count()) / self.limiter.limit
+        self.limiter.acquire(key_id, job.id, retry)
+        self._jobs[job.id] = job
+        while len(self._jobs) > KEEP_FINISHED and self._forget_oldest():
+            pass
+        return job
+
+    def _forget_oldest(self) -> bool:
+        for job_id, job in self._jobs.items():
+            if job.done.is_set():
+                del self._jobs[job_id]
+                return True
+        return False
+
+    def cancel(self, job: Job) -> None:
+        """A reserved job that never reached the queue (its request was refused)."""
+        self.limiter.release(job.key_id, job.id)
+        self.runner.delete(job.files)
+        self._jobs.pop(job.id, None)
+
+    def start(self, job: Job, prompt_id: str) -> None:
+        job.prompt_id = prompt_id
+        task = asyncio.get_running_loop().create_task(self._watch(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, job: Job) -> None:
+        try:
+            job.entry = await self.runner.wait(job.prompt_id, self.timeout)
+            elapsed = time.time() - job.created
+            self.average_s = 0.8 * self.average_s + 0.2 * elapsed
+        except Exception as exc:  # the timeout: the prompt is still queued, the key is freed
+            job.entry = {"status": {"status_str": "error", "completed": False, "messages": [
+                ["execution_error", {"node_type": "server",
+                                     "exception_message": str(exc)}]]}}
+        finally:
+            self.limiter.release(job.key_id, job.id)
+            self.runner.delete(job.files)
+            job.done.set()
+
+    def get(self, job_id: str, key_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return job if job is not None and job.key_id == key_id else None
+
+    def of_key(self, key_id: str) -> list[Job]:
+        return [job for job in self._jobs.values() if job.key_id == key_id]

@@ -1,0 +1,102 @@
+"""What every served vendor shares: the body limit (413 before reading past it), JSON parsing,
+the local keys, the job store with its per-key bound, and submitting a built prompt."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .auth import KeyRing
+from .config import VENDORS, ServeConfig
+from .inputs import ImageUpload, JobLimiter, RequestError
+from .jobs import Job, JobStore
+from .prompts import Prompt
+
+logger = logging.getLogger("region_repair.serving")
+CHUNK = 1 << 16
+# A vendor's error body for (status, message, field).
+ErrorBody = Callable[[int, str, "str | None"], Any]
+# Input file names -> the prompt, and the nodes its results are read from.
+Build = Callable[[list[str]], "tuple[Prompt, dict[str, Any]]"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Service:
+    def __init__(self, config: ServeConfig, runner: Any):
+        self.config, self.runner = config, runner
+        self.keys = {vendor: KeyRing(vendor, config.vendor(vendor)) for vendor in VENDORS}
+        self.jobs = JobStore(runner, JobLimiter(config.limits.max_jobs_per_key),
+                             config.limits.job_timeout_s)
+
+    async def read_json(self, request: web.Request) -> dict[str, Any]:
+        """The JSON object body; 413 from Content-Length or while reading, before the rest is
+        read, and 400 for anything but a JSON object."""
+        limit = self.config.limits.max_body_bytes
+        too_big = RequestError(413, f"the request body is over this server's limit of "
+                               f"{limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_big
+        chunks, size = [], 0
+        while chunk := await request.content.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, "the body must be a JSON object")
+        return body
+
+    async def submit(self, job: Job, uploads: list[ImageUpload], build: Build) -> Job:
+        """Save the job's inputs, build its prompt from their names and queue it; `build` also
+        returns the nodes to read the results from, kept in `job.meta`."""
+        try:
+            names, job.files = await self.runner.save_inputs(uploads)
+            prompt, outputs = build(names)
+            job.meta.update(outputs)
+            prompt_id = await self.runner.queue(prompt)
+        except BaseException:
+            self.jobs.cancel(job)
+            raise
+        self.jobs.start(job, prompt_id)
+        return job
+
+    async def run(self, vendor: str, key_id: str, uploads: list[ImageUpload], build: Build
+                  ) -> Job:
+        """A synchronous endpoint's job: queued, waited for, and a 500 with ComfyUI's error
+        message when it failed."""
+        job = await self.submit(self.jobs.reserve(vendor, key_id), uploads, build)
+        await job.done.wait()
+        if job.status != "completed":
+            raise RequestError(500, self.runner.error_message(job.entry))
+        return job
+
+
+def handler(vendor: str, error_body: ErrorBody) -> Callable[[Handler], Handler]:
+    """Wrap a route: RequestError becomes the vendor's own error shape (with Retry-After on
+    429); anything unexpected a 500 whose details go to the log, not to the caller."""
+    def wrap(function: Handler) -> Handler:
+        async def route(request: web.Request) -> web.StreamResponse:
+            try:
+                return await function(request)
+            except RequestError as error:
+                headers = ({"Retry-After": str(int(error.retry_after))}
+                           if error.retry_after else None)
+                return web.json_response(error_body(error.status, str(error), error.field),
+                                         status=error.status, headers=headers)
+            except web.HTTPException:
+                raise
+            except Exception:
+                logger.exception("region-repair serving: %s %s failed", vendor, request.path)
+                return web.json_response(error_body(500, "internal error; see the server's "
+                                                    "log", None), status=500)
+        route.__name__ = function.__name__
+        return route
+    return wrap

@@ -1,0 +1,153 @@
+"""Served requests checked before any work (header checks, limits, fields named) and the prompts
+built from the shipped workflows."""
+
+from __future__ import annotations
+
+import pytest
+from serving_images import b64, png
+
+from region_repair.serving import octoai, photio
+from region_repair.serving.config import Limits, VendorConfig
+from region_repair.serving.inputs import JobLimiter, RequestError, base64_image, sniff
+
+LIMITS = Limits(max_image_side=256, max_image_pixels=256 * 200)
+NO_MODEL = VendorConfig()
+
+
+def refused(call, status, field=None):
+    with pytest.raises(RequestError) as error:
+        call()
+    assert error.value.status == status
+    if field:
+        assert error.value.field == field and field in str(error.value)
+    return error.value
+
+
+# --- images -------------------------------------------------------------------------------
+def test_sniff_reads_format_and_size_from_the_header():
+    upload = sniff(png(40, 30), "base_image", LIMITS)
+    assert (upload.extension, upload.width, upload.height) == ("png", 40, 30)
+
+
+def test_an_oversized_image_is_413_from_its_header_alone():
+    header_only = png(300, 10)[:64]   # IHDR is in the first 33 bytes; no pixel data
+    refused(lambda: sniff(header_only, "base_image", LIMITS), 413, "base_image")
+    refused(lambda: sniff(png(250, 250), "base_image", LIMITS), 413, "base_image")
+
+
+@pytest.mark.parametrize("data", [b"GIF89a" + b"\0" * 40, b"<svg/>", b"\x89PNG\r\n\x1a\n" + b"x"])
+def test_other_formats_and_broken_headers_are_400(data):
+    refused(lambda: sniff(data, "mask_image", LIMITS), 400, "mask_image")
+
+
+def test_base64_must_be_base64():
+    refused(lambda: base64_image("not base64 !!", "init_image", LIMITS), 400, "init_image")
+    assert base64_image("data:image/png;base64," + b64(png()), "x", LIMITS).width == 64
+
+
+def test_job_limiter_bounds_each_key_separately():
+    limiter = JobLimiter(2)
+    limiter.acquire("a", "1", 3.2)
+    limiter.acquire("a", "2", 3.2)
+    limiter.acquire("b", "3", 3.2)
+    error = refused(lambda: limiter.acquire("a", "4", 3.2), 429)
+    assert error.retry_after == 4
+    limiter.release("a", "1")
+    limiter.acquire("a", "4", 3.2)
+    assert limiter.active("a") == 2
+
+
+# --- Photio -------------------------------------------------------------------------------
+def regen_body(**changes):
+    return {"prompt": "", "base_image": b64(png(64, 48)), "mask_image": b64(png(64, 48, 1, "L")),
+            **changes}
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"mask_image": None}, "mask_image"), ({"base_image": ""}, "base_image"),
+    ({"quality": "ULTRA"}, "quality"), ({"seed": 0}, "seed"), ({"seed": True}, "seed"),
+    ({"cfg_scale": -1}, "cfg_scale"), ({"cfg_scale": float("nan")}, "cfg_scale"),
+    ({"mask_image": b64(png(32, 48, 1, "L"))}, "mask_image"),
+    ({"base_image": "https://example.com/a.png"}, "base_image"),
+    ({"prompt": "a starfish"}, "prompt"),   # adding needs a configured model
+])
+def test_photio_bad_fields_are_400_naming_the_field(changes, field):
+    refused(lambda: photio.parse(regen_body(**changes), LIMITS, NO_MODEL), 400, field)
+
+
+def test_photio_defaults_and_random_seed():
+    regen = photio.parse(regen_body(), LIMITS, NO_MODEL)
+    assert regen.quality == "LOW" and regen.cfg_scale == 2.5
+    assert regen.negative_prompt == photio.DEFAULT_NEGATIVE and 1 <= regen.seed <= 4294967296
+
+
+def test_photio_prompt_without_a_model_loads_the_request_and_inverts_the_mask():
+    regen = photio.parse(regen_body(quality="HIGH", seed=11, cfg_scale=2.0), LIMITS, NO_MODEL)
+    prompt, outputs = photio.build(regen, "region-repair-serving/a.png",
+                                   "region-repair-serving/b.png", "")
+    types = {node["class_type"]: node["inputs"] for node in prompt.values()}
+    assert types["LoadImage"]["image"] == "region-repair-serving/a.png"
+    assert types["LoadImageMask"]["image"] == "region-repair-serving/b.png"
+    assert types["RegionRepair_CleanMask"]["polarity"] == "black = edit (Photio)"
+    inpaint = types["RegionRepair_GuidedBlendInpaint"]
+    assert (inpaint["seed"], inpaint["steps"], inpaint["cfg"]) == (11, 30, 2.0)
+    assert inpaint["mask"][0] in prompt and prompt[inpaint["mask"][0]]["class_type"] == \
+        "RegionRepair_CleanMask"
+    assert prompt[outputs["result"]]["class_type"] == "PreviewImage"
+    assert not {"SaveImage", "RegionRepair_QualityCheck", "PreviewAny",
+                "RegionRepair_MaskFromBBox"} & set(types)
+
+
+def test_photio_with_a_model_adds_with_the_prompt():
+    config = VendorConfig(checkpoint="local-inpaint.safetensors")
+    regen = photio.parse(regen_body(prompt="a starfish"), LIMITS, config)
+    prompt, _ = photio.build(regen, "a.png", "b.png", config.checkpoint)
+    texts = sorted(node["inputs"]["text"] for node in prompt.values()
+                   if node["class_type"] == "CLIPTextEncode")
+    assert texts == sorted(["a starfish", photio.DEFAULT_NEGATIVE])
+    loader = [node for node in prompt.values() if node["class_type"] == "CheckpointLoaderSimple"]
+    assert loader[0]["inputs"]["ckpt_name"] == "local-inpaint.safetensors"
+
+
+# --- OctoAI -------------------------------------------------------------------------------
+def adetailer_body(**changes):
+    return {"init_image": b64(png(64, 48)), "detector": "face_yolov8n", **changes}
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"detector": None}, "detector"), ({"detector": "cats"}, "detector"),
+    ({"init_image": None}, "init_image"), ({"init_image_url": "http://10.0.0.1/x.png"},
+                                           "init_image_url"),
+    ({"cfg_scale": 51}, "cfg_scale"), ({"cfg_scale": 0}, "cfg_scale"),
+    ({"seed": 0}, "seed"), ({"seed": [1, 2 ** 32]}, "seed"), ({"sampler": "K_FAST"}, "sampler"),
+    ({"inpainting_base_model": "sd3"}, "inpainting_base_model"),
+    ({"checkpoint": "dreamshaper"}, "checkpoint"), ({"loras": {"a": 1}}, "loras"),
+    ({"mask_padding": -1}, "mask_padding"), ({"union_masks": "yes"}, "union_masks"),
+    ({"image_encoding": "gif"}, "image_encoding"),
+])
+def test_octoai_bad_fields_are_422_naming_the_field(changes, field):
+    error = refused(lambda: octoai.parse(adetailer_body(**changes), LIMITS, NO_MODEL), 422,
+                    field)
+    assert octoai.error_body(422, str(error), field)["detail"][0]["loc"] == ["body", field]
+
+
+def test_octoai_prompt_carries_the_request():
+    request = octoai.parse(adetailer_body(mask_dilation=6, mask_blur=2, mask_padding=16,
+                                          confidence=0.5, max_num_detections=2, seed=[9, 10],
+                                          sampler="DPM_PLUS_PLUS_2M_KARRAS", strength=0.5,
+                                          union_masks=True, inpainting_base_model="sd15"),
+                           LIMITS, NO_MODEL)
+    prompt, outputs = octoai.build(request, "region-repair-serving/a.png", "")
+    types = {node["class_type"]: node["inputs"] for node in prompt.values()}
+    assert types["RegionRepair_Detect"]["detector"] == "face_short_mediapipe"
+    assert (types["RegionRepair_Detect"]["confidence"],
+            types["RegionRepair_Detect"]["max_num_detections"]) == (0.5, 2)
+    detailer = types["RegionRepair_Detailer"]
+    assert (detailer["mask_dilation"], detailer["mask_blur"], detailer["mask_padding"],
+            detailer["seed"], detailer["sampler_name"], detailer["scheduler"],
+            detailer["denoise"], detailer["union_masks"], detailer["inpainting_base_model"]
+            ) == (6, 2, 16, 9, "dpmpp_2m", "karras", 0.5, True, "sd15")
+    detailer_id = [i for i, n in prompt.items() if n["class_type"] == "RegionRepair_Detailer"][0]
+    assert [prompt[outputs[name]]["inputs"]["source"] for name in octoai.COUNTS] == \
+        [[detailer_id, 1], [detailer_id, 2], [detailer_id, 3]]
+    assert "RegionRepair_QualityCheck" not in types
