@@ -1,4 +1,4 @@
-"""Small images and bodies for the serving tests."""
+"""Small images, and the served endpoints' test settings, for the serving tests."""
 
 from __future__ import annotations
 
@@ -20,3 +20,19 @@ def png(width: int = 64, height: int = 48, seed: int = 0, mode: str = "RGB") -> 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+# The tier-3 server's served endpoints: on, one test key per vendor, small limits.
+SERVE_KEYS = {"photio": "pt-served-test-key-1", "octoai": "octo-served-test-key-1",
+              "piktid": "piktid-served-test-key-1"}
+SERVE_ENV = {"REGION_REPAIR_SERVE": "1",
+             **{f"REGION_REPAIR_SERVE_{vendor.upper()}_KEYS": key
+                for vendor, key in SERVE_KEYS.items()},
+             "REGION_REPAIR_SERVE_PICPIK_KEYS": "served-public-1:served-private-1"}
+SERVE_MAX_BODY_MB = 4
+SERVE_MAX_JOBS_PER_KEY = 2
+SERVE_CONFIG = f"""[serve]
+max_body_mb = {SERVE_MAX_BODY_MB}
+max_jobs_per_key = {SERVE_MAX_JOBS_PER_KEY}
+max_image_side = 2048
+"""

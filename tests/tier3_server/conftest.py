@@ -15,6 +15,7 @@ from comfy_server import COMFYUI, ComfyServer
 from fake_vendors import ENV, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, serve
 from pack_paths import PACK_ROOT
 from region_repair.pipelines.vendors.keys import hosts_variable
+from serving_images import SERVE_CONFIG, SERVE_ENV
 
 TEST_NODES = PACK_ROOT / "tests" / "support" / "test_nodes"
 
@@ -31,8 +32,13 @@ def server(tmp_path_factory, fake_vendors):
     # vendor's key (a graph cannot). DEBUG logging puts the vendor clients' request lines in
     # the log, where the key-leak test looks.
     hosts = {hosts_variable(name): fake.url for name, fake in fake_vendors.items()}
+    # The pack's own vendor endpoints are on, with test keys and small limits
+    # (tests/tier3_server/test_serving_*.py).
+    serve_config = base / "serve.toml"
+    serve_config.write_text(SERVE_CONFIG)
+    serving = {**SERVE_ENV, "REGION_REPAIR_SERVE_CONFIG": str(serve_config)}
     with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES},
-                     env={"OMP_NUM_THREADS": "1", **ENV, **hosts},
+                     env={"OMP_NUM_THREADS": "1", **ENV, **hosts, **serving},
                      extra_args=("--verbose", "DEBUG")) as running:
         yield running
 
