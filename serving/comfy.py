@@ -115,13 +115,18 @@ class Runner:
         return list(entry.get("outputs", {}).get(node_id, {}).get("text", []))
 
     @staticmethod
-    async def images(entry: dict[str, Any], node_id: str) -> list[bytes]:
-        """The bytes of the images an output node saved, in order."""
+    def image_paths(entry: dict[str, Any], node_id: str) -> list[Path]:
+        """The files an output node saved, in order (names ComfyUI chose, never a caller)."""
         paths = []
         for info in entry.get("outputs", {}).get(node_id, {}).get("images", []):
             folder = folder_paths.get_directory_by_type(info.get("type", ""))
             if folder is None:
                 raise RuntimeError(f"unknown output type {info.get('type')!r}")
             paths.append(Path(folder) / info.get("subfolder", "") / info["filename"])
+        return paths
+
+    async def images(self, entry: dict[str, Any], node_id: str) -> list[bytes]:
+        """The bytes of the images an output node saved, in order."""
+        paths = self.image_paths(entry, node_id)
         return await asyncio.get_running_loop().run_in_executor(
             None, lambda: [path.read_bytes() for path in paths])

@@ -43,9 +43,10 @@ class JobStore:
         self._tasks: set[asyncio.Task] = set()
         self.average_s = 5.0   # a finished job's duration, smoothed: the Retry-After estimate
 
-    def reserve(self, vendor: str, key_id: str, prefix: str = "") -> Job:
-        """A new job counted against `key_id`'s bound (429 when it is full)."""
-        job = Job(f"{prefix}{uuid.uuid4().hex}", vendor, key_id)
+    def reserve(self, vendor: str, key_id: str, job_id: str | None = None) -> Job:
+        """A new job counted against `key_id`'s bound (429 when it is full); `job_id` in the
+        vendor's own format, random either way (it is the capability to its results)."""
+        job = Job(job_id or uuid.uuid4().hex, vendor, key_id)
         retry = self.average_s * max(1, self.runner.pending_count()) / self.limiter.limit
         self.limiter.acquire(key_id, job.id, retry)
         self._jobs[job.id] = job
@@ -89,6 +90,10 @@ class JobStore:
     def get(self, job_id: str, key_id: str) -> Job | None:
         job = self._jobs.get(job_id)
         return job if job is not None and job.key_id == key_id else None
+
+    def find(self, job_id: str) -> Job | None:
+        """Any key's job: for result links, which PICPIK and PiktID serve without a key."""
+        return self._jobs.get(job_id)
 
     def of_key(self, key_id: str) -> list[Job]:
         return [job for job in self._jobs.values() if job.key_id == key_id]

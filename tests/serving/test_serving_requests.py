@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from serving_images import b64, png
 
-from region_repair.serving import octoai, photio
+from region_repair.serving import octoai, photio, picpik
 from region_repair.serving.config import Limits, VendorConfig
 from region_repair.serving.inputs import JobLimiter, RequestError, base64_image, sniff
 
@@ -151,3 +151,50 @@ def test_octoai_prompt_carries_the_request():
     assert [prompt[outputs[name]]["inputs"]["source"] for name in octoai.COUNTS] == \
         [[detailer_id, 1], [detailer_id, 2], [detailer_id, 3]]
     assert "RegionRepair_QualityCheck" not in types
+
+
+# --- PICPIK -------------------------------------------------------------------------------
+def modify_body(**changes):
+    listed = ["data:image/png;base64," + b64(png(64, 48)),
+              "data:image/png;base64," + b64(png(64, 48, 1, "L")),
+              "data:image/png;base64," + b64(png(32, 32, 2))]
+    return {"Action": "ModifyMaskedPixels", "MainModel": {"ModelCode": "PICPIK General",
+                                                          "InferenceParams": {"Steps": 12}},
+            "PositivePrompts": ["a patch", "embroidered"], "Seed": 4, "Width": 512,
+            "Height": 512, "BatchSize": 2, "Masked": {"ImageIndex": 0, "MaskIndex": 1,
+                                                       "ReferStrength": 1, "InvertMask": True},
+            "ImageAndMaskList": listed, **changes}
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"Masked": None}, "Masked"), ({"ImageAndMaskList": []}, "ImageAndMaskList"),
+    ({"Masked": {"ImageIndex": 0, "MaskIndex": 5}}, "Masked.MaskIndex"),
+    ({"Masked": {"ImageIndex": 0, "MaskIndex": 2}}, "Masked.MaskIndex"),   # another size
+    ({"Width": 32}, "Width"), ({"BatchSize": 5}, "BatchSize"), ({"Seed": -2}, "Seed"),
+    ({"MainModel": {"ModelCode": "Anime V3"}}, "MainModel.ModelCode"),
+    ({"SubModelList": [{"ModelCode": "lora"}]}, "SubModelList"),
+    ({"Image2Image": {"ImageIndex": 2, "ReferStrength": 1.5}}, "Image2Image.ReferStrength"),
+])
+def test_picpik_bad_fields_are_named(changes, field):
+    error = refused(lambda: picpik.parse(modify_body(**changes), LIMITS, NO_MODEL), 200)
+    assert error.field == field and field in str(error)
+
+
+def test_picpik_prompt_carries_the_request():
+    request = picpik.parse(modify_body(Image2Image={"ImageIndex": 2, "ReferStrength": 0.75}),
+                           LIMITS, NO_MODEL)
+    prompt, outputs = picpik.build(request, ["a.png", "m.png", "r.png"])
+    by_type = {node["class_type"]: node["inputs"] for node in prompt.values()}
+    assert sorted(n["inputs"]["image"] for n in prompt.values()
+                  if n["class_type"] == "LoadImage") == ["a.png", "r.png"]
+    assert by_type["LoadImageMask"]["image"] == "m.png"
+    assert by_type["RegionRepair_CleanMask"]["invert"] is True
+    inpaint = by_type["RegionRepair_GuidedBlendInpaint"]
+    assert (inpaint["reviewer_note"], inpaint["seed"], inpaint["steps"],
+            inpaint["processing_size"], inpaint["num_candidates"], inpaint["reference_denoise"]
+            ) == ("a patch, embroidered", 4, 12, 512, 2, 0.25)
+    without = picpik.build(picpik.parse(modify_body(), LIMITS, NO_MODEL), ["a.png", "m.png"])[0]
+    assert "references" not in [n for n in without.values()
+                                if n["class_type"] == "RegionRepair_GuidedBlendInpaint"][0][
+                                    "inputs"]
+    assert [n["class_type"] for n in without.values()].count("LoadImage") == 1

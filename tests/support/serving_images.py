@@ -25,10 +25,11 @@ def b64(data: bytes) -> str:
 # The tier-3 server's served endpoints: on, one test key per vendor, small limits.
 SERVE_KEYS = {"photio": "pt-served-test-key-1", "octoai": "octo-served-test-key-1",
               "piktid": "piktid-served-test-key-1"}
+SERVE_PICPIK = ("served-public-1", "served-private-1")   # PublicKey, PrivateKey
 SERVE_ENV = {"REGION_REPAIR_SERVE": "1",
              **{f"REGION_REPAIR_SERVE_{vendor.upper()}_KEYS": key
                 for vendor, key in SERVE_KEYS.items()},
-             "REGION_REPAIR_SERVE_PICPIK_KEYS": "served-public-1:served-private-1"}
+             "REGION_REPAIR_SERVE_PICPIK_KEYS": ":".join(SERVE_PICPIK)}
 SERVE_MAX_BODY_MB = 4
 SERVE_MAX_JOBS_PER_KEY = 2
 SERVE_CONFIG = f"""[serve]

@@ -9,6 +9,7 @@ import base64
 import concurrent.futures
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -17,9 +18,11 @@ import torch
 from PIL import Image
 
 from pack_paths import PACK_ROOT
-from region_repair.pipelines.vendors import keys
+from region_repair.pipelines.vendors import keys, remote
+from region_repair.pipelines.vendors.picpik import sign
 from region_repair.pipelines.vendors.http import Timeouts
-from serving_images import SERVE_KEYS, SERVE_MAX_BODY_MB, SERVE_MAX_JOBS_PER_KEY, b64
+from serving_images import (SERVE_KEYS, SERVE_MAX_BODY_MB, SERVE_MAX_JOBS_PER_KEY, SERVE_PICPIK,
+                            b64)
 from vendor_testing import bounded, settings
 
 pytestmark = pytest.mark.server
@@ -64,6 +67,7 @@ def post(server, path: str, body, headers: dict, **kwargs) -> requests.Response:
 
 PHOTIO = "/region-repair/photio/v1/inference/regen"
 OCTOAI = "/region-repair/octoai/adetailer"
+PICPIK = "/region-repair/picpik/"
 
 
 def test_photio_seed_request_removes_inside_the_mask_only(server):
@@ -81,19 +85,27 @@ def test_photio_seed_request_removes_inside_the_mask_only(server):
     assert np.abs(result[edit].astype(int) - original[edit]).mean() > 2
 
 
-def test_the_packs_photio_client_works_against_the_served_endpoint(server):
+CLIENT_KEYS = {"photio": {"REGION_REPAIR_PHOTIO_KEY": SERVE_KEYS["photio"]},
+               "picpik": {"REGION_REPAIR_PICPIK_PUBLIC_KEY": SERVE_PICPIK[0],
+                          "REGION_REPAIR_PICPIK_PRIVATE_KEY": SERVE_PICPIK[1]}}
+
+
+@pytest.mark.parametrize("endpoint, prompt", [("photio/regen", ""),
+                                              ("picpik/ModifyMaskedPixels", "a visor")])
+def test_the_packs_client_works_against_the_served_endpoint(server, endpoint, prompt):
     """Remote Vendor Inpaint's client code, pointed at this server by base URL and key only
     (the host allowed outside the graph, as for any self-hosted server)."""
-    from region_repair.pipelines.vendors import remote
     image = torch.from_numpy(photo().astype(np.float32) / 255)[None]
     _, edit = edit_mask(black_is_edit=False)
     mask = torch.from_numpy(edit.astype(np.float32))[None]
-    url = server.url + "/region-repair/photio"
-    env = {"REGION_REPAIR_PHOTIO_KEY": SERVE_KEYS["photio"], keys.hosts_variable("photio"):
-           server.url, "REGION_REPAIR_KEYS_FILE": "/nonexistent/keys.toml"}
+    vendor = endpoint.split("/")[0]
+    url = f"{server.url}/region-repair/{vendor}"
+    env = {**CLIENT_KEYS[vendor], keys.hosts_variable(vendor): server.url,
+           "REGION_REPAIR_KEYS_FILE": "/nonexistent/keys.toml"}
     result = bounded(remote.run_remote(
-        image, mask, settings("photio/regen", url, prompt="", timeouts=Timeouts(read=120.0,
-                              request=240.0), timeout=240.0), None, env=env), 250.0)
+        image, mask, settings(endpoint, url, prompt=prompt, seed=3, timeouts=Timeouts(
+            read=120.0, request=240.0), timeout=240.0, poll_interval=0.2), None, env=env),
+        250.0)
     assert result.images.shape == image.shape
     inside = torch.from_numpy(edit)
     assert torch.equal(result.images[0][~inside], image[0][~inside])
@@ -168,8 +180,61 @@ def test_octoai_errors(server):
     assert response.json()["detail"][0]["loc"] == ["body", "detector"]
 
 
+def signed(params: dict, private: str = SERVE_PICPIK[1]) -> dict:
+    """The seed's signing: every parameter but Signature, sorted, then the private key."""
+    body = {"PublicKey": SERVE_PICPIK[0], "request_uuid": "5ae03609-451b-44d7-a351-c72904df881b",
+            **params}
+    return {**body, "Signature": sign(body, private)}
+
+
+def test_picpik_signed_request_task_polling_and_results(server):
+    mask, edit = edit_mask(black_is_edit=False)
+    body = signed({"Action": "ModifyMaskedPixels",
+                   "MainModel": {"ModelCode": "PICPIK General", "InferenceParams": {"Steps": 10}},
+                   "PositivePrompts": [], "NegativePrompts": [], "TranslatePrompts": True,
+                   "Seed": 7, "Width": 512, "Height": 512, "BatchSize": 2,
+                   "Masked": {"ImageIndex": 0, "MaskIndex": 1, "ReferStrength": 1,
+                              "InvertMask": False, "MaskBlur": 12},
+                   "ImageAndMaskList": ["data:image/png;base64," + b64(PHOTO.read_bytes()),
+                                        "data:image/png;base64," + b64(png_bytes(mask))]})
+    answer = post(server, PICPIK, body, {}).json()
+    assert answer["RetCode"] == 0 and answer["Action"] == "ModifyMaskedPixels", answer
+    assert answer["request_uuid"] == body["request_uuid"] and len(answer["TaskUID"]) == 20
+    for _ in range(600):
+        listed = post(server, PICPIK, signed({"Action": "ListTasksDetails",
+                                              "TaskUIDList": [answer["TaskUID"]]}), {}).json()
+        detail = listed["TaskDetailList"][0]
+        assert detail["Status"] in ("Queuing", "Running", "Finished"), detail
+        if detail["Status"] == "Finished":
+            break
+        time.sleep(0.2)
+    assert detail["ErrorCode"] == 0 and detail["Seed"] == 7 and len(detail["ImgList"]) == 2
+    original = photo()
+    results = [np.asarray(Image.open(io.BytesIO(requests.get(url, timeout=30).content))
+                          .convert("RGB")) for url in detail["ImgList"]]   # no key, as PICPIK
+    for result in results:
+        assert np.array_equal(result[~edit], original[~edit])
+        assert np.abs(result[edit].astype(int) - original[edit]).mean() > 2
+
+
+def test_picpik_refusals(server):
+    bad = signed({"Action": "ListRunningTasks"}, private="not-the-private-key")
+    response = post(server, PICPIK, bad, {})
+    assert response.status_code == 401 and response.json()["RetCode"] == 171
+    tampered = {**signed({"Action": "ListRunningTasks"}), "request_uuid": "changed"}
+    assert post(server, PICPIK, tampered, {}).json()["RetCode"] == 171
+    missing = post(server, PICPIK, signed({"Action": "ModifyMaskedPixels",
+                                            "ImageAndMaskList": []}), {}).json()
+    assert missing["RetCode"] == 230 and "Masked" in missing["Message"]
+    other = post(server, PICPIK, signed({"Action": "ListTasksDetails",
+                                         "TaskUIDList": ["aaaaaaaaaaaaaaaaaaaa"]}), {}).json()
+    assert other["RetCode"] == 0 and other["TaskDetailList"] == []
+    assert requests.get(f"{server.url}{PICPIK}img/aaaaaaaaaaaaaaaaaaaa/0.png",
+                        timeout=30).status_code == 404
+
+
 def test_no_served_key_in_history_or_the_log(server):
     history = json.dumps(server.get_json("/history"))
     log = server.log()
-    for key in SERVE_KEYS.values():
+    for key in (*SERVE_KEYS.values(), SERVE_PICPIK[1]):
         assert key not in history and key not in log
