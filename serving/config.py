@@ -17,6 +17,10 @@ or a TOML file outside the pack's folder.
     keys = ["..."]
     checkpoint = "sd-v1-5-inpainting.safetensors"   # optional; none = the embedded engines
     image_url_hosts = ["https://cdn.example"]       # optional; URL inputs from these origins only
+    [serve.piktid]
+    keys = ["..."]
+    models = {nano_banana_2 = "sd-v1-5-inpainting.safetensors"}  # vendor model -> checkpoint
+    webhook_urls = ["https://hooks.example/piktid"]  # or REGION_REPAIR_SERVE_PIKTID_WEBHOOK_URLS
     [serve.picpik]
     keys = [{public_key = "...", private_key = "..."}]
 
@@ -53,6 +57,10 @@ def keys_variable(vendor: str) -> str:
     return f"REGION_REPAIR_SERVE_{vendor.upper()}_KEYS"
 
 
+def webhooks_variable(vendor: str) -> str:
+    return f"REGION_REPAIR_SERVE_{vendor.upper()}_WEBHOOK_URLS"
+
+
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 50 * 1024 * 1024
@@ -68,10 +76,13 @@ class VendorConfig:
     key_pairs: tuple[tuple[str, str], ...] = ()  # PICPIK: (public, private)
     checkpoint: str = ""                        # "" = the embedded engines (no weights)
     image_url_hosts: tuple[str, ...] = ()
+    models: dict[str, str] = field(default_factory=dict)  # vendor model name -> checkpoint
+    webhook_urls: tuple[str, ...] = ()          # PiktID: where webhooks may be posted
 
     def __repr__(self) -> str:  # keys never show in a log or a traceback
         return (f"VendorConfig(keys=<{len(self.keys) + len(self.key_pairs)} redacted>, "
-                f"checkpoint={self.checkpoint!r}, image_url_hosts={self.image_url_hosts!r})")
+                f"checkpoint={self.checkpoint!r}, models={self.models!r}, "
+                f"image_url_hosts={self.image_url_hosts!r}, webhook_urls={self.webhook_urls!r})")
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,13 @@ def _vendor(name: str, table: object, env: Mapping[str, str], path: Path) -> Ven
     if not isinstance(checkpoint, str):
         raise ConfigError(f"{where} checkpoint: a file name in quotes")
     hosts = _strings(table.get("image_url_hosts", []), f"{where} image_url_hosts")
+    models = table.get("models", {})
+    if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
+        raise ConfigError(f"{where} models: a table of vendor model name = \"checkpoint file\"")
+    hooks = _strings(table.get("webhook_urls", []), f"{where} webhook_urls")
+    hooks += tuple(entry for entry in re.split(r"[,\s]+", env.get(webhooks_variable(name), ""))
+                   if entry)
+    extra = {"image_url_hosts": hosts, "models": dict(models), "webhook_urls": hooks}
     if name == "picpik":
         pairs = [_pair(entry, keys_variable(name)) for entry in listed]
         for entry in file_keys:
@@ -169,12 +187,11 @@ def _vendor(name: str, table: object, env: Mapping[str, str], path: Path) -> Ven
                 raise ConfigError(f"{where} keys: tables with public_key and private_key")
             pairs.append((_checked_key(str(entry["public_key"]), f"{where} keys"),
                           _checked_key(str(entry["private_key"]), f"{where} keys")))
-        return VendorConfig(key_pairs=tuple(pairs), checkpoint=checkpoint.strip(),
-                            image_url_hosts=hosts)
+        return VendorConfig(key_pairs=tuple(pairs), checkpoint=checkpoint.strip(), **extra)
     keys = [_checked_key(entry, keys_variable(name)) for entry in listed]
     keys += [_checked_key(entry, f"{where} keys")
              for entry in _strings(file_keys, f"{where} keys")]
-    return VendorConfig(keys=tuple(keys), checkpoint=checkpoint.strip(), image_url_hosts=hosts)
+    return VendorConfig(keys=tuple(keys), checkpoint=checkpoint.strip(), **extra)
 
 
 def load(env: Mapping[str, str] = os.environ) -> ServeConfig:

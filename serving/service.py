@@ -56,7 +56,8 @@ class Service:
 
     async def submit(self, job: Job, uploads: list[ImageUpload], build: Build) -> Job:
         """Save the job's inputs, build its prompt from their names and queue it; `build` also
-        returns the nodes to read the results from, kept in `job.meta`."""
+        returns the nodes to read the results from, kept in `job.meta`. The saved inputs are
+        deleted when the job ends."""
         try:
             names, job.files = await self.runner.save_inputs(uploads)
             prompt, outputs = build(names)

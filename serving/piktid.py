@@ -1,0 +1,718 @@
+"""PiktID v2 served locally under `/region-repair/piktid`: projects, pre-signed uploads,
+`/detail-repair` and `/garment-recolor` jobs on ComfyUI's queue, job status and results (with
+`needs_review` and its reasons from Quality Check), the notifications stream (SSE, with backfill
+and replay until deleted), polling, and webhooks to URLs the server's owner allowed.
+
+Every API route takes `Authorization: Bearer <key>` (the SSE stream also `?token=`); the
+upload PUT URL and the result links carry no key: they are capabilities (an HMAC-signed,
+expiring, single-use token; a random job id), as PiktID's S3 and CloudFront links are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import math
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..pipelines.vendors.http import origin
+from . import prompts
+from .auth import bearer
+from .config import Limits, VendorConfig
+from .inputs import ImageUpload, RequestError, sniff
+from .jobs import Job
+from .service import Service, handler
+
+logger = logging.getLogger("region_repair.serving")
+VENDOR = "piktid"
+PATH = "/region-repair/piktid"
+UPLOAD_TTL_S = 600                     # a pre-signed PUT URL's life
+UPLOAD_BYTES_PER_KEY = 512 * 1024 ** 2  # uploaded images kept in memory per key
+FILE_TTL_S = 3600                      # an uploaded file's life
+NOTIFICATION_TTL_S = 600               # replayed on reconnect for 10 minutes, as PiktID
+KEEPALIVE_S = 15.0
+WEBHOOK_TRIES = 4
+TERMINAL = ("completed", "failed", "aborted")
+VENDOR_MODELS = ("auto", "nano_banana_2", "nano_banana_pro", "seedream", "gpt_image")
+MODES = ("marked", "marked-blend", "annotated", "annotated-blend", "guided", "guided-blend")
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+                 "webp": "image/webp"}
+DETAIL = {(False, False): "PiktID Detail Repair - general edit (no weights)",
+          (False, True): "PiktID Detail Repair - logo with reference (no weights)",
+          (True, False): "PiktID Detail Repair - general edit (SD1.5 inpaint model)",
+          (True, True): "PiktID Detail Repair - logo with reference (SD1.5 inpaint model)"}
+RECOLOR = {False: "PiktID Garment Recolor - a set of three (no weights)",
+           True: "PiktID Garment Recolor - a set of three, texture refined (SD1.5 inpaint model)"}
+
+
+def error_body(status: int, message: str, field: str | None) -> dict[str, Any]:
+    """PiktID's envelope: {"error", "detail": [{"field", "message", "position"}]}."""
+    titles = {400: "Invalid request", 401: "Unauthorized", 404: "Not found",
+              409: "Conflict", 413: "Request too large", 429: "Too many requests"}
+    return {"error": titles.get(status, "Server error"),
+            "detail": [{"field": field, "message": message, "position": "body"}]}
+
+
+def _now_iso(timestamp: float | None = None) -> str:
+    moment = datetime.fromtimestamp(timestamp or time.time(), timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- request checks (pure) ----------------------------------------------------------------
+def _bool(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise RequestError(400, f"{name}: true or false", name)
+    return value
+
+
+def _int(body: dict, name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(400, f"{name}: an integer from {low} to {high}", name)
+    return value
+
+
+def _text(body: dict, name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RequestError(400, f"{name}: a string", name)
+    return value.strip()
+
+
+def checkpoint_for(model: object, config: VendorConfig) -> str:
+    """The local engine for the seed's `model`: `auto` is the configured checkpoint (or the
+    embedded engines); a vendor engine is served only if the owner mapped it."""
+    if model in (None, "auto"):
+        return config.checkpoint
+    if isinstance(model, str) and model in config.models:
+        return config.models[model]
+    served = ", ".join(["auto", *config.models])
+    raise RequestError(400, f"model: {model!r} is not served here (this server serves: "
+                       f"{served}; the vendor's engines {', '.join(VENDOR_MODELS[1:])} exist "
+                       "only where the owner maps them to local models)", "model")
+
+
+def _processing_size(body: dict) -> int:
+    """The crop's sampling size; PiktID caps processing at 2K."""
+    size = _int(body, "processing_size", 1024, 256, 2048)
+    if size % 8:
+        raise RequestError(400, "processing_size: a multiple of 8", "processing_size")
+    return size
+
+
+@dataclass(frozen=True)
+class DetailRepair:
+    image: str
+    mask_image: str | None
+    bbox_norm: tuple[float, float, float, float] | None
+    references: tuple[str, ...]
+    num_candidates: int
+    category: str
+    reviewer_note: str
+    image_notes: tuple[str, ...]
+    checkpoint: str
+    add_ai_watermark: bool
+    mode: str
+    context_factor: float
+    processing_size: int
+
+
+def parse_detail_repair(body: dict[str, Any], config: VendorConfig) -> DetailRepair:
+    image = body.get("image")
+    if not isinstance(image, str) or not image:
+        raise RequestError(400, "image: required (the file_id of the image to fix)", "image")
+    mask_image, bbox = body.get("mask_image"), None
+    mask = body.get("mask")
+    if mask is not None:
+        values = mask.get("bbox_norm") if isinstance(mask, dict) else None
+        if not (isinstance(values, list) and len(values) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and 0 <= v <= 1 for v in values)) or values[2] <= 0 or values[3] <= 0:
+            raise RequestError(400, "mask.bbox_norm: [x, y, w, h] in 0..1 with w, h > 0",
+                               "mask.bbox_norm")
+        bbox = tuple(float(v) for v in values)
+    if mask_image is not None and not isinstance(mask_image, str):
+        raise RequestError(400, "mask_image: a file_id", "mask_image")
+    if not mask_image and bbox is None:
+        raise RequestError(400, "mask_image: required, or mask.bbox_norm (no mask provided)",
+                           "mask_image")
+    references = body.get("references") or []
+    if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+        raise RequestError(400, "references: a list of file_ids", "references")
+    if len(references) > 10:
+        raise RequestError(400, f"references: at most 10, got {len(references)}", "references")
+    notes = body.get("image_notes") or []
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise RequestError(400, "image_notes: a list of strings", "image_notes")
+    mode = body.get("mode") or "guided-blend"
+    if mode not in MODES:
+        raise RequestError(400, f"mode: one of {', '.join(MODES)}", "mode")
+    factor = body.get("context_factor", 3.0)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or \
+            not math.isfinite(factor):
+        raise RequestError(400, "context_factor: a number (clamped to 1.5-10.0)",
+                           "context_factor")
+    return DetailRepair(
+        image, mask_image or None, bbox, tuple(references),
+        _int(body, "num_candidates", 1, 1, 4), _text(body, "category") or "logo",
+        _text(body, "reviewer_note"), tuple(notes), checkpoint_for(body.get("model"), config),
+        _bool(body, "add_ai_watermark", False), mode, min(10.0, max(1.5, float(factor))),
+        _processing_size(body))
+
+
+@dataclass(frozen=True)
+class GarmentRecolor:
+    images: tuple[str, ...]
+    garment_label: str
+    reference_image: str | None
+    reference_text: str
+    instruction: str
+    num_variations: int
+    checkpoint: str
+    processing_size: int
+    post_process: bool
+    use_anchor: bool
+    add_ai_watermark: bool
+
+
+def parse_garment_recolor(body: dict[str, Any], config: VendorConfig) -> GarmentRecolor:
+    images = body.get("images")
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images) or \
+            not 1 <= len(images) <= 10:
+        raise RequestError(400, "images: 1 to 10 file_ids", "images")
+    reference = body.get("reference_image")
+    if reference is not None and not isinstance(reference, str):
+        raise RequestError(400, "reference_image: a file_id", "reference_image")
+    text, instruction = _text(body, "reference_text"), _text(body, "instruction")
+    if not (reference or text or instruction):
+        raise RequestError(400, "reference_image, reference_text or instruction: at least one "
+                           "is required (no recolor target)", "reference_text")
+    size = body.get("processing_size", 2048)
+    if size not in (1024, 2048, 4096):
+        raise RequestError(400, "processing_size: 1024, 2048 or 4096", "processing_size")
+    return GarmentRecolor(
+        tuple(images), _text(body, "garment_label"), reference or None, text, instruction,
+        _int(body, "num_variations", 1, 1, 8), checkpoint_for(body.get("model"), config),
+        size, _bool(body, "post_process", True), _bool(body, "use_anchor", True),
+        _bool(body, "add_ai_watermark", False))
+
+
+# --- prompts (pure) -----------------------------------------------------------------------
+def _batch(prompt: prompts.Prompt, loaders: list[str]) -> list[Any]:
+    """One IMAGE batch from several loaders (ImageBatch; same-sized images)."""
+    source = [loaders[0], 0]
+    for loader in loaders[1:]:
+        source = [prompts.add(prompt, "ImageBatch", image1=source, image2=[loader, 0]), 0]
+    return source
+
+
+def build_detail_repair(request: DetailRepair, image: str, mask: str | None,
+                        references: list[str]) -> tuple[prompts.Prompt, dict[str, str]]:
+    prompt = prompts.workflow(DETAIL[bool(request.checkpoint), bool(references)])
+    inpaint_id = prompts.node_of(prompt, "RegionRepair_GuidedBlendInpaint")
+    inpaint = prompt[inpaint_id]["inputs"]
+    photo = inpaint["image"][0]
+    prompt[photo]["inputs"]["image"] = image
+    box = prompts.node_of(prompt, "RegionRepair_MaskFromBBox")
+    if mask is not None:
+        prompts.load_mask(prompt, box, mask, photo)
+    else:
+        prompt[box]["inputs"].update(bbox=", ".join(f"{v:.6f}" for v in request.bbox_norm),
+                                     units="normalized")
+    if references:
+        first = inpaint["references"][0]
+        prompt[first]["inputs"]["image"] = references[0]
+        loaders = [first] + [prompts.add(prompt, "LoadImage", image=name)
+                             for name in references[1:]]
+        inpaint["references"] = _batch(prompt, loaders)
+    inpaint.update(category=request.category, reviewer_note=request.reviewer_note,
+                   image_notes="\n".join(request.image_notes), mode=request.mode,
+                   context_factor=request.context_factor, num_candidates=request.num_candidates,
+                   add_ai_watermark=request.add_ai_watermark,
+                   processing_size=request.processing_size,
+                   seed=secrets.randbelow(2 ** 31))
+    if request.checkpoint:
+        prompts.with_checkpoint(prompt, request.checkpoint)
+        positive = inpaint.get("positive")
+        if positive:
+            prompt[positive[0]]["inputs"]["text"] = request.reviewer_note
+    result = prompts.save_to_temp(prompt)
+    quality = prompts.node_of(prompt, "RegionRepair_QualityCheck")
+    report = prompts.preview(prompt, [quality, 0])
+    return prompts.prune(prompt, [result, report]), {"result": result, "report": report}
+
+
+def build_garment_recolor(request: GarmentRecolor, images: list[str], reference: str | None
+                          ) -> tuple[prompts.Prompt, dict[str, str]]:
+    prompt = prompts.workflow(RECOLOR[bool(request.checkpoint)])
+    recolor_id = prompts.node_of(prompt, "RegionRepair_GarmentRecolorAnchor")
+    recolor = prompt[recolor_id]["inputs"]
+    folder = recolor["images"][0]
+    loaders = [folder] + [prompts.add(prompt, "LoadImage", image=name) for name in images[1:]]
+    prompt[folder] = {"class_type": "LoadImage", "inputs": {"image": images[0]},
+                      "_meta": {"title": "served: image 0"}}
+    recolor["images"] = _batch(prompt, loaders)
+    if reference is not None:
+        recolor["reference_image"] = [prompts.add(prompt, "LoadImage", image=reference), 0]
+    recolor.update(reference_text=request.reference_text, instruction=request.instruction,
+                   garment_label=request.garment_label, use_anchor=request.use_anchor,
+                   post_process=request.post_process, num_variations=request.num_variations,
+                   add_ai_watermark=request.add_ai_watermark,
+                   processing_size=str(request.processing_size))
+    if request.checkpoint:
+        prompts.with_checkpoint(prompt, request.checkpoint)
+    result = prompts.save_to_temp(prompt)
+    return prompts.prune(prompt, [result]), {"result": result}
+
+
+def review(report_text: str | None, count: int) -> list[dict[str, Any]]:
+    """Quality Check's verdict per output: {needs_review, reasons}."""
+    if not report_text:
+        return [{} for _ in range(count)]
+    candidates = json.loads(report_text).get("candidates", [])
+    flags = [{"needs_review": bool(c.get("needs_review")), "reasons": list(c.get("reasons", []))}
+             for c in candidates]
+    return (flags + [{}] * count)[:count]
+
+
+# --- state ---------------------------------------------------------------------------------
+@dataclass
+class StoredFile:
+    key_id: str
+    project_id: str
+    filename: str
+    content_type: str
+    expires: float
+    upload: ImageUpload | None = None
+
+
+@dataclass
+class Notification:
+    id: int
+    name: str
+    data: dict[str, Any]
+    timestamp: float = field(default_factory=time.time)
+
+    def event(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "timestamp": self.timestamp,
+                "data": self.data}
+
+
+class Notifications:
+    """Per key: stored until deleted (and at most 10 minutes), fanned out to open streams and
+    to the key's webhook."""
+
+    def __init__(self) -> None:
+        self._next = 1
+        self.stored: dict[str, list[Notification]] = defaultdict(list)
+        self.listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
+
+    def publish(self, key_id: str, name: str, data: dict[str, Any]) -> Notification:
+        note = Notification(self._next, name, data)
+        self._next += 1
+        cutoff = time.time() - NOTIFICATION_TTL_S
+        self.stored[key_id] = [n for n in self.stored[key_id] if n.timestamp >= cutoff] + [note]
+        for queue in self.listeners[key_id]:
+            queue.put_nowait(note)
+        return note
+
+    def backlog(self, key_id: str) -> list[Notification]:
+        cutoff = time.time() - NOTIFICATION_TTL_S
+        return [n for n in self.stored[key_id] if n.timestamp >= cutoff]
+
+    def delete(self, key_id: str, note_id: int) -> bool:
+        before = len(self.stored[key_id])
+        self.stored[key_id] = [n for n in self.stored[key_id] if n.id != note_id]
+        return len(self.stored[key_id]) < before
+
+
+def matches(note: Notification, query: dict[str, str]) -> bool:
+    """The stream's and the poll's filters: id_task, name_list (comma-separated)."""
+    task = note.data.get("id_task") or note.data.get("job_id")
+    if query.get("id_task") and task not in query["id_task"].split(","):
+        return False
+    return not query.get("name_list") or note.name in query["name_list"].split(",")
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """The seed's X-Webhook-Signature: sha256= + HMAC-SHA256(secret, raw body) in hex."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+# --- routes ----------------------------------------------------------------------------------
+def add_routes(routes: web.RouteTableDef, service: Service) -> None:
+    config = service.config.vendor(VENDOR)
+    limits: Limits = service.config.limits
+    signing_key = secrets.token_bytes(32)   # upload tokens; new at every start
+    projects: dict[str, dict[str, str]] = defaultdict(dict)   # key -> name -> id
+    files: dict[str, StoredFile] = {}
+    notes = Notifications()
+    webhooks: dict[str, dict[str, Any]] = {}
+    background: set[asyncio.Task] = set()
+    allowed_hooks = {origin(url) for url in config.webhook_urls}
+
+    def key_of(request: web.Request, allow_query: bool = False) -> str:
+        token = bearer(request.headers.get("Authorization"))
+        if token is None and allow_query:
+            token = request.query.get("token")
+        key_id = service.keys[VENDOR].match(token)
+        if key_id is None:
+            raise RequestError(401, "Authorization: a Bearer key of this server is required "
+                               "(token expired or invalid)")
+        return key_id
+
+    def base(request: web.Request) -> str:
+        return f"{request.url.origin()}{PATH}"
+
+    def spawn(coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    # projects ------------------------------------------------------------------------------
+    @routes.post(PATH + "/project")
+    @handler(VENDOR, error_body)
+    async def create_project(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        name = _text(await service.read_json(request), "project_name")
+        if not name:
+            raise RequestError(400, "project_name: required", "project_name")
+        if name in projects[key_id]:
+            return web.json_response({**error_body(409, "project_name: exists", "project_name"),
+                                      "project_id": projects[key_id][name]}, status=409)
+        projects[key_id][name] = f"prj_{secrets.token_hex(8)}"
+        return web.json_response({"project_id": projects[key_id][name], "project_name": name})
+
+    @routes.get(PATH + "/project")
+    @handler(VENDOR, error_body)
+    async def list_projects(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        return web.json_response({"projects": [
+            {"project_text": name, "project_key": pid, "project_id": pid}
+            for name, pid in projects[key_id].items()]})
+
+    def project_id(key_id: str, body: dict[str, Any]) -> str:
+        wanted = body.get("project_id")
+        if wanted is not None:
+            if wanted not in projects[key_id].values():
+                raise RequestError(404, "project_id: project not found", "project_id")
+            return wanted
+        name = _text(body, "project_name") or "default"
+        return projects[key_id].setdefault(name, f"prj_{secrets.token_hex(8)}")
+
+    # uploads -------------------------------------------------------------------------------
+    def upload_token(file_id: str, expires: int, content_type: str) -> str:
+        message = f"{file_id}|{expires}|{content_type}".encode()
+        mac = hmac.new(signing_key, message, hashlib.sha256).hexdigest()
+        return f"{file_id}.{expires}.{mac}"
+
+    @routes.post(PATH + "/upload")
+    @handler(VENDOR, error_body)
+    async def start_upload(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        body = await service.read_json(request)
+        filename = _text(body, "filename") or f"{secrets.token_hex(8)}.png"
+        extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+        if extension not in CONTENT_TYPES:
+            raise RequestError(400, "filename: a .png, .jpg, .jpeg or .webp name", "filename")
+        pid = project_id(key_id, body)
+        file_id = f"img_{secrets.token_hex(12)}"
+        expires = int(time.time() + UPLOAD_TTL_S)
+        content_type = CONTENT_TYPES[extension]
+        files[file_id] = StoredFile(key_id, pid, filename, content_type, expires)
+        name = next(name for name, value in projects[key_id].items() if value == pid)
+        return web.json_response({
+            "upload_url": f"{base(request)}/upload/{upload_token(file_id, expires, content_type)}",
+            "download_url": None, "project_id": pid, "project_name": name, "file_id": file_id,
+            "filename": filename, "content_type": content_type})
+
+    @routes.put(PATH + "/upload/{token}")
+    @handler(VENDOR, error_body)
+    async def put_upload(request: web.Request) -> web.StreamResponse:
+        """The pre-signed PUT: no key; the token is signed, expires and works once."""
+        file_id, _, rest = request.match_info["token"].partition(".")
+        expires, _, mac = rest.partition(".")
+        stored = files.get(file_id)
+        valid = stored is not None and expires.isdigit() and hmac.compare_digest(
+            upload_token(file_id, int(expires), stored.content_type).encode(),
+            request.match_info["token"].encode())
+        if not valid or stored.upload is not None or int(expires) < time.time():
+            raise RequestError(403, "the upload URL is invalid, expired or already used")
+        if request.headers.get("Content-Type", "").split(";")[0].strip() != stored.content_type:
+            raise RequestError(403, f"Content-Type: must be {stored.content_type}, as issued")
+        if request.content_length is not None and request.content_length > limits.max_body_bytes:
+            raise RequestError(413, f"the image is over {limits.max_body_bytes} bytes")
+        data = await request.content.read(limits.max_body_bytes + 1)
+        while len(data) <= limits.max_body_bytes and (more := await request.content.read(
+                limits.max_body_bytes + 1 - len(data))):
+            data += more
+        if len(data) > limits.max_body_bytes:
+            raise RequestError(413, f"the image is over {limits.max_body_bytes} bytes")
+        upload = sniff(data, "file", limits)
+        held = sum(len(f.upload.data) for f in files.values()
+                   if f.key_id == stored.key_id and f.upload is not None)
+        if held + len(data) > UPLOAD_BYTES_PER_KEY:
+            raise RequestError(429, "this key holds too many uploaded bytes; start jobs or "
+                               "wait an hour", retry_after=60)
+        stored.upload, stored.expires = upload, time.time() + FILE_TTL_S
+        for stale in [i for i, f in files.items() if f.expires < time.time()]:
+            del files[stale]
+        return web.Response(status=200)
+
+    def uploaded(key_id: str, file_id: str | None, field_name: str) -> ImageUpload:
+        stored = files.get(file_id or "")
+        if stored is None or stored.key_id != key_id or stored.upload is None or \
+                stored.expires < time.time():
+            raise RequestError(400, f"{field_name}: unknown file_id {file_id!r} (upload it "
+                               "first)", field_name)
+        return stored.upload
+
+    # jobs ----------------------------------------------------------------------------------
+    def job_data(job: Job, status: str) -> dict[str, Any]:
+        data = {"id_task": job.id, "status": status, "total_images": job.meta["total"],
+                "processed_images": job.meta["total"] if status == "completed" else 0}
+        if status == "failed":
+            data["error_message"] = service.runner.error_message(job.entry)
+        return data
+
+    async def follow(job: Job) -> None:
+        """Notify each status change: processing once it runs, then the terminal one."""
+        while not job.done.is_set():
+            if job.meta["status"] == "pending" and \
+                    service.runner.state(job.prompt_id)[0] == "processing":
+                job.meta["status"] = "processing"
+                publish(job, "processing")
+            try:
+                await asyncio.wait_for(job.done.wait(), 0.1)
+            except asyncio.TimeoutError:
+                pass
+        job.meta["status"] = job.status
+        publish(job, job.status)
+
+    def publish(job: Job, status: str) -> None:
+        note = notes.publish(job.key_id, "batch_edit", job_data(job, status))
+        if job.key_id in webhooks:
+            spawn(deliver(webhooks[job.key_id], note))
+
+    async def deliver(hook: dict[str, Any], note: Notification) -> None:
+        """POST the event with its signature; retried with backoff on errors."""
+        body = json.dumps(note.event()).encode()
+        headers = {"Content-Type": "application/json",
+                   "X-Webhook-Signature": webhook_signature(hook["secret"], body)}
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for attempt in range(WEBHOOK_TRIES):
+                try:
+                    async with session.post(hook["url"], data=body, headers=headers,
+                                            allow_redirects=False) as response:
+                        hook["last_response_status"] = response.status
+                        hook["last_response_at"] = _now_iso()
+                        if response.status < 500:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    hook["last_response_status"] = None
+                await asyncio.sleep(0.5 * 2 ** attempt)
+        logger.warning("region-repair serving: piktid webhook delivery failed after %d tries",
+                       WEBHOOK_TRIES)
+
+    async def start(request: web.Request, kind: str, parse, build, message: str
+                    ) -> web.StreamResponse:
+        key_id = key_of(request)
+        body = await service.read_json(request)
+        project_id(key_id, {"project_id": body.get("project_id")} if "project_id" in body
+                   else {})
+        parsed = parse(body, config)
+        if kind == "detail_repair":
+            inputs = [uploaded(key_id, parsed.image, "image")]
+            if parsed.mask_image:
+                inputs.append(uploaded(key_id, parsed.mask_image, "mask_image"))
+            inputs += [uploaded(key_id, ref, "references") for ref in parsed.references]
+            total = parsed.num_candidates
+        else:
+            inputs = [uploaded(key_id, image, "images") for image in parsed.images]
+            if len({(i.width, i.height) for i in inputs}) > 1:
+                raise RequestError(400, "images: this server recolors a set of one size; "
+                                   "resize them alike", "images")
+            if parsed.reference_image:
+                inputs.append(uploaded(key_id, parsed.reference_image, "reference_image"))
+            total = len(parsed.images) * parsed.num_variations
+        job = service.jobs.reserve(VENDOR, key_id, f"job_{secrets.token_hex(16)}")
+        job.meta.update(kind=kind, total=total, status="pending",
+                        images=len(getattr(parsed, "images", ())) or 1,
+                        candidates=getattr(parsed, "num_candidates", 0)
+                        or getattr(parsed, "num_variations", 1))
+        await service.submit(job, inputs, lambda names: build(parsed, names))
+        spawn(follow(job))
+        publish(job, "pending")
+        answer = {"job_id": job.id, "status": "pending", "message": message}
+        if kind == "garment_recolor":
+            answer["total_outputs"] = total
+        return web.json_response(answer, status=202)
+
+    def detail_names(parsed: DetailRepair, names: list[str]):
+        mask = names[1] if parsed.mask_image else None
+        return build_detail_repair(parsed, names[0], mask, names[1 + bool(mask):])
+
+    def recolor_names(parsed: GarmentRecolor, names: list[str]):
+        count = len(parsed.images)
+        return build_garment_recolor(parsed, names[:count],
+                                     names[count] if parsed.reference_image else None)
+
+    @routes.post(PATH + "/detail-repair")
+    @handler(VENDOR, error_body)
+    async def detail_repair(request: web.Request) -> web.StreamResponse:
+        return await start(request, "detail_repair", parse_detail_repair, detail_names,
+                           "Detail repair job created and queued")
+
+    @routes.post(PATH + "/garment-recolor")
+    @handler(VENDOR, error_body)
+    async def garment_recolor(request: web.Request) -> web.StreamResponse:
+        return await start(request, "garment_recolor", parse_garment_recolor, recolor_names,
+                           "Garment recolor job created and queued")
+
+    def own_job(request: web.Request) -> Job:
+        job = service.jobs.get(request.match_info["job_id"], key_of(request))
+        if job is None or job.vendor != VENDOR:
+            raise RequestError(404, "job_id: job not found", "job_id")
+        return job
+
+    @routes.get(PATH + "/jobs/{job_id}/status")
+    @handler(VENDOR, error_body)
+    async def job_status(request: web.Request) -> web.StreamResponse:
+        job = own_job(request)
+        status = job.status if job.done.is_set() else job.meta["status"]
+        done = job.meta["total"] if status == "completed" else 0
+        return web.json_response({
+            "job_id": job.id, "job_type": job.meta["kind"], "status": status,
+            "progress": 100.0 if status == "completed" else 0.0,
+            "total_images": job.meta["total"], "processed_images": done,
+            "should_post_process": False, "post_processing_status": None,
+            "post_processing_error": None,
+            "error_message": service.runner.error_message(job.entry) if status == "failed"
+            else None, "created_at": _now_iso(job.created), "updated_at": _now_iso()})
+
+    @routes.get(PATH + "/jobs/{job_id}/results")
+    @handler(VENDOR, error_body)
+    async def job_results(request: web.Request) -> web.StreamResponse:
+        job = own_job(request)
+        results = []
+        if job.done.is_set() and job.status == "completed":
+            paths = service.runner.image_paths(job.entry, job.meta["result"])
+            report = service.runner.texts(job.entry, job.meta.get("report", ""))
+            flags = review(report[0] if report else None, len(paths))
+            images = job.meta["images"]
+            for index, flag in enumerate(flags):
+                link = f"{base(request)}/results/{job.id}/{index}.png"
+                image_index, group_index = ((index % images, index // images)
+                                            if job.meta["kind"] == "garment_recolor"
+                                            else (0, index))
+                results.append({"job_id": job.id, "image_index": image_index,
+                                "group_index": group_index, "version": 0,
+                                "output": {"full_size": link, "thumbnail": link},
+                                "status": "completed", "error_message": None,
+                                "model_used": "local", **flag})
+        status = job.status if job.done.is_set() else job.meta["status"]
+        return web.json_response({
+            "job_id": job.id, "job_type": job.meta["kind"], "status": status,
+            "error_message": service.runner.error_message(job.entry) if status == "failed"
+            else None, "results": results,
+            "summary": {"total_images": job.meta["total"], "successful": len(results),
+                        "failed": 0 if status != "failed" else job.meta["total"]},
+            "credits_used": None})
+
+    @routes.get(PATH + "/results/{job_id}/{index}.png")
+    @handler(VENDOR, error_body)
+    async def result_file(request: web.Request) -> web.StreamResponse:
+        """A result link without a key (PiktID's are CloudFront URLs): the random job id is the
+        capability."""
+        job = service.jobs.find(request.match_info["job_id"])
+        index = request.match_info["index"]
+        if job is None or job.vendor != VENDOR or job.status != "completed" or \
+                not index.isdigit():
+            raise RequestError(404, "no such result")
+        paths = service.runner.image_paths(job.entry, job.meta["result"])
+        if int(index) >= len(paths):
+            raise RequestError(404, "no such result")
+        return web.FileResponse(paths[int(index)], headers={"Content-Type": "image/png"})
+
+    # notifications -------------------------------------------------------------------------
+    @routes.get(PATH + "/notifications/events")
+    @handler(VENDOR, error_body)
+    async def events(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request, allow_query=True)
+        query = dict(request.query)
+        queue: asyncio.Queue = asyncio.Queue()
+        notes.listeners[key_id].add(queue)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        try:
+            await response.prepare(request)
+            for note in notes.backlog(key_id):
+                if matches(note, query):
+                    await response.write(f"event: backfill\ndata: {json.dumps(note.event())}"
+                                         "\n\n".encode())
+            await response.write(b"event: backfill_complete\ndata: {}\n\n")
+            while True:
+                try:
+                    note = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if matches(note, query):
+                    await response.write(f"data: {json.dumps(note.event())}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            notes.listeners[key_id].discard(queue)
+        return response
+
+    @routes.post(PATH + "/notifications")
+    @handler(VENDOR, error_body)
+    async def poll_notifications(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        body = await service.read_json(request)
+        tasks = body.get("id_task")
+        query = {"id_task": ",".join(tasks if isinstance(tasks, list) else [tasks])
+                 if tasks else "", "name_list": body.get("name_list") or ""}
+        return web.json_response([n.event() for n in notes.backlog(key_id)
+                                  if matches(n, query)])
+
+    @routes.delete(PATH + "/notifications/{note_id}")
+    @handler(VENDOR, error_body)
+    async def delete_notification(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        note_id = request.match_info["note_id"]
+        if not note_id.isdigit() or not notes.delete(key_id, int(note_id)):
+            raise RequestError(404, "notification not found")
+        return web.json_response({"deleted": int(note_id)})
+
+    @routes.put(PATH + "/webhooks")
+    @handler(VENDOR, error_body)
+    async def set_webhook(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        url = _text(await service.read_json(request), "url")
+        if origin(url) is None or origin(url) not in allowed_hooks:
+            raise RequestError(400, "url: this server posts webhooks only to URLs its owner "
+                               "allowed (webhook_urls under [serve.piktid])", "url")
+        previous = webhooks.get(key_id, {})
+        hook = {"id": previous.get("id", len(webhooks) + 1), "url": url,
+                "secret": secrets.token_hex(24), "is_active": True,
+                "created_at": previous.get("created_at", _now_iso()), "updated_at": _now_iso(),
+                "last_response_status": None, "last_response_at": None}
+        webhooks[key_id] = hook
+        spawn(deliver(hook, Notification(0, "ping", {})))
+        return web.json_response(hook)
