@@ -26,9 +26,13 @@ def b64(data: bytes) -> str:
 SERVE_KEYS = {"photio": "pt-served-test-key-1", "octoai": "octo-served-test-key-1",
               "piktid": "piktid-served-test-key-1"}
 SERVE_PICPIK = ("served-public-1", "served-private-1")   # PublicKey, PrivateKey
+# Ten more PiktID keys: 20 concurrent jobs within the per-key bound.
+SERVE_PIKTID_CROWD = tuple(f"piktid-crowd-key-{n:02d}" for n in range(10))
 SERVE_ENV = {"REGION_REPAIR_SERVE": "1",
              **{f"REGION_REPAIR_SERVE_{vendor.upper()}_KEYS": key
                 for vendor, key in SERVE_KEYS.items()},
+             "REGION_REPAIR_SERVE_PIKTID_KEYS": ",".join((SERVE_KEYS["piktid"],
+                                                          *SERVE_PIKTID_CROWD)),
              "REGION_REPAIR_SERVE_PICPIK_KEYS": ":".join(SERVE_PICPIK)}
 SERVE_MAX_BODY_MB = 4
 SERVE_MAX_JOBS_PER_KEY = 2

@@ -11,7 +11,7 @@ import contextlib
 
 import pytest
 
-from comfy_server import COMFYUI, ComfyServer
+from comfy_server import COMFYUI, ComfyServer, free_port
 from fake_vendors import ENV, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, serve
 from pack_paths import PACK_ROOT
 from region_repair.pipelines.vendors.keys import hosts_variable
@@ -21,7 +21,14 @@ TEST_NODES = PACK_ROOT / "tests" / "support" / "test_nodes"
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, fake_vendors):
+def serving_webhook_url():
+    """Where the served PiktID endpoints may post webhooks: a loopback receiver the owner
+    allowed (tests/tier3_server/test_serving_piktid.py listens there)."""
+    return f"http://127.0.0.1:{free_port()}/webhooks/piktid"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, fake_vendors, serving_webhook_url):
     if not (COMFYUI / "main.py").exists():
         pytest.fail(f"ComfyUI is missing at {COMFYUI}: run `make test`, which builds the host")
     base = tmp_path_factory.mktemp("comfyui-base")
@@ -36,7 +43,8 @@ def server(tmp_path_factory, fake_vendors):
     # (tests/tier3_server/test_serving_*.py).
     serve_config = base / "serve.toml"
     serve_config.write_text(SERVE_CONFIG)
-    serving = {**SERVE_ENV, "REGION_REPAIR_SERVE_CONFIG": str(serve_config)}
+    serving = {**SERVE_ENV, "REGION_REPAIR_SERVE_CONFIG": str(serve_config),
+               "REGION_REPAIR_SERVE_PIKTID_WEBHOOK_URLS": serving_webhook_url}
     with ComfyServer(base, extra_packs={"region_repair_test_nodes": TEST_NODES},
                      env={"OMP_NUM_THREADS": "1", **ENV, **hosts, **serving},
                      extra_args=("--verbose", "DEBUG")) as running:
