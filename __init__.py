@@ -1,7 +1,8 @@
 """comfyui-region-repair: regenerate a masked region of an image and put it back so that nothing
 else changes. ComfyUI loads this folder from custom_nodes/; at import the nodes are registered (V3
-schema, through comfy_entrypoint) and the workflows' sample photos are copied into the input
-folder once (pipelines/samples.py)."""
+schema, through comfy_entrypoint), the workflows' sample photos are copied into the input
+folder once (pipelines/samples.py), and, only when the owner turned them on, the self-hosted
+vendor endpoints are added to ComfyUI's server (serving/, docs/self-hosting.md)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Any
 import execution
 import folder_paths
 
-from .inputs import ImageUpload, RequestError
+from .inputs import ImageUpload, RequestError, without_text_chunks
 from .prompts import Prompt
 
 INPUT_SUBFOLDER = "region-repair-serving"
@@ -93,7 +93,7 @@ class Runner:
         """The finished prompt's /history entry; a RequestError(504) after `timeout` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status, entry = self.state(prompt_id)
+            entry = self.state(prompt_id)[1]
             if entry is not None:
                 return entry
             await asyncio.sleep(POLL_S)
@@ -126,7 +126,7 @@ class Runner:
         return paths
 
     async def images(self, entry: dict[str, Any], node_id: str) -> list[bytes]:
-        """The bytes of the images an output node saved, in order."""
+        """The images an output node saved, in order, without ComfyUI's PNG metadata."""
         paths = self.image_paths(entry, node_id)
         return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: [path.read_bytes() for path in paths])
+            None, lambda: [without_text_chunks(path.read_bytes()) for path in paths])

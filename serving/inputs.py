@@ -1,5 +1,6 @@
-"""Request checks that run before any work: image fields decoded from base64 and checked from
-their header (format, size) before anything decodes their pixels, and the per-key job bound.
+"""Request checks that run before any work: image fields decoded from base64 (or fetched from an
+allow-listed URL) and checked from their header (format, size) before anything decodes their
+pixels, and the per-key job bound; and the answer's PNG stripped of ComfyUI's metadata.
 Nothing here touches the filesystem; a request field never becomes a path."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
+import aiohttp
 from PIL import Image, UnidentifiedImageError
 
 from ..pipelines.vendors import images
@@ -19,7 +21,9 @@ from ..pipelines.vendors.http import VendorError, origin
 from .config import Limits
 
 # Formats ComfyUI's LoadImage reads, by their magic bytes, and the extension a saved copy gets.
-FORMATS = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FORMATS = {PNG_MAGIC: "png", b"\xff\xd8\xff": "jpg"}
+TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt"}
 WEBP = (b"RIFF", b"WEBP")
 
 
@@ -78,7 +82,7 @@ def base64_image(value: object, field: str, limits: Limits) -> ImageUpload:
 
 
 def is_url(value: object) -> bool:
-    return isinstance(value, str) and re.match(r"\s*https?://", value, re.I) is not None
+    return isinstance(value, str) and re.match(r"\s*https?://", value, re.IGNORECASE) is not None
 
 
 def allowed_url(value: str, field: str, hosts: tuple[str, ...]) -> str:
@@ -90,6 +94,51 @@ def allowed_url(value: str, field: str, hosts: tuple[str, ...]) -> str:
                            "host is allow-listed by its owner (image_url_hosts); send the image "
                            "as base64", field)
     return value.strip()
+
+
+async def fetch_image(url: str, field: str, hosts: tuple[str, ...], limits: Limits
+                      ) -> ImageUpload:
+    """An allow-listed URL input, downloaded without following redirects (a redirect could
+    lead anywhere), within the body limit and a 30 s timeout, then checked like base64."""
+    url = allowed_url(url, field, hosts)
+    timeout = aiohttp.ClientTimeout(total=30)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(url, allow_redirects=False) as response:
+            if response.status != 200:
+                raise RequestError(400, f"{field}: the URL answered HTTP {response.status}",
+                                   field)
+            data = await response.content.read(limits.max_body_bytes + 1)
+    except (aiohttp.ClientError, TimeoutError):
+        raise RequestError(400, f"{field}: the URL could not be fetched", field) from None
+    if len(data) > limits.max_body_bytes:
+        raise RequestError(413, f"{field}: the image at the URL is over {limits.max_body_bytes} "
+                           "bytes", field)
+    return sniff(data, field, limits)
+
+
+async def fetch_urls(body: dict, fields: tuple[str, ...], hosts: tuple[str, ...],
+                     limits: Limits) -> dict[str, ImageUpload]:
+    """The body's URL inputs among `fields`, fetched when their host is allow-listed (else the
+    400 that names the field)."""
+    return {name: await fetch_image(body[name], name, hosts, limits)
+            for name in fields if is_url(body.get(name))}
+
+
+def without_text_chunks(png: bytes) -> bytes:
+    """A PNG without its tEXt/iTXt/zTXt chunks: ComfyUI writes the prompt into every saved
+    image (server-side file and model names), which a vendor's answer does not carry. Other
+    data passes through untouched; anything that is not a PNG is returned as is."""
+    if not png.startswith(PNG_MAGIC):
+        return png
+    kept, position = [png[:8]], 8
+    while position + 12 <= len(png):
+        length = struct.unpack(">I", png[position:position + 4])[0]
+        end = position + 12 + length
+        if png[position + 4:position + 8] not in TEXT_CHUNKS:
+            kept.append(png[position:end])
+        position = end
+    return b"".join(kept)
 
 
 class JobLimiter:

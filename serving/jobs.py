@@ -78,7 +78,8 @@ class JobStore:
             job.entry = await self.runner.wait(job.prompt_id, self.timeout)
             elapsed = time.time() - job.created
             self.average_s = 0.8 * self.average_s + 0.2 * elapsed
-        except Exception as exc:  # the timeout: the prompt is still queued, the key is freed
+        except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, reported
+            # (the timeout among them: its prompt is still queued, the key is freed)
             job.entry = {"status": {"status_str": "error", "completed": False, "messages": [
                 ["execution_error", {"node_type": "server",
                                      "exception_message": str(exc)}]]}}

@@ -23,7 +23,7 @@ from PIL import Image
 from . import prompts
 from .auth import bearer
 from .config import Limits, VendorConfig
-from .inputs import ImageUpload, RequestError, base64_image, is_url
+from .inputs import ImageUpload, RequestError, base64_image, fetch_urls, is_url
 from .service import Service, handler
 
 VENDOR = "octoai"
@@ -108,15 +108,17 @@ class Adetailer:
     image_encoding: str
 
 
-def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Adetailer:
-    """The request checked field by field: 422 naming the field, 413 for an oversized image."""
+def parse(body: dict[str, Any], limits: Limits, config: VendorConfig,
+          fetched: ImageUpload | None = None) -> Adetailer:
+    """The request checked field by field: 422 naming the field, 413 for an oversized image.
+    `fetched`: init_image_url already fetched from an allow-listed host (inputs.fetch_urls)."""
     detector = body.get("detector")
     if detector not in DETECTORS:
         raise _invalid("detector", f"required, one of {', '.join(DETECTORS)}")
-    if body.get("init_image_url"):
-        raise _invalid("init_image_url", "URL inputs are refused by this server (no requests "
-                       "to places a caller chooses); send init_image as base64")
-    if not body.get("init_image") or is_url(body.get("init_image")):
+    if body.get("init_image_url") and fetched is None:
+        raise _invalid("init_image_url", "URL inputs are refused unless the server's owner "
+                       "allow-listed their host (image_url_hosts); send init_image as base64")
+    if fetched is None and (not body.get("init_image") or is_url(body.get("init_image"))):
         raise _invalid("init_image", "required: the base64 image to modify")
     base_model = body.get("inpainting_base_model") or "sdxl"
     if base_model not in BASE_MODELS:
@@ -143,7 +145,7 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Adetail
     encoding = body.get("image_encoding") or "png"
     if encoding not in ("png", "jpeg"):
         raise _invalid("image_encoding", "jpeg or png")
-    image = base64_image(body["init_image"], "init_image", limits)
+    image = fetched or base64_image(body["init_image"], "init_image", limits)
     return Adetailer(
         image, DETECTORS[detector], base_model, _text(body, "prompt"),
         _text(body, "negative_prompt"), SAMPLERS[sampler],
@@ -202,7 +204,14 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         key_id = service.keys[VENDOR].match(bearer(request.headers.get("Authorization")))
         if key_id is None:
             raise RequestError(401, "Authorization: a Bearer key of this server is required")
-        parsed = parse(await service.read_json(request), service.config.limits, config)
+        body = await service.read_json(request)
+        limits = service.config.limits
+        try:
+            fetched = await fetch_urls(body, ("init_image_url",), config.image_url_hosts, limits)
+        except RequestError as error:   # OctoAI's validation errors are 422
+            raise _invalid("init_image_url", str(error).split(": ", 1)[-1]) if \
+                error.status == 400 else error
+        parsed = parse(body, limits, config, fetched.get("init_image_url"))
         job = await service.run(VENDOR, key_id, [parsed.image],
                                 lambda names: build(parsed, names[0], config.checkpoint))
         image = (await service.runner.images(job.entry, job.meta["result"]))[0]

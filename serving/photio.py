@@ -18,7 +18,7 @@ from aiohttp import web
 
 from . import prompts
 from .config import Limits, VendorConfig
-from .inputs import ImageUpload, RequestError, allowed_url, base64_image, is_url
+from .inputs import ImageUpload, RequestError, base64_image, fetch_urls, is_url
 from .service import Service, handler
 
 VENDOR = "photio"
@@ -45,20 +45,27 @@ class Regen:
     cfg_scale: float
 
 
-def _image(body: dict, field: str, limits: Limits, config: VendorConfig) -> ImageUpload:
+IMAGE_FIELDS = ("base_image", "mask_image")
+
+
+def _image(body: dict, field: str, limits: Limits, fetched: dict[str, ImageUpload]
+           ) -> ImageUpload:
     value = body.get(field)
     if value is None or value == "":
         raise RequestError(400, f"{field}: required (base64 image; black = edit for the mask)",
                            field)
     if is_url(value):
-        allowed_url(value, field, config.image_url_hosts)
-        raise RequestError(400, f"{field}: URL inputs are not fetched by this version of the "
-                           "server; send the image as base64", field)
+        if field not in fetched:   # fetch_urls fetched every allowed one
+            raise RequestError(400, f"{field}: URL inputs are refused unless the server's "
+                               "owner allow-listed their host; send base64", field)
+        return fetched[field]
     return base64_image(value, field, limits)
 
 
-def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Regen:
-    """The request checked field by field: 400 naming the field, 413 for an oversized image."""
+def parse(body: dict[str, Any], limits: Limits, config: VendorConfig,
+          fetched: dict[str, ImageUpload] | None = None) -> Regen:
+    """The request checked field by field: 400 naming the field, 413 for an oversized image.
+    `fetched`: the URL inputs already fetched from allow-listed hosts (inputs.fetch_urls)."""
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str):
         raise RequestError(400, "prompt: a string (\"\" removes what is masked)", "prompt")
@@ -79,8 +86,8 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Regen:
             or not 0 < cfg <= 30:
         raise RequestError(400, "cfg_scale: a number > 0 and <= 30 (1.0-2.5 recommended)",
                            "cfg_scale")
-    image = _image(body, "base_image", limits, config)
-    mask = _image(body, "mask_image", limits, config)
+    image = _image(body, "base_image", limits, fetched or {})
+    mask = _image(body, "mask_image", limits, fetched or {})
     if (mask.width, mask.height) != (image.width, image.height):
         raise RequestError(400, f"mask_image: {mask.width}x{mask.height} is not the size of "
                            f"base_image ({image.width}x{image.height})", "mask_image")
@@ -121,7 +128,10 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         key_id = service.keys[VENDOR].match(request.headers.get("X-Photio-Key"))
         if key_id is None:
             raise RequestError(401, "X-Photio-Key: missing or not a key of this server")
-        parsed = parse(await service.read_json(request), service.config.limits, config)
+        body = await service.read_json(request)
+        limits = service.config.limits
+        parsed = parse(body, limits, config,
+                       await fetch_urls(body, IMAGE_FIELDS, config.image_url_hosts, limits))
         job = await service.run(VENDOR, key_id, [parsed.base_image, parsed.mask_image],
                                 lambda names: build(parsed, *names, config.checkpoint))
         image = (await service.runner.images(job.entry, job.meta["result"]))[0]

@@ -240,7 +240,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         if job is None or job.vendor != VENDOR or not job.done.is_set() or \
                 not re.fullmatch(r"\d{1,2}", index) or time.time() - job.created > IMAGE_TTL_S:
             raise RequestError(404, "no such image")
-        paths = service.runner.image_paths(job.entry, job.meta["result"])
-        if int(index) >= len(paths):
+        images = await service.runner.images(job.entry, job.meta["result"])
+        if int(index) >= len(images):
             raise RequestError(404, "no such image")
-        return web.FileResponse(paths[int(index)], headers={"Content-Type": "image/png"})
+        return web.Response(body=images[int(index)], content_type="image/png")

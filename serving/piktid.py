@@ -445,7 +445,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     async def put_upload(request: web.Request) -> web.StreamResponse:
         """The pre-signed PUT: no key; the token is signed, expires and works once."""
         file_id, _, rest = request.match_info["token"].partition(".")
-        expires, _, mac = rest.partition(".")
+        expires = rest.partition(".")[0]   # the whole token is compared below, its MAC included
         stored = files.get(file_id)
         valid = stored is not None and expires.isdigit() and hmac.compare_digest(
             upload_token(file_id, int(expires), stored.content_type).encode(),
@@ -644,10 +644,10 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         if job is None or job.vendor != VENDOR or job.status != "completed" or \
                 not index.isdigit():
             raise RequestError(404, "no such result")
-        paths = service.runner.image_paths(job.entry, job.meta["result"])
-        if int(index) >= len(paths):
+        images = await service.runner.images(job.entry, job.meta["result"])
+        if int(index) >= len(images):
             raise RequestError(404, "no such result")
-        return web.FileResponse(paths[int(index)], headers={"Content-Type": "image/png"})
+        return web.Response(body=images[int(index)], content_type="image/png")
 
     # notifications -------------------------------------------------------------------------
     @routes.get(PATH + "/notifications/events")

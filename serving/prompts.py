@@ -17,7 +17,7 @@ API_WORKFLOWS = PACK_ROOT / "tests" / "workflows_api"
 Prompt = dict[str, dict[str, Any]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(name: str) -> str:
     return (API_WORKFLOWS / f"{name}.json").read_text(encoding="utf-8")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pack_paths import PACK_ROOT
 from region_repair.serving import register_endpoints
 from region_repair.serving.config import ConfigError, load

@@ -8,7 +8,6 @@ import hmac
 import json
 
 import pytest
-
 from region_repair.serving import piktid
 from region_repair.serving.config import VendorConfig
 from region_repair.serving.inputs import RequestError

@@ -4,11 +4,10 @@ built from the shipped workflows."""
 from __future__ import annotations
 
 import pytest
-from serving_images import b64, png
-
 from region_repair.serving import octoai, photio, picpik
 from region_repair.serving.config import Limits, VendorConfig
 from region_repair.serving.inputs import JobLimiter, RequestError, base64_image, sniff
+from serving_images import b64, png
 
 LIMITS = Limits(max_image_side=256, max_image_pixels=256 * 200)
 NO_MODEL = VendorConfig()
@@ -147,7 +146,7 @@ def test_octoai_prompt_carries_the_request():
             detailer["seed"], detailer["sampler_name"], detailer["scheduler"],
             detailer["denoise"], detailer["union_masks"], detailer["inpainting_base_model"]
             ) == (6, 2, 16, 9, "dpmpp_2m", "karras", 0.5, True, "sd15")
-    detailer_id = [i for i, n in prompt.items() if n["class_type"] == "RegionRepair_Detailer"][0]
+    detailer_id = next(i for i, n in prompt.items() if n["class_type"] == "RegionRepair_Detailer")
     assert [prompt[outputs[name]]["inputs"]["source"] for name in octoai.COUNTS] == \
         [[detailer_id, 1], [detailer_id, 2], [detailer_id, 3]]
     assert "RegionRepair_QualityCheck" not in types
@@ -184,6 +183,7 @@ def test_picpik_prompt_carries_the_request():
     request = picpik.parse(modify_body(Image2Image={"ImageIndex": 2, "ReferStrength": 0.75}),
                            LIMITS, NO_MODEL)
     prompt, outputs = picpik.build(request, ["a.png", "m.png", "r.png"])
+    assert prompt[outputs["result"]]["class_type"] == "PreviewImage"
     by_type = {node["class_type"]: node["inputs"] for node in prompt.values()}
     assert sorted(n["inputs"]["image"] for n in prompt.values()
                   if n["class_type"] == "LoadImage") == ["a.png", "r.png"]
@@ -194,7 +194,55 @@ def test_picpik_prompt_carries_the_request():
             inpaint["processing_size"], inpaint["num_candidates"], inpaint["reference_denoise"]
             ) == ("a patch, embroidered", 4, 12, 512, 2, 0.25)
     without = picpik.build(picpik.parse(modify_body(), LIMITS, NO_MODEL), ["a.png", "m.png"])[0]
-    assert "references" not in [n for n in without.values()
-                                if n["class_type"] == "RegionRepair_GuidedBlendInpaint"][0][
-                                    "inputs"]
+    assert "references" not in next(n for n in without.values() if n["class_type"] ==
+                                    "RegionRepair_GuidedBlendInpaint")["inputs"]
     assert [n["class_type"] for n in without.values()].count("LoadImage") == 1
+
+
+# --- URL inputs and the answer's metadata -----------------------------------------------
+def test_url_inputs_only_from_allowed_hosts_without_redirects():
+    import asyncio
+
+    from aiohttp import web
+    from region_repair.serving.inputs import fetch_urls
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_get("/a.png", lambda request: web.Response(body=png(40, 30)))
+        app.router.add_get("/away", lambda request: web.HTTPFound("http://169.254.169.254/"))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        try:
+            got = await fetch_urls({"base_image": host + "/a.png", "mask_image": "abc"},
+                                   photio.IMAGE_FIELDS, (host,), LIMITS)
+            assert list(got) == ["base_image"] and got["base_image"].width == 40
+            for url, hosts in ((host + "/a.png", ()), (host + "/away", (host,)),
+                               ("http://127.0.0.2:9/a.png", (host,))):
+                try:
+                    await fetch_urls({"base_image": url}, photio.IMAGE_FIELDS, hosts, LIMITS)
+                except RequestError as error:
+                    assert error.status == 400 and error.field == "base_image"
+                else:
+                    raise AssertionError(f"{url} was fetched")
+        finally:
+            await runner.cleanup()
+    asyncio.run(scenario())
+
+
+def test_answers_carry_no_comfyui_metadata():
+    import io
+
+    from PIL import Image, PngImagePlugin
+    from region_repair.serving.inputs import without_text_chunks
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", '{"1": {"inputs": {"ckpt_name": "private.safetensors"}}}')
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, "PNG", pnginfo=info)
+    stripped = without_text_chunks(buffer.getvalue())
+    assert b"private" in buffer.getvalue() and b"private" not in stripped
+    with Image.open(io.BytesIO(stripped)) as image:
+        assert image.getpixel((3, 3)) == (10, 20, 30) and "prompt" not in image.info
+    assert without_text_chunks(b"\xff\xd8\xffjpeg") == b"\xff\xd8\xffjpeg"

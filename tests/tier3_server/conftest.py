@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-
 from comfy_server import COMFYUI, ComfyServer, free_port
 from fake_vendors import ENV, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, serve
 from pack_paths import PACK_ROOT

@@ -15,14 +15,12 @@ import numpy as np
 import pytest
 import requests
 import torch
-from PIL import Image
-
 from pack_paths import PACK_ROOT
+from PIL import Image
 from region_repair.pipelines.vendors import keys, remote
-from region_repair.pipelines.vendors.picpik import sign
 from region_repair.pipelines.vendors.http import Timeouts
-from serving_images import (SERVE_KEYS, SERVE_MAX_BODY_MB, SERVE_MAX_JOBS_PER_KEY, SERVE_PICPIK,
-                            b64)
+from region_repair.pipelines.vendors.picpik import sign
+from serving_images import SERVE_KEYS, SERVE_MAX_BODY_MB, SERVE_MAX_JOBS_PER_KEY, SERVE_PICPIK, b64
 from vendor_testing import bounded, settings
 
 pytestmark = pytest.mark.server

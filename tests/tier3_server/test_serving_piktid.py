@@ -12,14 +12,14 @@ import http.server
 import io
 import json
 import threading
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from pack_paths import PACK_ROOT
+from PIL import Image
 from serving_images import SERVE_KEYS, SERVE_PIKTID_CROWD, png
 
 pytestmark = pytest.mark.server
@@ -120,10 +120,10 @@ def test_detail_repair_upload_job_sse_results(api):
 
 
 def test_bbox_mask_and_the_packs_own_client(api, server):
-    from region_repair.pipelines.vendors import keys, remote
     import torch
-    from vendor_testing import bounded, settings
+    from region_repair.pipelines.vendors import keys, remote
     from region_repair.pipelines.vendors.http import Timeouts
+    from vendor_testing import bounded, settings
     image = torch.from_numpy(np.asarray(Image.open(PHOTO).convert("RGB"),
                                         dtype=np.float32) / 255)[None]
     _, edit = mask_png()
@@ -182,9 +182,9 @@ def backfill(api, job_id):
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Receiver.received.append((body, self.headers.get("X-Webhook-Signature", "")))
         self.send_response(204)
