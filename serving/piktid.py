@@ -362,6 +362,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     files: dict[str, StoredFile] = {}
     notes = Notifications()
     webhooks: dict[str, dict[str, Any]] = {}
+    hook_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
     background: set[asyncio.Task] = set()
     allowed_hooks = {origin(url) for url in config.webhook_urls}
 
@@ -454,14 +455,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             raise RequestError(403, "the upload URL is invalid, expired or already used")
         if request.headers.get("Content-Type", "").split(";")[0].strip() != stored.content_type:
             raise RequestError(403, f"Content-Type: must be {stored.content_type}, as issued")
-        if request.content_length is not None and request.content_length > limits.max_body_bytes:
-            raise RequestError(413, f"the image is over {limits.max_body_bytes} bytes")
-        data = await request.content.read(limits.max_body_bytes + 1)
-        while len(data) <= limits.max_body_bytes and (more := await request.content.read(
-                limits.max_body_bytes + 1 - len(data))):
-            data += more
-        if len(data) > limits.max_body_bytes:
-            raise RequestError(413, f"the image is over {limits.max_body_bytes} bytes")
+        data = await service.read_body(request)
         upload = sniff(data, "file", limits)
         held = sum(len(f.upload.data) for f in files.values()
                    if f.key_id == stored.key_id and f.upload is not None)
@@ -506,15 +500,16 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     def publish(job: Job, status: str) -> None:
         note = notes.publish(job.key_id, "batch_edit", job_data(job, status))
         if job.key_id in webhooks:
-            spawn(deliver(webhooks[job.key_id], note))
+            spawn(deliver(job.key_id, webhooks[job.key_id], note))
 
-    async def deliver(hook: dict[str, Any], note: Notification) -> None:
-        """POST the event with its signature; retried with backoff on errors."""
+    async def deliver(key_id: str, hook: dict[str, Any], note: Notification) -> None:
+        """POST the event with its signature; retried with backoff on errors. One key's events
+        go out one at a time, in order (a receiver sees pending before completed)."""
         body = json.dumps(note.event()).encode()
         headers = {"Content-Type": "application/json",
                    "X-Webhook-Signature": webhook_signature(hook["secret"], body)}
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with hook_locks[key_id], aiohttp.ClientSession(timeout=timeout) as session:
             for attempt in range(WEBHOOK_TRIES):
                 try:
                     async with session.post(hook["url"], data=body, headers=headers,
@@ -674,7 +669,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                     continue
                 if matches(note, query):
                     await response.write(f"data: {json.dumps(note.event())}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:   # the client went away; it may reconnect for a replay
             pass
         finally:
             notes.listeners[key_id].discard(queue)
@@ -714,5 +709,5 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                 "created_at": previous.get("created_at", _now_iso()), "updated_at": _now_iso(),
                 "last_response_status": None, "last_response_at": None}
         webhooks[key_id] = hook
-        spawn(deliver(hook, Notification(0, "ping", {})))
+        spawn(deliver(key_id, hook, Notification(0, "ping", {})))
         return web.json_response(hook)

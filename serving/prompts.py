@@ -61,8 +61,7 @@ def load_mask(prompt: Prompt, replaced: str, filename: str, image_node: str, *,
 
 
 def preview(prompt: Prompt, source: list[Any]) -> str:
-    """An output node whose value /history shows: images go to the temp folder (never to the
-    user's output folder), anything else as text."""
+    """A PreviewAny output node: /history shows `source`'s value as text."""
     return add(prompt, "PreviewAny", source=source)
 
 

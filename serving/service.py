@@ -32,9 +32,8 @@ class Service:
         self.jobs = JobStore(runner, JobLimiter(config.limits.max_jobs_per_key),
                              config.limits.job_timeout_s)
 
-    async def read_json(self, request: web.Request) -> dict[str, Any]:
-        """The JSON object body; 413 from Content-Length or while reading, before the rest is
-        read, and 400 for anything but a JSON object."""
+    async def read_body(self, request: web.Request) -> bytes:
+        """The body; 413 from Content-Length, or while reading, before the rest is read."""
         limit = self.config.limits.max_body_bytes
         too_big = RequestError(413, f"the request body is over this server's limit of "
                                f"{limit} bytes")
@@ -46,8 +45,13 @@ class Service:
             if size > limit:
                 raise too_big
             chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def read_json(self, request: web.Request) -> dict[str, Any]:
+        """The JSON object body (read_body's limit); 400 for anything but a JSON object."""
+        data = await self.read_body(request)   # its 413 is a ValueError too: read it first
         try:
-            body = json.loads(b"".join(chunks))
+            body = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise RequestError(400, "the body is not JSON") from None
         if not isinstance(body, dict):

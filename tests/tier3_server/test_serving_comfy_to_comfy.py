@@ -31,7 +31,7 @@ CLIENT_KEYS = {"REGION_REPAIR_PIKTID_KEY": SERVE_KEYS["piktid"],
                "REGION_REPAIR_OCTOAI_KEY": SERVE_KEYS["octoai"],
                "REGION_REPAIR_KEYS_FILE": "/nonexistent/keys.toml"}
 CASES = {  # endpoint: (photo, the node's options JSON)
-    "piktid/detail-repair": ("astronaut.png", {"processing_size": 512}),
+    "piktid/detail-repair": ("astronaut.png", {}),
     "piktid/garment-recolor": ("suit.png", {"reference_text": "#2E5A3B",
                                             "garment_label": "jacket",
                                             "processing_size": 1024}),
