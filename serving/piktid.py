@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import logging
 import math
 import secrets
 import time
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +42,7 @@ PATH = "/region-repair/piktid"
 UPLOAD_TTL_S = 600                     # a pre-signed PUT URL's life
 UPLOAD_BYTES_PER_KEY = 512 * 1024 ** 2  # uploaded images kept in memory per key
 FILE_TTL_S = 3600                      # an uploaded file's life
+DOWNLOAD_TTL_S = 3600
 NOTIFICATION_TTL_S = 600               # replayed on reconnect for 10 minutes, as PiktID
 KEEPALIVE_S = 15.0
 WEBHOOK_TRIES = 4
@@ -362,6 +365,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     files: dict[str, StoredFile] = {}
     notes = Notifications()
     webhooks: dict[str, dict[str, Any]] = {}
+    downloads: dict[str, tuple[str, float]] = {}   # ZIP token -> (job id, expiry)
     hook_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
     background: set[asyncio.Task] = set()
     allowed_hooks = {origin(url) for url in config.webhook_urls}
@@ -579,6 +583,13 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         return await start(request, "garment_recolor", parse_garment_recolor, recolor_names,
                            "Garment recolor job created and queued")
 
+    def layout(job: Job, index: int) -> tuple[int, int]:
+        """Output `index` as (image_index, group_index): recolour outputs are variation-major;
+        Detail Repair's candidates are groups of image 0."""
+        if job.meta["kind"] == "garment_recolor":
+            return index % job.meta["images"], index // job.meta["images"]
+        return 0, index
+
     def own_job(request: web.Request) -> Job:
         job = service.jobs.get(request.match_info["job_id"], key_of(request))
         if job is None or job.vendor != VENDOR:
@@ -609,12 +620,9 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             paths = service.runner.image_paths(job.entry, job.meta["result"])
             report = service.runner.texts(job.entry, job.meta.get("report", ""))
             flags = review(report[0] if report else None, len(paths))
-            images = job.meta["images"]
             for index, flag in enumerate(flags):
                 link = f"{base(request)}/results/{job.id}/{index}.png"
-                image_index, group_index = ((index % images, index // images)
-                                            if job.meta["kind"] == "garment_recolor"
-                                            else (0, index))
+                image_index, group_index = layout(job, index)
                 results.append({"job_id": job.id, "image_index": image_index,
                                 "group_index": group_index, "version": 0,
                                 "output": {"full_size": link, "thumbnail": link},
@@ -643,6 +651,38 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         if int(index) >= len(images):
             raise RequestError(404, "no such result")
         return web.Response(body=images[int(index)], content_type="image/png")
+
+    @routes.post(PATH + "/download")
+    @handler(VENDOR, error_body)
+    async def create_download(request: web.Request) -> web.StreamResponse:
+        key_id = key_of(request)
+        job = service.jobs.get(str((await service.read_json(request)).get("job_id")), key_id)
+        if job is None or job.vendor != VENDOR:
+            raise RequestError(404, "job_id: job not found", "job_id")
+        if job.status != "completed":
+            raise RequestError(400, f"job_id: the job is {job.meta['status']}, not completed",
+                               "job_id")
+        token, expires = secrets.token_urlsafe(24), time.time() + DOWNLOAD_TTL_S
+        downloads[token] = (job.id, expires)
+        return web.json_response({"download_url": f"{base(request)}/download/{token}",
+                                  "expires": _now_iso(expires)})
+
+    @routes.get(PATH + "/download/{token}")
+    @handler(VENDOR, error_body)
+    async def download(request: web.Request) -> web.StreamResponse:
+        """The job's outputs as a ZIP, without a key (the random token, for an hour), named as
+        PiktID's official script names them."""
+        job_id, expires = downloads.get(request.match_info["token"], ("", 0.0))
+        job = service.jobs.find(job_id)
+        if job is None or expires < time.time():
+            raise RequestError(404, "the download link is unknown or expired")
+        images = await service.runner.images(job.entry, job.meta["result"])
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for index, image in enumerate(images):
+                image_index, group_index = layout(job, index)
+                archive.writestr(f"output_{image_index}_{group_index}_v0.png", image)
+        return web.Response(body=buffer.getvalue(), content_type="application/zip")
 
     # notifications -------------------------------------------------------------------------
     @routes.get(PATH + "/notifications/events")

@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import threading
+import zipfile
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -117,6 +118,13 @@ def test_detail_repair_upload_job_sse_results(api):
             result["output"]["full_size"], timeout=30).content)).convert("RGB"))  # no auth
         assert np.array_equal(image[~edit], original[~edit])
         assert np.abs(image[edit].astype(int) - original[edit]).mean() > 2
+    # Seed 001's bulk download: a ZIP behind a keyless, expiring link.
+    link = requests.post(api + "/download", headers=headers(),
+                         json={"job_id": job["job_id"]}).json()
+    assert link["expires"].endswith("Z")
+    with zipfile.ZipFile(io.BytesIO(requests.get(link["download_url"]).content)) as archive:
+        assert sorted(archive.namelist()) == ["output_0_0_v0.png", "output_0_1_v0.png"]
+    assert requests.get(link["download_url"] + "x").status_code == 404
 
 
 def test_bbox_mask_and_the_packs_own_client(api, server):
