@@ -25,11 +25,11 @@ def register_endpoints(env: Mapping[str, str] = os.environ) -> bool:
         return False
     from server import PromptServer
 
-    from . import octoai, photio, picpik, piktid
+    from . import octoai, photio, picpik, piktid_routes
     from .comfy import Runner
     from .service import Service
     service = Service(config, Runner(PromptServer.instance))
-    for vendor in (piktid, picpik, photio, octoai):
+    for vendor in (piktid_routes, picpik, photio, octoai):
         vendor.add_routes(PromptServer.instance.routes, service)
     served = [name for name, ring in service.keys.items() if ring.size]
     logger.info("region-repair: vendor endpoints on under /region-repair/ (keys for: %s)",

@@ -2,7 +2,8 @@
 or a TOML file outside the pack's folder.
 
     REGION_REPAIR_SERVE=1                         # or enabled = true under [serve]
-    REGION_REPAIR_SERVE_CONFIG=/path/serve.toml   # else $XDG_CONFIG_HOME/comfyui-region-repair/serve.toml
+    REGION_REPAIR_SERVE_CONFIG=/path/serve.toml   # else $XDG_CONFIG_HOME/comfyui-region-repair/
+                                                  # serve.toml (~/.config/... without it)
     REGION_REPAIR_SERVE_PHOTIO_KEYS=key1,key2     # per vendor: PHOTIO, OCTOAI, PIKTID
     REGION_REPAIR_SERVE_PICPIK_KEYS=public1:private1,public2:private2
 
