@@ -102,8 +102,11 @@ class Runner:
 
     # --- outputs -----------------------------------------------------------------------------
     @staticmethod
-    def error_message(entry: dict[str, Any]) -> str:
-        for kind, data in entry.get("status", {}).get("messages", []):
+    def error_message(job: Any) -> str:
+        """Why a finished job has no result, in ComfyUI's words."""
+        if job.error is not None:
+            return str(job.error)
+        for kind, data in job.entry.get("status", {}).get("messages", []):
             if kind == "execution_error":
                 return f"{data.get('node_type')}: {data.get('exception_message', '').strip()}"
             if kind == "execution_interrupted":

@@ -5,6 +5,7 @@ then. A watcher task per job follows the prompt through the queue and /history."
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -12,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .inputs import JobLimiter
+from .inputs import JobLimiter, RequestError
+
+logger = logging.getLogger("region_repair.serving")
 
 KEEP_FINISHED = 1000   # finished jobs remembered (their status and results stay readable)
 
@@ -27,13 +30,22 @@ class Job:
     files: list[Path] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)   # the vendor's own bookkeeping
     entry: dict[str, Any] | None = None                  # /history once finished
+    error: RequestError | None = None                    # why it ended without an entry
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def status(self) -> str:
-        if self.entry is None:
+        """pending until done; then completed, aborted (interrupted on the server, e.g. from the
+        editor) or failed."""
+        if not self.done.is_set():
             return "pending"
-        return "completed" if self.entry["status"].get("status_str") == "success" else "failed"
+        if self.entry is None:
+            return "failed"
+        if self.entry["status"].get("status_str") == "success":
+            return "completed"
+        messages = self.entry["status"].get("messages", [])
+        interrupted = any(kind == "execution_interrupted" for kind, _ in messages)
+        return "aborted" if interrupted else "failed"
 
 
 class JobStore:
@@ -78,11 +90,11 @@ class JobStore:
             job.entry = await self.runner.wait(job.prompt_id, self.timeout)
             elapsed = time.time() - job.created
             self.average_s = 0.8 * self.average_s + 0.2 * elapsed
-        except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, reported
-            # (the timeout among them: its prompt is still queued, the key is freed)
-            job.entry = {"status": {"status_str": "error", "completed": False, "messages": [
-                ["execution_error", {"node_type": "server",
-                                     "exception_message": str(exc)}]]}}
+        except RequestError as error:   # the timeout (504): the prompt stays queued
+            job.error = error
+        except Exception:
+            logger.exception("region-repair serving: following job %s failed", job.id)
+            job.error = RequestError(500, "the server lost track of the job; see its log")
         finally:
             self.limiter.release(job.key_id, job.id)
             self.runner.delete(job.files)

@@ -183,7 +183,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                 "ImgList": [f"{base}/img/{job.id}/{index}.png" for index in range(count)],
                 "Seed": job.meta["seed"], "TxtList": [], "ConsumeApiPoint": 0,
                 "ErrorCode": 0 if state != "Error" else 500,
-                "ErrorMassage": service.runner.error_message(job.entry)
+                "ErrorMassage": service.runner.error_message(job)
                 if state == "Error" else ""}
 
     async def dispatch(request: web.Request) -> web.StreamResponse:

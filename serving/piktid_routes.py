@@ -189,8 +189,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     def job_data(job: Job, status: str) -> dict[str, Any]:
         data = {"id_task": job.id, "status": status, "total_images": job.meta["total"],
                 "processed_images": job.meta["total"] if status == "completed" else 0}
-        if status == "failed":
-            data["error_message"] = service.runner.error_message(job.entry)
+        if status in ("failed", "aborted"):
+            data["error_message"] = service.runner.error_message(job)
         return data
 
     async def follow(job: Job) -> None:
@@ -314,8 +314,9 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             "total_images": job.meta["total"], "processed_images": done,
             "should_post_process": False, "post_processing_status": None,
             "post_processing_error": None,
-            "error_message": service.runner.error_message(job.entry) if status == "failed"
-            else None, "created_at": now_iso(job.created), "updated_at": now_iso()})
+            "error_message": service.runner.error_message(job)
+            if status in ("failed", "aborted") else None,
+            "created_at": now_iso(job.created), "updated_at": now_iso()})
 
     @routes.get(PATH + "/jobs/{job_id}/results")
     @handler(VENDOR, error_body)
@@ -337,10 +338,10 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         status = job.status if job.done.is_set() else job.meta["status"]
         return web.json_response({
             "job_id": job.id, "job_type": job.meta["kind"], "status": status,
-            "error_message": service.runner.error_message(job.entry) if status == "failed"
-            else None, "results": results,
+            "error_message": service.runner.error_message(job)
+            if status in ("failed", "aborted") else None, "results": results,
             "summary": {"total_images": job.meta["total"], "successful": len(results),
-                        "failed": 0 if status != "failed" else job.meta["total"]},
+                        "failed": job.meta["total"] if status in ("failed", "aborted") else 0},
             "credits_used": None})
 
     @routes.get(PATH + "/results/{job_id}/{index}.png")

@@ -75,12 +75,14 @@ class Service:
 
     async def run(self, vendor: str, key_id: str, uploads: list[ImageUpload], build: Build
                   ) -> Job:
-        """A synchronous endpoint's job: queued, waited for, and a 500 with ComfyUI's error
-        message when it failed."""
+        """A synchronous endpoint's job: queued, waited for; a 504 when it did not finish in
+        time, else a 500 with ComfyUI's error message when it failed or was interrupted."""
         job = await self.submit(self.jobs.reserve(vendor, key_id), uploads, build)
         await job.done.wait()
+        if job.error is not None:
+            raise job.error
         if job.status != "completed":
-            raise RequestError(500, self.runner.error_message(job.entry))
+            raise RequestError(500, self.runner.error_message(job))
         return job
 
 

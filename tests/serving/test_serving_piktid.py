@@ -138,3 +138,18 @@ def test_notifications_are_kept_until_deleted_and_fan_out():
     assert [n.id for n in notes.backlog("k")] == [first.id] and queue.qsize() == 1
     assert notes.delete("k", first.id) and notes.backlog("k") == []
     assert not notes.delete("k", first.id)
+
+
+def test_job_status_from_history():
+    from region_repair.serving.jobs import Job
+    job = Job("job_1", "piktid", "piktid:0")
+    assert job.status == "pending"
+    job.done.set()
+    assert job.status == "failed"   # ended without a /history entry (a timeout)
+    job.entry = {"status": {"status_str": "success", "messages": []}}
+    assert job.status == "completed"
+    job.entry = {"status": {"status_str": "error", "messages": [
+        ["execution_start", {}], ["execution_interrupted", {"node_id": "4"}]]}}
+    assert job.status == "aborted"
+    job.entry = {"status": {"status_str": "error", "messages": [["execution_error", {}]]}}
+    assert job.status == "failed"

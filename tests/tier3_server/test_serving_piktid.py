@@ -239,6 +239,33 @@ def test_webhooks_to_an_allowed_loopback_receiver(api, serving_webhook_url):
         receiver.shutdown()
 
 
+def test_interrupt_from_the_editor_aborts_a_served_job(api, server):
+    """The served job is an ordinary prompt: ComfyUI's interrupt stops it, and PiktID's
+    clients see the terminal status `aborted`."""
+    big = Image.open(PHOTO).convert("RGB").resize((1536, 1536), Image.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG")
+    _, image_id = upload(api, SERVE_KEYS["piktid"], "served-interrupt", buffer.getvalue(),
+                         "big.png")
+    job = requests.post(api + "/detail-repair", headers=headers(), json={
+        "image": image_id, "mask": {"bbox_norm": [0.1, 0.1, 0.8, 0.8]}, "num_candidates": 4,
+        "category": "general", "processing_size": 2048}).json()["job_id"]
+    for _ in range(3000):
+        status = requests.get(api + f"/jobs/{job}/status", headers=headers()).json()["status"]
+        if status != "pending":
+            break
+        threading.Event().wait(0.02)
+    assert status == "processing", status
+    requests.post(server.url + "/interrupt", json={}).raise_for_status()
+    for _ in range(1200):
+        answer = requests.get(api + f"/jobs/{job}/status", headers=headers()).json()
+        if answer["status"] not in ("pending", "processing"):
+            break
+        threading.Event().wait(0.05)
+    assert answer["status"] == "aborted", answer
+    assert "interrupted" in answer["error_message"]
+
+
 def test_upload_url_is_signed_and_single_use(api):
     ticket = requests.post(api + "/upload", headers=headers(),
                            json={"project_name": "served-put", "filename": "x.png"}).json()
