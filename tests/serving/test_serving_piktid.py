@@ -3,6 +3,7 @@ verdicts as results' needs_review, notification filters and the webhook signatur
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -11,6 +12,7 @@ import pytest
 from region_repair.serving import piktid
 from region_repair.serving.config import VendorConfig
 from region_repair.serving.inputs import RequestError
+from region_repair.serving.jobs import Job
 
 NO_MODEL = VendorConfig()
 
@@ -129,7 +131,6 @@ def test_webhook_signature_is_the_seeds():
 
 
 def test_notifications_are_kept_until_deleted_and_fan_out():
-    import asyncio
     notes = piktid.Notifications()
     queue = asyncio.Queue()
     notes.listeners["k"].add(queue)
@@ -141,7 +142,6 @@ def test_notifications_are_kept_until_deleted_and_fan_out():
 
 
 def test_job_status_from_history():
-    from region_repair.serving.jobs import Job
     job = Job("job_1", "piktid", "piktid:0")
     assert job.status == "pending"
     job.done.set()

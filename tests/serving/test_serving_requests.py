@@ -3,10 +3,22 @@ built from the shipped workflows."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+
 import pytest
+from aiohttp import web
+from PIL import Image, PngImagePlugin
 from region_repair.serving import octoai, photio, picpik
 from region_repair.serving.config import Limits, VendorConfig
-from region_repair.serving.inputs import JobLimiter, RequestError, base64_image, sniff
+from region_repair.serving.inputs import (
+    JobLimiter,
+    RequestError,
+    base64_image,
+    fetch_urls,
+    sniff,
+    without_text_chunks,
+)
 from serving_images import b64, png
 
 LIMITS = Limits(max_image_side=256, max_image_pixels=256 * 200)
@@ -201,10 +213,7 @@ def test_picpik_prompt_carries_the_request():
 
 # --- URL inputs and the answer's metadata -----------------------------------------------
 def test_url_inputs_only_from_allowed_hosts_without_redirects():
-    import asyncio
 
-    from aiohttp import web
-    from region_repair.serving.inputs import fetch_urls
 
     async def scenario():
         app = web.Application()
@@ -233,10 +242,7 @@ def test_url_inputs_only_from_allowed_hosts_without_redirects():
 
 
 def test_answers_carry_no_comfyui_metadata():
-    import io
 
-    from PIL import Image, PngImagePlugin
-    from region_repair.serving.inputs import without_text_chunks
     info = PngImagePlugin.PngInfo()
     info.add_text("prompt", '{"1": {"inputs": {"ckpt_name": "private.safetensors"}}}')
     buffer = io.BytesIO()

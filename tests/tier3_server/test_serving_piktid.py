@@ -19,9 +19,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import requests
+import torch
 from pack_paths import PACK_ROOT
 from PIL import Image
+from region_repair.pipelines.vendors import keys, remote
+from region_repair.pipelines.vendors.http import Timeouts
 from serving_images import SERVE_KEYS, SERVE_PIKTID_CROWD, png
+from vendor_testing import bounded, settings
 
 pytestmark = pytest.mark.server
 
@@ -128,10 +132,6 @@ def test_detail_repair_upload_job_sse_results(api):
 
 
 def test_bbox_mask_and_the_packs_own_client(api, server):
-    import torch
-    from region_repair.pipelines.vendors import keys, remote
-    from region_repair.pipelines.vendors.http import Timeouts
-    from vendor_testing import bounded, settings
     image = torch.from_numpy(np.asarray(Image.open(PHOTO).convert("RGB"),
                                         dtype=np.float32) / 255)[None]
     _, edit = mask_png()
