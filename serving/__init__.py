@@ -13,6 +13,13 @@ from .config import ConfigError, load
 logger = logging.getLogger("region_repair.serving")
 
 
+def workflows() -> list[str]:
+    """Every shipped API workflow the endpoints build prompts from."""
+    from . import octoai, photio, picpik, piktid
+    return [photio.EMBEDDED, *photio.WITH_MODEL.values(), octoai.EMBEDDED, octoai.WITH_MODEL,
+            picpik.WORKFLOW, *piktid.DETAIL.values(), *piktid.RECOLOR.values()]
+
+
 def register_endpoints(env: Mapping[str, str] = os.environ) -> bool:
     """Add the vendor routes to ComfyUI's server when enabled; a configuration error is
     logged and serves nothing (fail closed). True when routes were added."""
@@ -25,9 +32,14 @@ def register_endpoints(env: Mapping[str, str] = os.environ) -> bool:
         return False
     from server import PromptServer
 
-    from . import octoai, photio, picpik, piktid_routes
+    from . import octoai, photio, picpik, piktid_routes, prompts
     from .comfy import Runner
     from .service import Service
+    absent = prompts.missing(workflows())
+    if absent:
+        logger.error("region-repair: the vendor endpoints stay off: the API workflows %s are "
+                     "missing from %s", absent, prompts.API_WORKFLOWS)
+        return False
     service = Service(config, Runner(PromptServer.instance))
     for vendor in (piktid_routes, picpik, photio, octoai):
         vendor.add_routes(PromptServer.instance.routes, service)

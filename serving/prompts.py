@@ -17,6 +17,12 @@ API_WORKFLOWS = PACK_ROOT / "tests" / "workflows_api"
 Prompt = dict[str, dict[str, Any]]
 
 
+def missing(names: Iterable[str]) -> list[str]:
+    """Which of the workflows `names` are not shipped (a registry archive without them, or a
+    renamed template)."""
+    return sorted(name for name in names if not (API_WORKFLOWS / f"{name}.json").is_file())
+
+
 @functools.cache
 def _read(name: str) -> str:
     return (API_WORKFLOWS / f"{name}.json").read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pack_paths import PACK_ROOT
-from region_repair.serving import register_endpoints
+from region_repair.serving import prompts, register_endpoints, workflows
 from region_repair.serving.config import ConfigError, load
 
 KEY = "sk-local-0123456789"
@@ -88,3 +88,9 @@ def test_a_named_file_that_is_missing_is_an_error(tmp_path):
 def test_a_config_error_keeps_the_endpoints_off(tmp_path, caplog):
     assert register_endpoints(env_for(tmp_path, REGION_REPAIR_SERVE="maybe")) is False
     assert "stay off" in caplog.text
+
+
+def test_every_workflow_the_endpoints_build_from_is_shipped():
+    names = workflows()
+    assert len(names) == 12 and prompts.missing(names) == []
+    assert prompts.missing(["No such workflow"]) == ["No such workflow"]
