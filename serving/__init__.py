@@ -31,7 +31,10 @@ def register_endpoints(env: Mapping[str, str] = os.environ) -> bool:
     if not config.enabled:
         return False
     from server import PromptServer
-
+    if getattr(PromptServer, "instance", None) is None:   # imported outside a running server
+        logger.warning("region-repair: no ComfyUI server is running; the vendor endpoints are "
+                       "not added")
+        return False
     from . import octoai, photio, picpik, piktid_routes, prompts
     from .comfy import Runner
     from .service import Service

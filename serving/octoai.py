@@ -211,7 +211,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         except RequestError as error:   # OctoAI's validation errors are 422
             raise _invalid("init_image_url", str(error).split(": ", 1)[-1]) if \
                 error.status == 400 else error
-        parsed = parse(body, limits, config, fetched.get("init_image_url"))
+        parsed = await service.off_loop(parse, body, limits, config,
+                                        fetched.get("init_image_url"))
         job = await service.run(VENDOR, key_id, [parsed.image],
                                 lambda names: build(parsed, names[0], config.checkpoint))
         image = (await service.runner.images(job.entry, job.meta["result"]))[0]

@@ -130,8 +130,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             raise RequestError(401, "X-Photio-Key: missing or not a key of this server")
         body = await service.read_json(request)
         limits = service.config.limits
-        parsed = parse(body, limits, config,
-                       await fetch_urls(body, IMAGE_FIELDS, config.image_url_hosts, limits))
+        fetched = await fetch_urls(body, IMAGE_FIELDS, config.image_url_hosts, limits)
+        parsed = await service.off_loop(parse, body, limits, config, fetched)
         job = await service.run(VENDOR, key_id, [parsed.base_image, parsed.mask_image],
                                 lambda names: build(parsed, *names, config.checkpoint))
         image = (await service.runner.images(job.entry, job.meta["result"]))[0]

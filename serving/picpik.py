@@ -189,7 +189,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     async def dispatch(request: web.Request) -> web.StreamResponse:
         body = await service.read_json(request)
         echo = {"Action": str(body.get("Action", "")), "request_uuid": body.get("request_uuid")}
-        key_id = service.keys[VENDOR].verify_signed(body)
+        key_id = await service.off_loop(service.keys[VENDOR].verify_signed, body)
         if key_id is None:
             return web.json_response({**echo, "RetCode": SIGNATURE_ERROR, "Message":
                                       "signature error: unknown PublicKey or a Signature that "
@@ -207,7 +207,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     async def act(body: dict[str, Any], key_id: str, base: str) -> dict[str, Any]:
         action = body.get("Action")
         if action == "ModifyMaskedPixels":
-            parsed = parse(body, service.config.limits, config)
+            parsed = await service.off_loop(parse, body, service.config.limits, config)
             job = service.jobs.reserve(VENDOR, key_id, task_uid())
             job.meta["seed"] = parsed.seed
             uploads = [parsed.image, parsed.mask] + ([parsed.reference]

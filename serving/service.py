@@ -3,6 +3,7 @@ the local keys, the job store with its per-key bound, and submitting a built pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -51,12 +52,18 @@ class Service:
         """The JSON object body (read_body's limit); 400 for anything but a JSON object."""
         data = await self.read_body(request)   # its 413 is a ValueError too: read it first
         try:
-            body = json.loads(data)
+            body = await self.off_loop(json.loads, data)
         except (ValueError, UnicodeDecodeError):
             raise RequestError(400, "the body is not JSON") from None
         if not isinstance(body, dict):
             raise RequestError(400, "the body must be a JSON object")
         return body
+
+    @staticmethod
+    async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
+        """Run `function` in a worker thread: decoding a large body (JSON, base64, image
+        headers) must not stall the event loop the editor's own requests share."""
+        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
     async def submit(self, job: Job, uploads: list[ImageUpload], build: Build) -> Job:
         """Save the job's inputs, build its prompt from their names and queue it; `build` also
