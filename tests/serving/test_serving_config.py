@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from pack_paths import PACK_ROOT
 from region_repair.serving import prompts, register_endpoints, workflows
@@ -94,3 +97,22 @@ def test_every_workflow_the_endpoints_build_from_is_shipped():
     names = workflows()
     assert len(names) == 12 and prompts.missing(names) == []
     assert prompts.missing(["No such workflow"]) == ["No such workflow"]
+
+
+def test_only_comfy_py_needs_comfyui():
+    """Everything but serving/comfy.py (and the registration that imports it) loads without
+    ComfyUI, so the request checks, signing and config are tested without a server."""
+    modules = [f"region_repair.serving.{path.stem}" for path in
+               sorted((PACK_ROOT / "serving").glob("*.py"))
+               if path.stem not in ("__init__", "comfy")] + ["region_repair.serving"]
+    script = (
+        "import sys, types, importlib\n"
+        f"stub = types.ModuleType('region_repair'); stub.__path__ = [{str(PACK_ROOT)!r}]\n"
+        "sys.modules['region_repair'] = stub\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'comfy', 'comfy_api', 'comfy_execution', 'nodes', 'folder_paths', 'server', "
+        "'execution'}))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd="/", check=True)
+    assert len(modules) >= 10 and result.stdout.strip() == "[]"
