@@ -50,7 +50,7 @@ import_pack()
 
 from region_repair.pipelines import detail_repair  # noqa: E402
 from region_repair.pipelines.classical_fill import classical_fill  # noqa: E402
-from region_repair.pipelines.colour import ciede2000, srgb_to_lab  # noqa: E402
+from region_repair.pipelines.color import ciede2000, srgb_to_lab  # noqa: E402
 from region_repair.pipelines.quality import quality_check  # noqa: E402
 
 BLENDS = ("seamless", "inward", "hard")
@@ -79,8 +79,8 @@ def as_float(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32) / 255
 
 
-def tint(gray: np.ndarray, colour: tuple[float, float, float]) -> np.ndarray:
-    return as_float(gray)[..., None] * np.float32(colour)
+def tint(gray: np.ndarray, color: tuple[float, float, float]) -> np.ndarray:
+    return as_float(gray)[..., None] * np.float32(color)
 
 
 # --- removal ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ PACK_ROOT = import_pack()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
 from region_repair.pipelines import recolor  # noqa: E402
-from region_repair.pipelines.colour import ciede2000, srgb_to_lab  # noqa: E402
+from region_repair.pipelines.color import ciede2000, srgb_to_lab  # noqa: E402
 
 
 SHADING_TARGETS = ["#228B22", "#1E3A8A", "#B03A2E", "#F5F5DC", "#111111"]
@@ -213,7 +213,7 @@ def photos() -> list[torch.Tensor]:
     return [torch.from_numpy(array.copy()).float() / 255 for array in arrays]
 
 
-def colour_key(image: torch.Tensor) -> torch.Tensor:
+def color_key(image: torch.Tensor) -> torch.Tensor:
     """Orange-to-red, saturated pixels: the suit, the saucer, the motorcycle's tank."""
     lab = srgb_to_lab(image[None])[0]
     hue = torch.rad2deg(torch.atan2(lab[..., 2], lab[..., 1]))
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = photos()
     images = [scaled(sources[i % len(sources)], options.size).to(device)
               for i in range(options.images)]
-    masks = [colour_key(image) for image in images]
+    masks = [color_key(image) for image in images]
     coverage = float(np.mean([float(mask.mean()) for mask in masks]))
     settings = recolor.RecolorSettings()
     print(f"recolour benchmark: device {device}, torch {torch.__version__}, "

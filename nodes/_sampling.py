@@ -75,7 +75,7 @@ def _check_plain_share(traits: ModelTraits, mask: torch.Tensor, denoise: float) 
 
 def diffusion_generator(model, vae, positive: list, negative: list, steps: int, cfg: float,
                         sampler_name: str, scheduler: str, on_step: Callable[[], None]):
-    """A pipelines.detail_repair.Generator: VAE-encode, sample under the mask, decode.
+    """A pipelines.generator.Generator: VAE-encode, sample under the mask, decode.
     `on_step` runs after every sampling step (progress and interrupt). Guidance-distilled
     models sample at CFG 1 with the conditioning's guidance instead of `cfg`."""
     traits = model_traits(model, vae)

@@ -70,7 +70,8 @@ class QualityCheck(io.ComfyNode):
                 "adds what only it knows (references used, blend promise, colour target)."),
             inputs=[
                 io.Image.Input("original", tooltip="The original image(s) the candidates repair."),
-                io.Image.Input("candidates", tooltip="k candidates per original, candidate-major "
+                io.Image.Input("candidates", tooltip="The candidate images (an IMAGE batch): k "
+                               "per original, candidate-major "
                                "(all originals' first candidate, then the second, ...), unless "
                                "info gives image_index / candidate_index."),
                 io.Mask.Input("mask", tooltip="The mask the candidates were made with (1 = "

@@ -1,5 +1,11 @@
 """ComfyUI's interrupt inside one native call that cannot check for it itself.
 
+Two callbacks carry ComfyUI's interrupt into the pipelines, named the same everywhere:
+- `step()`, once per unit of work (an image, a window, a candidate, a vendor job): honours an
+  interrupt (it raises) and advances the node's progress bar by one;
+- `check_cancel()`, inside one unit, as often as every 0.05 s: honours an interrupt only.
+A caller that cannot be cancelled passes `never_cancelled`.
+
 A PatchMatch fill or an OpenCV cascade over a large photo is a single call of seconds (PatchMatch
 took 20 s for an 800² hole). Neither can be stopped, but both release the GIL, so the call runs
 on a worker thread while the caller waits in short slices and checks for a cancel between them.
@@ -15,6 +21,10 @@ Result = TypeVar("Result")
 # How long one wait lasts before the next check: an interrupt ends the wait within this.
 WAIT_SLICE_S = 0.05
 WORKER_NAME = "region-repair-native-call"
+
+
+def never_cancelled() -> None:
+    """The `step` or `check_cancel` of a caller that cannot be cancelled."""
 
 
 class Abandoned(Exception):

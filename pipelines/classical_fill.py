@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from . import masks as mask_ops
-from .cancel import run_cancellable
+from .cancel import never_cancelled, run_cancellable
 from .choices import Choice
-from .detect import MissingDependencyError
+from .errors import MissingDependencyError
 from .tensors import image_size, to_uint8
 
 
@@ -110,7 +110,7 @@ def _texture_fill(window: np.ndarray, hole: np.ndarray, radius: int,
 
 def classical_fill(image: torch.Tensor, mask: torch.Tensor,
                    method: FillMethod | str = FillMethod.TELEA, radius: int = 3,
-                   check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
+                   check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """Fill every pixel where `mask` > 0 from its surroundings.
 
     `image` is `[B, H, W, C]` in 0..1; `mask` is `[B, H, W]` (or one mask for the batch) at the
@@ -124,10 +124,7 @@ def classical_fill(image: torch.Tensor, mask: torch.Tensor,
     method = FillMethod(method)
     if not 1 <= int(radius) <= 64:
         raise ValueError(f"radius: {radius} is outside 1..64")
-    mask = mask_ops.as_bhw(mask)
-    if mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != (height, width):
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not fit images of shape "
-                         f"{tuple(image.shape)}")
+    mask = mask_ops.require_fit(mask, image)
     support = (mask > 0).expand(batch, height, width).cpu().numpy()
     out = image.clone()
     for index in range(batch):

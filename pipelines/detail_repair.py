@@ -22,20 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import torch
 
 from . import classical_fill, harmonize, reference_warp
 from . import masks as mask_ops
+from .cancel import never_cancelled
 from . import regions as region_ops
 from .choices import Choice
+from .generator import LATENT_PIXELS, Generator, size_multiple
 from .info import record as info_record
 from .tensors import image_size, one_cpu_thread
 from .watermark import add_ai_watermark
 
 MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
-MAX_REFERENCES = 10
 MAX_CANDIDATES = 4
 CONTEXT_FACTOR_RANGE = (1.5, 10.0)
 # Classical-fill candidates differ by method, all deterministic (PatchMatch is seeded). `texture`
@@ -125,25 +125,6 @@ def compose_prompt(category: Category | str, reviewer_note: str = "",
     return positive.format(note="".join(f"; {n}" for n in notes)), negative
 
 
-class Generator(Protocol):
-    def __call__(self, pixels: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor,
-                 seed: int, denoise: float) -> torch.Tensor:
-        """Regenerate `pixels` ([N, h, w, 3]) where `mask` ([N, h, w]) is above 0, seeded by
-        `seed`, at strength `denoise`. `hidden` marks what an inpaint model's masked-image input
-        must not show (the corrupt detail); elsewhere the generator sees the pixels as they
-        are. A generator whose model needs crop sides in multiples of more than
-        LATENT_PIXELS (Flux and SD3 patch their latents 2x2) says so in a `size_multiple`
-        attribute (see `size_multiple`)."""
-
-
-LATENT_PIXELS = 8  # pixels per latent side of the SD-family VAEs: the default crop multiple
-
-
-def size_multiple(generator: Generator | None) -> int:
-    """The multiple, in pixels, that both sides of `generator`'s crops must be."""
-    return getattr(generator, "size_multiple", LATENT_PIXELS)
-
-
 @dataclass(frozen=True)
 class RepairSettings:
     mode: Mode = Mode.GUIDED_BLEND
@@ -213,9 +194,9 @@ def _marked(pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The crop with the region outlined and tinted, so the generator knows where to work."""
     region = (mask > 0.5).float()
     outline = ((mask_ops.dilate(region, 2) - mask_ops.dilate(region, -1)) > 0)[..., None]
-    colour = pixels.new_tensor(HIGHLIGHT)
-    tinted = torch.lerp(pixels, colour.expand_as(pixels), 0.25 * region[..., None])
-    return torch.where(outline, colour.expand_as(pixels), tinted)
+    color = pixels.new_tensor(HIGHLIGHT)
+    tinted = torch.lerp(pixels, color.expand_as(pixels), 0.25 * region[..., None])
+    return torch.where(outline, color.expand_as(pixels), tinted)
 
 
 def generator_inputs(mode: Mode, crops: torch.Tensor, masks: torch.Tensor,
@@ -266,14 +247,13 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
            references: Sequence[torch.Tensor] = (), generator: Generator | None = None,
            regions: region_ops.Regions | None = None,
            step: Callable[[], None] | None = None,
-           check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> RepairResult:
+           check_cancel: Callable[[], None] = never_cancelled) -> RepairResult:
     """Detail Repair on a batch; see the module docstring. `step` is called once per
     candidate (progress and interrupt); `check_cancel` inside the reference alignment, the
     classical fill and the seamless stitch, whose single steps can take seconds (it raises to
     stop)."""
     batch, height, width = image_size(image)
-    if len(references) > MAX_REFERENCES:
-        raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
+    reference_warp.check_reference_count(len(references))
     regions = plan(image, mask, settings, regions, native=generator is None,
                    multiple=size_multiple(generator))
     user_mask = regions.user_mask

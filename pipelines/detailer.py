@@ -5,8 +5,8 @@ For each object (or one union of them all, with `union_masks`), in the given ord
 result of the previous one:
 1. its shape mask is grown by `mask_dilation`, blurred by `mask_blur`, and padded by
    `mask_padding` of context that slides toward the centre at the image border
-   (pipelines.regions, the seed's semantics);
-2. the window is rescaled to the nearest SD1.5 or SDXL resolution of the seed's lists;
+   (pipelines.regions, the vendor's documented semantics);
+2. the window is rescaled to the nearest SD1.5 or SDXL resolution of the vendor's documented lists;
 3. a Generator (diffusion from the node, as GuidedBlendInpaint's) regenerates the mask at
    `strength`; without one, a strong Gaussian blur does (the offline variant: anonymising
    faces, hands or people);
@@ -25,8 +25,9 @@ import torch
 
 from . import regions as region_ops
 from .choices import Choice
-from .masks import gaussian_blur, never_cancelled
-from .detail_repair import Generator
+from .masks import gaussian_blur
+from .cancel import never_cancelled
+from .generator import Generator
 from .info import record as info_record
 
 PROMPT_SEPARATOR = "[SEP]"

@@ -16,8 +16,8 @@ mediapipe, cv2 and ultralytics are imported only when a detector needs them, so 
 without them; a missing one raises `MissingDependencyError` with the install commands.
 
 Every detection carries its image's batch index, a pixel box, a confidence, a label and a shape
-mask at the image's size. `Detections.union_mask`, `object_mask` and `repair_masks` turn them into
-the `[B, H, W]` masks that `pipelines.regions.prepare_regions` (DilateBlurPad) takes.
+mask at the image's size. `Detections.union_mask` and `object_mask` turn them into the `[B, H, W]`
+masks that `pipelines.regions.prepare_regions` (DilateBlurPad) takes.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cancel import run_cancellable
+from .cancel import never_cancelled, run_cancellable
 from .choices import Choice
-from .masks import never_cancelled, support_box
-from .tensors import image_size, to_uint8
+from .errors import MissingDependencyError
+from .masks import hull_mask, support_box
+from .tensors import image_size, to_uint8_frames
 
 MEDIAPIPE_INSTALL = ("pip install --no-deps mediapipe==0.10.21\n"
                      "pip install -r requirements-mediapipe.txt")
@@ -70,7 +71,8 @@ class Detector(Choice):
     YOLO_FILE = "yolo_file"  # the .pt file chosen in the node's yolo_model input
 
 
-# The seed's YOLO detector names and the file each expects in the `ultralytics` model folder.
+# The vendor's documented YOLO detector names, and the file each expects in the `ultralytics`
+# model folder.
 YOLO_FILES = {Detector.FACE_YOLOV8N: "face_yolov8n.pt", Detector.HAND_YOLOV8N: "hand_yolov8n.pt"}
 YOLO_DETECTORS = (*YOLO_FILES, Detector.YOLO_FILE)
 
@@ -79,10 +81,6 @@ class SortOrder(Choice):
     CONFIDENCE = "confidence"        # most confident first
     AREA = "area"                    # largest box first
     LEFT_TO_RIGHT = "left_to_right"  # box left edge, then top edge
-
-
-class MissingDependencyError(RuntimeError):
-    """An optional package a detector needs is not installed; the message says how to install."""
 
 
 @dataclass(frozen=True)
@@ -166,16 +164,6 @@ class Detections:
             return torch.zeros(0, self.height, self.width)
         return torch.stack([item.mask for item in self.items])
 
-    def repair_masks(self, union: bool) -> list[torch.Tensor]:
-        """The masks a detailer repairs in turn, each `[B, H, W]`: the union of every image's
-        detections as one mask (adetailer `union_masks`), or one mask per detection in order.
-        Empty when nothing was detected."""
-        if not self.items:
-            return []
-        if union:
-            return [self.union_mask()]
-        return [self.object_mask(index) for index in range(len(self.items))]
-
     def with_masks(self, masks: list[torch.Tensor], notes: list[str] = ()) -> Detections:
         """The same detections with new shape masks (SAM refinement), one `[H, W]` each."""
         if len(masks) != len(self.items):
@@ -195,16 +183,6 @@ class _Found:
 
 # --- image and shape helpers ----------------------------------------------------------------
 
-def to_uint8_frames(image: torch.Tensor) -> np.ndarray:
-    """IMAGE `[B, H, W, C]` float 0..1 to RGB uint8 `[B, H, W, 3]` (grey is repeated, alpha
-    dropped), as the detectors want it."""
-    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image: expected an IMAGE [B, H, W, C] with C = 1, 3 or 4; got shape "
-                         f"{tuple(image.shape)}")
-    rgb = image[..., :3] if image.shape[-1] != 1 else image.expand(-1, -1, -1, 3)
-    return np.ascontiguousarray(to_uint8(rgb))
-
-
 def _clip_box(x0: float, y0: float, x1: float, y1: float, height: int, width: int
               ) -> tuple[int, int, int, int]:
     return (min(max(round(x0), 0), width), min(max(round(y0), 0), height),
@@ -215,19 +193,6 @@ def _box_mask(box: tuple[int, int, int, int], height: int, width: int) -> np.nda
     mask = np.zeros((height, width), bool)
     mask[box[1]:box[3], box[0]:box[2]] = True
     return mask
-
-
-def _hull_mask(points: np.ndarray, height: int, width: int, grow: int = 0) -> np.ndarray:
-    """The convex hull of `points` (N x 2, pixels, sub-pixel precise), grown by `grow` pixels."""
-    import cv2
-
-    hull = cv2.convexHull(np.round(points * 16).astype(np.int32))
-    canvas = np.zeros((height, width), np.uint8)
-    cv2.fillConvexPoly(canvas, hull, 1, lineType=cv2.LINE_8, shift=4)
-    if grow > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        canvas = cv2.dilate(canvas, kernel)
-    return canvas.astype(bool)
 
 
 def _intersection(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -369,7 +334,7 @@ def _mediapipe_mesh(eyes: bool, confidence: float,
                 for landmarks in mesh.process(crop).multi_face_landmarks or []:
                     points = _landmark_points(landmarks, cy1 - cy0, cx1 - cx0) + (cx0, cy0)
                     for label, index in parts.items():
-                        shape = _hull_mask(points[index], height, width)
+                        shape = hull_mask(points[index], height, width)
                         box = support_box(shape)
                         if box is not None:
                             found.append(_Found(box, face_found.confidence, label, shape))
@@ -393,7 +358,7 @@ def _mediapipe_hands(confidence: float, check_cancel: Callable[[], None]) -> Ite
                 # Landmarks sit on the joints' centre lines: grow the hull by about half a
                 # finger's width so the mask covers the skin.
                 span = float(np.ptp(points, axis=0).max())
-                mask = _hull_mask(points, height, width, grow=max(1, round(0.08 * span)))
+                mask = hull_mask(points, height, width, grow=max(1, round(0.08 * span)))
                 box = support_box(mask)
                 if box is None:
                     continue

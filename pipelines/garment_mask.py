@@ -31,10 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cancel import run_cancellable
+from .cancel import never_cancelled, run_cancellable
 from .choices import Choice
-from .masks import never_cancelled
-from .tensors import to_uint8
+from .color import kmeans
+from .masks import hull_mask
+from .tensors import resize_long_side, rgb, to_uint8
 
 WORK_SIZE = 512
 MEDIAPIPE_HELP = ("the automatic garment mask needs mediapipe 0.10.21 (the last release that "
@@ -119,15 +120,6 @@ class _Detectors:
             solution.close()
 
 
-def _hull_mask(shape: tuple[int, int], points: np.ndarray, grow: int) -> np.ndarray:
-    out = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(out, cv2.convexHull(points.astype(np.int32)), 1)
-    if grow > 0:
-        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                        (2 * grow + 1, 2 * grow + 1)))
-    return out.astype(bool)
-
-
 def _connected_to(mask: np.ndarray, seed: np.ndarray, max_hole: float = 0.002) -> np.ndarray:
     """The parts of `mask` that touch `seed`, with holes smaller than `max_hole` of the image
     filled (speckle); larger holes (a logo, a print, a name tag) stay out of the garment."""
@@ -169,21 +161,10 @@ def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.sqrt((0.5 * diff[..., 0]) ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
 
 
-def _kmeans(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Up to 3 k-means clusters of at most ~20000 of `samples` (seeded: repeatable): the
-    samples used, their cluster labels, the centres and the subsampling step."""
-    step = max(1, len(samples) // 20000)
-    samples = samples[::step].astype(np.float32)
-    cv2.setRNGSeed(0)
-    _, labels, centres = cv2.kmeans(samples, min(3, len(samples)), None,
-                                    (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
-                                    2, cv2.KMEANS_PP_CENTERS)
-    return samples, labels.ravel(), centres, step
-
-
 def _dominant(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre of the largest of 3 k-means clusters and its 80th-percentile radius."""
-    samples, labels, centres, _ = _kmeans(samples)
+    labels, centres, step = kmeans(samples, 3)
+    samples = samples[::step]
     main = np.bincount(labels, minlength=len(centres)).argmax()
     centre = centres[main]
     radius = float(np.percentile(_distance(samples[labels == main], centre), 80))
@@ -242,7 +223,7 @@ def _landmarks(result, width: int, height: int) -> np.ndarray | None:
 def _polygon(shape: tuple[int, int], corners: np.ndarray, shrink: float) -> np.ndarray:
     """A filled quadrilateral, shrunk towards its centroid by `shrink` (0..1)."""
     centre = corners.mean(axis=0)
-    return _hull_mask(shape, centre + (corners - centre) * (1 - shrink), grow=0)
+    return hull_mask(centre + (corners - centre) * (1 - shrink), *shape, grow=0)
 
 
 # The note that flags a mask to check by eye: two candidate garments, a label the pose cannot
@@ -275,11 +256,11 @@ def prefers_outer(label: str | None) -> bool | None:
     return any(candidate in OUTER_WORDS for word in words for candidate in (word, word[:-1]))
 
 
-def _lab_text(colour: np.ndarray) -> str:
-    return f"L*a*b* ({colour[0]:.0f}, {colour[1]:.0f}, {colour[2]:.0f})"
+def _lab_text(color: np.ndarray) -> str:
+    return f"L*a*b* ({color[0]:.0f}, {color[1]:.0f}, {color[2]:.0f})"
 
 
-def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
+def garment_color(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
                    ) -> tuple[np.ndarray, float, np.ndarray, list[str]]:
     """The garment's colour among a core patch's Lab `samples`, whose `offsets` are their
     distances from the torso's centre line (any unit).
@@ -292,8 +273,8 @@ def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
     takes the one furthest from the centre line, False the nearest, None the largest, with a
     note."""
     every = samples
-    samples, labels, centres, step = _kmeans(samples)
-    offsets = offsets[::step]
+    labels, centres, step = kmeans(samples, 3)
+    samples, offsets = samples[::step], offsets[::step]
     shares = np.bincount(labels, minlength=len(centres)) / len(labels)
     # Clusters within SAME_GARMENT of a larger one are its shading: one garment.
     garments: list[list[int]] = []
@@ -321,19 +302,19 @@ def garment_colour(samples: np.ndarray, offsets: np.ndarray, outer: bool | None
         count = ("two", "three")[len(candidates) - 2]
         notes.append(f"{UNCERTAIN}: {count} candidate garments in the torso ({shown}); took "
                      f"{_lab_text(centres[garments[main][0]])}, {how}")
-    colours = centres[garments[main]]
-    radius = float(np.percentile(_nearest(samples[np.isin(labels, garments[main])], colours),
+    colors = centres[garments[main]]
+    radius = float(np.percentile(_nearest(samples[np.isin(labels, garments[main])], colors),
                                  80))
     other = np.zeros(len(every), bool)
     for n in candidates:  # nearer another candidate than the chosen garment
         if n != main:
-            other |= _nearest(every, centres[garments[n]]) < _nearest(every, colours)
-    return colours, radius, other, notes
+            other |= _nearest(every, centres[garments[n]]) < _nearest(every, colors)
+    return colors, radius, other, notes
 
 
-def _nearest(lab: np.ndarray, colours: np.ndarray) -> np.ndarray:
+def _nearest(lab: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """`_distance` to the nearest of `colours`."""
-    return np.min([_distance(lab, colour) for colour in colours], axis=0)
+    return np.min([_distance(lab, color) for color in colors], axis=0)
 
 
 def _placed(pose: np.ndarray, region: GarmentRegion, width: int, height: int) -> bool:
@@ -365,14 +346,14 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
     face = np.zeros(shape, bool)
     for face_landmarks in detectors.faces.process(rgb).multi_face_landmarks or []:
         points = np.array([(p.x * width, p.y * height) for p in face_landmarks.landmark])
-        face |= _hull_mask(shape, points, grow=3)
+        face |= hull_mask(points, *shape, grow=3)
     if not face.any() and (pose[:11, 2] >= 0.5).all():
         # A face too small for the face mesh: the pose's face points (nose, eyes, ears, mouth).
-        face = _hull_mask(shape, pose[:11, :2], grow=2) & person_fg
+        face = hull_mask(pose[:11, :2], *shape, grow=2) & person_fg
     hands = np.zeros(shape, bool)
     for hand_landmarks in detectors.hands.process(rgb).multi_hand_landmarks or []:
         points = np.array([(p.x * width, p.y * height) for p in hand_landmarks.landmark])
-        hands |= _hull_mask(shape, points, grow=max(shape) // 60)
+        hands |= hull_mask(points, *shape, grow=max(shape) // 60)
     lab = _balanced_lab(rgb)
     notes: list[str] = []
 
@@ -419,18 +400,18 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
         return np.zeros(shape, bool), region, notes
     centre_x = float(torso_quad[:, 0].mean())
     ys, xs = np.nonzero(core)
-    colours, radius, other, colour_notes = garment_colour(lab[ys, xs], np.abs(xs - centre_x),
+    colors, radius, other, color_notes = garment_color(lab[ys, xs], np.abs(xs - centre_x),
                                                           outer)
-    notes += colour_notes
+    notes += color_notes
     other_garment = np.zeros(shape, bool)
     other_garment[ys[other], xs[other]] = True
-    garment_distance = _nearest(lab, colours)
+    garment_distance = _nearest(lab, colors)
     near = garment_distance < max(3.0 * radius, 16.0)
     carve = face | hands | other_garment
     if face.any():  # bare skin (arms, neck, legs): nearer the face's colour than the garment's
         inner = cv2.erode(face.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-        skin_colour, skin_radius = _dominant(lab[inner] if inner.sum() > 100 else lab[face])
-        skin_distance = _distance(lab, skin_colour)
+        skin_color, skin_radius = _dominant(lab[inner] if inner.sum() > 100 else lab[face])
+        skin_distance = _distance(lab, skin_color)
         skin = (skin_distance < max(2 * skin_radius, 8.0)) & (skin_distance < garment_distance)
         # Inside the torso, where the garment is all but certain, only what is clearly skin
         # (a beige coat or a grey shirt in warm light is near the face's colour).
@@ -438,8 +419,8 @@ def on_model_mask(rgb: np.ndarray, detectors: _Detectors, region: GarmentRegion 
                    & (skin_distance < 0.5 * garment_distance))
         carve |= skin & (clearly | ~_polygon(shape, torso_quad, shrink=0.0))
     if region is GarmentRegion.UPPER and thighs_seen:
-        thigh_colour, _ = _dominant(lab[lower_thighs])
-        if _alike(thigh_colour, colours):  # the hem cannot be told by colour
+        thigh_color, _ = _dominant(lab[lower_thighs])
+        if _alike(thigh_color, colors):  # the hem cannot be told by colour
             band &= rows <= hip_y + 0.05 * torso
             notes.append(f"{UNCERTAIN}: the thighs are dressed like the top, so the hem is "
                          "placed from the pose, just below the hips")
@@ -483,10 +464,10 @@ def _large_parts(mask: np.ndarray, near: np.ndarray, min_area: float) -> np.ndar
     return np.isin(labels, keep[keep > 0])
 
 
-def _alike(colour: np.ndarray, colours: np.ndarray) -> bool:
+def _alike(color: np.ndarray, colors: np.ndarray) -> bool:
     """Whether `colour` may be the same cloth as `colours`: within ALIKE in full CIELAB
     (lightness counts here: grey trousers under a black top are another garment)."""
-    return bool(np.linalg.norm(colours - colour, axis=-1).min() <= ALIKE)
+    return bool(np.linalg.norm(colors - color, axis=-1).min() <= ALIKE)
 
 
 def _auto_region(lab: np.ndarray, torso: np.ndarray, lower_thighs: np.ndarray | None
@@ -507,14 +488,7 @@ def _auto_region(lab: np.ndarray, torso: np.ndarray, lower_thighs: np.ndarray | 
 
 
 def _to_work(image: torch.Tensor) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = min(1.0, WORK_SIZE / max(height, width))
-    chw = image[..., :3].movedim(-1, 0)[None].float()
-    if scale < 1:
-        chw = F.interpolate(chw, size=(max(round(height * scale), 1),
-                                       max(round(width * scale), 1)),
-                            mode="area")
-    return to_uint8(chw[0].movedim(0, -1))
+    return to_uint8(resize_long_side(rgb(image).float(), WORK_SIZE))
 
 
 def _to_full(mask: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Mask and region geometry: pure torch, no ComfyUI imports.
 
 Boxes follow PiktID's `mask.bbox_norm`: `[x, y, w, h]`, origin top-left, as fractions of the
-image in 0..1, or the same in pixels. A pixel belongs to a box when its centre lies inside it (the usual rasterisation
-rule), so adjacent boxes tile without gaps or overlaps; a box narrower than one pixel still
-covers the pixel holding its centre, so no valid box rasterises to nothing.
+image in 0..1, or the same in pixels. A pixel belongs to a box when its centre lies inside it
+(the usual rasterisation rule), so adjacent boxes tile without gaps or overlaps; a box narrower
+than one pixel still covers the pixel holding its centre, so no valid box rasterises to
+nothing.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import masks as mask_ops
-from .colour import lab_to_srgb, srgb_to_lab
+from .color import lab_to_srgb, srgb_to_lab
 from .tensors import image_size
 
 # The offset field is computed on a grid whose long side is about this many cells.
@@ -62,10 +62,7 @@ def match_low_frequency(new: torch.Tensor, original: torch.Tensor, mask: torch.T
         raise ValueError(f"max_gain: {max_gain} must be at least 1")
     if new.shape[-1] < 3:
         raise ValueError(f"new: {new.shape[-1]} channels; colour matching needs RGB")
-    mask = mask_ops.as_bhw(mask)
-    if mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != (height, width):
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not fit images of shape "
-                         f"{tuple(new.shape)}")
+    mask = mask_ops.require_fit(mask, new)
     mask = mask.to(new.device).expand(batch, height, width)
     support = mask > 0
     if not support.any():
@@ -82,37 +79,56 @@ def match_low_frequency(new: torch.Tensor, original: torch.Tensor, mask: torch.T
     lab_old = srgb_to_lab(original[:, y0:y1, x0:x1, :3])
 
     weight = ring.to(lab_new.dtype)[..., None]                        # [B, h, w, 1]
-    count = weight.sum(dim=(1, 2))                                    # [B, 1]
-    usable = count[:, 0] >= _MIN_RING_PIXELS
-    count = count.clamp(min=1)
-
-    def ring_stats(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = (lab * weight).sum(dim=(1, 2)) / count
-        var = (((lab - mean[:, None, None]) ** 2) * weight).sum(dim=(1, 2)) / count
-        return mean, var.sqrt()
-
-    mean_new, std_new = ring_stats(lab_new)
+    usable = weight.sum(dim=(1, 2))[:, 0] >= _MIN_RING_PIXELS
     if gain:
-        mean_old, std_old = ring_stats(lab_old)
-        factor = (std_old / std_new.clamp(min=1e-6)).clamp(1 / max_gain, max_gain)
-        factor = torch.where((std_new >= _MIN_STD) & (std_old >= _MIN_STD), factor,
-                             torch.ones_like(factor))
-        lab_new = (lab_new - mean_new[:, None, None]) * factor[:, None, None] \
-            + mean_new[:, None, None]
-
-    # Normalised convolution of the ring's residual differences, on a coarse grid.
-    box_height, box_width = inside.shape[1:]
+        lab_new = _ring_contrast_matched(lab_new, lab_old, weight, max_gain)
     if sigma is None:
         bx0, by0, bx1, by1 = mask_ops.support_box(support.any(dim=0))
-        long_side = max(by1 - by0, bx1 - bx0)
-        sigma = max(2.0 * ring_width, long_side / 4)
+        sigma = max(2.0 * ring_width, max(by1 - by0, bx1 - bx0) / 4)
+    field = _offset_field(lab_old - lab_new, weight, float(sigma)) * usable[:, None, None, None]
+    corrected = lab_to_srgb(lab_new + field).to(new.dtype)
+
+    # Images whose ring is too small keep their content (the gain above is skipped too).
+    keep = inside & usable[:, None, None]
+    out = new.clone()
+    window = out[:, y0:y1, x0:x1, :3]
+    out[:, y0:y1, x0:x1, :3] = torch.where(keep[..., None], corrected, window)
+    return out
+
+
+def _ring_stats(lab: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and channel, the mean and standard deviation of `lab` `[B, h, w, 3]` over the
+    ring (`weight` `[B, h, w, 1]`)."""
+    count = weight.sum(dim=(1, 2)).clamp(min=1)
+    mean = (lab * weight).sum(dim=(1, 2)) / count
+    var = (((lab - mean[:, None, None]) ** 2) * weight).sum(dim=(1, 2)) / count
+    return mean, var.sqrt()
+
+
+def _ring_contrast_matched(lab_new: torch.Tensor, lab_old: torch.Tensor, weight: torch.Tensor,
+                           max_gain: float) -> torch.Tensor:
+    """`lab_new` scaled about its ring mean, per channel, so its ring contrast matches the
+    original's (a gain within 1/max_gain..max_gain; 1 where either ring is flat)."""
+    mean_new, std_new = _ring_stats(lab_new, weight)
+    _, std_old = _ring_stats(lab_old, weight)
+    factor = (std_old / std_new.clamp(min=1e-6)).clamp(1 / max_gain, max_gain)
+    factor = torch.where((std_new >= _MIN_STD) & (std_old >= _MIN_STD), factor,
+                         torch.ones_like(factor))
+    return (lab_new - mean_new[:, None, None]) * factor[:, None, None] + mean_new[:, None, None]
+
+
+def _offset_field(difference: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The smooth Lab offset `[B, h, w, 3]` that the ring's `difference` (original - new,
+    `[B, h, w, 3]`) asks for everywhere in the box: a normalised convolution of the ring's
+    values with a Gaussian of `sigma` px, computed on a grid of about _GRID cells a side."""
+    box_height, box_width = difference.shape[1:3]
     step = max(1, math.ceil(max(box_height, box_width) / _GRID))
-    difference = ((lab_old - lab_new) * weight).permute(0, 3, 1, 2)  # [B, 3, h, w]
+    difference = (difference * weight).permute(0, 3, 1, 2)  # [B, 3, h, w]
     weight_map = weight.permute(0, 3, 1, 2)
     if step > 1:
         difference = F.avg_pool2d(difference, step, ceil_mode=True)
         weight_map = F.avg_pool2d(weight_map, step, ceil_mode=True)
-    grid_sigma = max(float(sigma) / step, 0.5)
+    grid_sigma = max(sigma / step, 0.5)
     size = 2 * math.ceil(3 * grid_sigma) + 1
     blur_d = kornia.filters.gaussian_blur2d(difference, (size, size), (grid_sigma, grid_sigma),
                                             border_type="constant")
@@ -127,12 +143,4 @@ def match_low_frequency(new: torch.Tensor, original: torch.Tensor, mask: torch.T
     if step > 1:
         field = F.interpolate(field, size=(box_height, box_width), mode="bilinear",
                               align_corners=False)
-    field = field * usable[:, None, None, None]
-    corrected = lab_to_srgb(lab_new + field.permute(0, 2, 3, 1)).to(new.dtype)
-
-    # Images whose ring is too small keep their content (the gain above is skipped too).
-    keep = inside & usable[:, None, None]
-    out = new.clone()
-    window = out[:, y0:y1, x0:x1, :3]
-    out[:, y0:y1, x0:x1, :3] = torch.where(keep[..., None], corrected, window)
-    return out
+    return field.permute(0, 2, 3, 1)

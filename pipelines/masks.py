@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cancel import never_cancelled
 from .choices import Choice
 from .tensors import zeros
 
@@ -55,6 +56,30 @@ def fit_to_image(mask: torch.Tensor, batch: int, height: int, width: int,
         mask = F.interpolate(mask[:, None], size=(height, width), mode="bilinear",
                              align_corners=False)[:, 0].clamp(0, 1)
     return mask.expand(batch, height, width), notes
+
+
+def require_fit(mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """`mask` as `[1 or B, H, W]` for `image` `[B, H, W, C]`, or a clear error: for functions
+    that take tensors from other pipelines, where a wrong size is a bug, not the user's input
+    (nodes resize the user's masks with `fit_to_image`)."""
+    mask = as_bhw(mask)
+    batch, height, width = image.shape[:3]
+    if mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != (height, width):
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not fit images of shape "
+                         f"{tuple(image.shape)}")
+    return mask
+
+
+def hull_mask(points: np.ndarray, height: int, width: int, grow: int = 0) -> np.ndarray:
+    """The convex hull of `points` (N x 2 pixels, sub-pixel precise) as a bool mask, grown by
+    `grow` pixels."""
+    hull = cv2.convexHull(np.round(points * 16).astype(np.int32))
+    canvas = np.zeros((height, width), np.uint8)
+    cv2.fillConvexPoly(canvas, hull, 1, lineType=cv2.LINE_8, shift=4)
+    if grow > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        canvas = cv2.dilate(canvas, kernel)
+    return canvas.astype(bool)
 
 
 def is_placeholder(mask: torch.Tensor) -> bool:
@@ -111,10 +136,6 @@ def _max3(x: torch.Tensor, dim: int) -> torch.Tensor:
     size = x.shape[dim]
     return torch.maximum(torch.maximum(padded.narrow(dim, 0, size), padded.narrow(dim, 1, size)),
                          padded.narrow(dim, 2, size))
-
-
-def never_cancelled() -> None:
-    """The `check_cancel` of a caller that cannot be cancelled."""
 
 
 def _dilate_torch(mask: torch.Tensor, pixels: int,

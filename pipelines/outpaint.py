@@ -8,9 +8,9 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .cancel import run_cancellable, stop_if_abandoned
+from .cancel import never_cancelled, run_cancellable, stop_if_abandoned
 from .choices import Choice
-from .masks import gaussian_blur, never_cancelled
+from .masks import gaussian_blur
 
 
 class PadUnits(Choice):

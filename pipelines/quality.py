@@ -1,7 +1,7 @@
 """QualityCheck: the automatic review signal of PiktID Detail Repair, and candidate ranking.
 
 Every candidate is compared with its original. Each check gives a number and, past its
-threshold, a reason (the seed's names kept verbatim: `framing_shift`, `scale_drift`,
+threshold, a reason (the vendor's documented names kept verbatim: `framing_shift`, `scale_drift`,
 `no_reference`; the others are the pack's):
 
 - `framing_shift`, `scale_drift`: an affine fit of the candidate onto the original outside the
@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from . import masks as mask_ops
-from .cancel import run_cancellable
-from .colour import ciede2000, srgb_to_lab
+from .cancel import never_cancelled, run_cancellable
+from .color import ciede2000, srgb_to_lab
 from .info import KEEPS_CONTENT_ENDPOINTS
-from .tensors import one_cpu_thread, resize
+from .tensors import long_side_size, one_cpu_thread, resize, rgb
 
 SCHEMA = "region_repair.quality/1"
 # About the long side of the images the geometry is estimated on (pooled by an integer
@@ -145,10 +145,6 @@ def layout(count: int, originals: int, info: list[dict] | None) -> tuple[list[in
                          f"the batch must hold k candidates per original (a multiple of "
                          f"{originals}), candidate-major")
     return [j % originals for j in range(count)], [j // originals for j in range(count)]
-
-
-def _rgb(image: torch.Tensor) -> torch.Tensor:
-    return image[..., :3] if image.shape[-1] >= 3 else image.expand(*image.shape[:-1], 3)
 
 
 # --- outside the mask -----------------------------------------------------------------------------
@@ -416,20 +412,21 @@ EMPTY_EDGE = {"seam_delta_e": None, "seam_gradient": None, "residue": None,
 # --- references ---------------------------------------------------------------------------------
 
 def _scaled(shape: tuple[int, int], limit: int) -> tuple[int, int]:
-    factor = min(1.0, limit / max(shape))
-    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+    return long_side_size(*shape, limit)[:2]
 
 
 def align_reference(original: torch.Tensor, keep_full: torch.Tensor, reference: torch.Tensor
                     ) -> np.ndarray | None:
     """Homography from reference pixels to original pixels (full resolution), found with SIFT
-    on the original outside the mask; None when fewer than 12 matches agree."""
+    on the original outside the mask; None when fewer than 12 matches agree. Independent of
+    reference_warp's aligner on purpose: the check must not share the generator's mistakes
+    (docs/quality.md)."""
     sift = cv2.SIFT_create(nfeatures=3000)
     size_o, size_r = _scaled(original.shape[:2], REFERENCE_SIZE), _scaled(reference.shape[:2],
                                                                         REFERENCE_SIZE)
     keep = F.interpolate(keep_full[None, None].float(), size=size_o, mode="area")[0, 0]
     keep = ((keep > 0.999).cpu().numpy() * 255).astype(np.uint8)
-    src, dst = _match(_features(sift, _small_gray(_rgb(reference)[None], size_r)[0], None),
+    src, dst = _match(_features(sift, _small_gray(rgb(reference)[None], size_r)[0], None),
                       _features(sift, _small_gray(original[None], size_o)[0], keep),
                       cv2.NORM_L2, 0.75)
     if len(src) < 12:
@@ -459,7 +456,7 @@ def reference_similarity(images: torch.Tensor, inside: torch.Tensor, reference: 
     # original pixel -> region pixel (pixel centres, area scaling)
     to_region = np.array([[g[0], 0, (0.5 - x0) * g[0] - 0.5], [0, g[1], (0.5 - y0) * g[1] - 0.5],
                           [0, 0, 1]])
-    ref_gray = _small_gray(_rgb(reference)[None], reference.shape[:2])[0]
+    ref_gray = _small_gray(rgb(reference)[None], reference.shape[:2])[0]
     warp = to_region @ homography
     # Pre-shrink a reference much finer than the region, so the warp does not alias.
     zoom = math.sqrt(abs(np.linalg.det(warp[:2, :2] / warp[2, 2])))
@@ -571,7 +568,7 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                   info: str | None = None, references: torch.Tensor | None = None,
                   thresholds: Thresholds = Thresholds(),
                   step: Callable[[], None] | None = None,
-                  check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> QualityResult:
+                  check_cancel: Callable[[], None] = never_cancelled) -> QualityResult:
     """Check every candidate against its original; see the module docstring.
 
     `originals` [B, H, W, C]; `candidates` [N, h, w, C] (resized to H x W when their size
@@ -595,16 +592,13 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
     image_index, candidate_index = layout(count, batch, entries)
     device = originals.device
     mask, notes = mask_ops.fit_to_image(mask.to(device), batch, height, width)
-    originals = _rgb(originals).float()
-    cands = _rgb(candidates).float().to(device)
+    originals = rgb(originals).float()
+    cands = rgb(candidates).float().to(device)
     if cands.shape[1:3] != (height, width):
         notes.append(f"candidates resized from {cands.shape[2]}x{cands.shape[1]} to the "
                      f"original's {width}x{height} for the checks")
         cands = run(resize, cands, height, width)
-    refs = [] if references is None else list(_rgb(references).float().cpu())
-
-    factor = max(1, round(max(height, width) / GEOMETRY_SIZE))
-    half_diagonal = math.hypot(width, height) / 2
+    refs = [] if references is None else list(rgb(references).float().cpu())
     scores: list[dict] = [{} for _ in range(count)]
     lab_means: dict[int, torch.Tensor] = {}
     for b in range(batch):
@@ -613,61 +607,85 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             raise ValueError(f"candidates: original {b} has no candidate (info image_index "
                              f"values are {sorted(set(image_index))})")
         # Candidate-major members are a strided view: no copy of the candidates.
-        original = originals[b]
-        group = cands[b::batch] if members == list(range(b, count, batch)) else cands[members]
-        outside, edited = mask[b] == 0, mask[b] >= 0.5
-        with one_cpu_thread():  # a scan of the frame and box-sized ops (see regions.stitch)
-            changes = run(outside_change, original, group, outside)
-        checked = outside.float().mean() >= 0.02
-        if not checked:
-            notes.append(f"original {b}: under 2 % of the image lies outside the mask; "
-                         "framing and scale not checked")
-        moved = [j for j, change in zip(members, changes) if change[0] > 0]
-        fits = {}
-        if checked and moved:
-            touched = F.max_pool2d((~outside)[None, None].float(), factor)[0]
-            keep = (mask_ops.dilate(touched, 4)[0] == 0).cpu().numpy().astype(np.uint8) * 255
-            movers = group if len(moved) == len(members) else cands[moved]
-            fits = dict(zip(moved, run(lambda: geometry(
-                _pooled_gray(original[None], factor)[0], _pooled_gray(movers, factor), keep,
-                (height, width), factor))))
-        with one_cpu_thread():
-            edges = (run(edge, original, group, edited, thresholds.seam_width)
-                     if edited.any() and not edited.all() else None)
-        compare = refs if edited.any() else []  # an empty mask has no region to compare
-        aligned = [(r, h) for r, h in ((r, run(align_reference, original, outside, r))
-                                       for r in compare) if h is not None]
-        if compare and not aligned:
-            notes.append(f"original {b}: no reference could be aligned to it outside the mask")
-        similarities = [s for s in (run(reference_similarity, group, edited, r, h)
-                                    for r, h in aligned) if s is not None]
-        if aligned and not similarities:
-            notes.append(f"original {b}: no aligned reference covers half of the mask")
-        targets = [j for j in members if entries and entries[j].get("target_lab") is not None]
-        if targets and edited.any():
-            lab_means.update(zip(targets, run(mean_lab, cands[targets], mask[b])))
-
-        for position, j in enumerate(members):
-            s = scores[j]
-            if checked:
-                s.update(_geometry_scores(fits[j] if j in fits else IDENTITY))
-            s["outside_max"], s["outside_mean"], s["outside_changed_fraction"] = changes[position]
-            entry = entries[j] if entries else None
-            s.update(EMPTY_EDGE if edges is None else edges[position])
-            s["content_replaced"] = replaces_content(entry)
-            s["references_used"] = None if entry is None else entry.get("references_used")
-            s["reference_unaligned"] = (None if entry is None
-                                        else bool(entry.get("reference_unaligned")))
-            if compare:
-                s["reference_similarity"] = max((sim[position] for sim in similarities),
-                                                default=None)
+        group = (cands[b::batch] if members == list(range(b, count, batch))
+                 else cands[members])
+        _check_original(b, originals[b], cands, group, members, mask[b], entries, refs,
+                        thresholds, scores, lab_means, notes, run)
+        for _ in members:
             if step is not None:
                 step()
+    set_report = _color_sets(lab_means, entries, candidate_index, scores)
+    entries_out, order, best = _ranked(scores, entries, image_index, candidate_index,
+                                       thresholds, math.hypot(width, height) / 2)
+    report = {"schema": SCHEMA, "thresholds": asdict(thresholds),
+              "candidates": entries_out, "order": order, "best": best,
+              "needs_review": sum(e["needs_review"] for e in entries_out),
+              "color_sets": set_report, "notes": notes}
+    return QualityResult(report, order, best, image_index, notes)
 
-    # Colour: each candidate against its target and against its set (the same variation of
-    # every original that shares the target).
-    sets = {}
-    for j, lab in lab_means.items():
+
+def _check_original(b: int, original: torch.Tensor, cands: torch.Tensor, group: torch.Tensor,
+                    members: list[int], mask: torch.Tensor, entries: list[dict] | None,
+                    refs: list[torch.Tensor], thresholds: Thresholds, scores: list[dict],
+                    lab_means: dict[int, torch.Tensor], notes: list[str], run: Callable
+                    ) -> None:
+    """Every check of original `b`'s candidates `group` (`cands[members]`): fills their
+    `scores` and, for recolours, `lab_means`."""
+    height, width = original.shape[:2]
+    outside, edited = mask == 0, mask >= 0.5
+    with one_cpu_thread():  # a scan of the frame and box-sized ops (see regions.stitch)
+        changes = run(outside_change, original, group, outside)
+    checked = outside.float().mean() >= 0.02
+    if not checked:
+        notes.append(f"original {b}: under 2 % of the image lies outside the mask; "
+                     "framing and scale not checked")
+    moved = [j for j, change in zip(members, changes) if change[0] > 0]
+    fits = {}
+    if checked and moved:
+        factor = max(1, round(max(height, width) / GEOMETRY_SIZE))
+        touched = F.max_pool2d((~outside)[None, None].float(), factor)[0]
+        keep = (mask_ops.dilate(touched, 4)[0] == 0).cpu().numpy().astype(np.uint8) * 255
+        movers = group if len(moved) == len(members) else cands[moved]
+        fits = dict(zip(moved, run(lambda: geometry(
+            _pooled_gray(original[None], factor)[0], _pooled_gray(movers, factor), keep,
+            (height, width), factor))))
+    with one_cpu_thread():
+        edges = (run(edge, original, group, edited, thresholds.seam_width)
+                 if edited.any() and not edited.all() else None)
+    compare = refs if edited.any() else []  # an empty mask has no region to compare
+    aligned = [(r, h) for r, h in ((r, run(align_reference, original, outside, r))
+                                   for r in compare) if h is not None]
+    if compare and not aligned:
+        notes.append(f"original {b}: no reference could be aligned to it outside the mask")
+    similarities = [s for s in (run(reference_similarity, group, edited, r, h)
+                                for r, h in aligned) if s is not None]
+    if aligned and not similarities:
+        notes.append(f"original {b}: no aligned reference covers half of the mask")
+    targets = [j for j in members if entries and entries[j].get("target_lab") is not None]
+    if targets and edited.any():
+        lab_means.update(zip(targets, run(mean_lab, cands[targets], mask)))
+    for position, j in enumerate(members):
+        s = scores[j]
+        if checked:
+            s.update(_geometry_scores(fits[j] if j in fits else IDENTITY))
+        s["outside_max"], s["outside_mean"], s["outside_changed_fraction"] = changes[position]
+        entry = entries[j] if entries else None
+        s.update(EMPTY_EDGE if edges is None else edges[position])
+        s["content_replaced"] = replaces_content(entry)
+        s["references_used"] = None if entry is None else entry.get("references_used")
+        s["reference_unaligned"] = (None if entry is None
+                                    else bool(entry.get("reference_unaligned")))
+        if compare:
+            s["reference_similarity"] = max((sim[position] for sim in similarities),
+                                            default=None)
+
+
+def _color_sets(lab_means: dict[int, torch.Tensor], entries: list[dict] | None,
+                 candidate_index: list[int], scores: list[dict]) -> list[dict]:
+    """Colour: each recolour candidate against its target and against its set (the same
+    variation of every original that shares the target); one report entry per set."""
+    sets: dict[tuple, list[int]] = {}
+    for j in lab_means:
         target = tuple(round(float(v), 1) for v in entries[j]["target_lab"])
         sets.setdefault((candidate_index[j], target), []).append(j)
     set_report = []
@@ -681,9 +699,16 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
             scores[j]["color_spread_delta_e"] = float(ciede2000(lab, centre))
         set_report.append({"candidate_index": variation, "target_lab": list(target),
                            "members": group, "spread_max_delta_e": round(float(spread), 4)})
+    return set_report
 
+
+def _ranked(scores: list[dict], entries: list[dict] | None, image_index: list[int],
+            candidate_index: list[int], thresholds: Thresholds, half_diagonal: float
+            ) -> tuple[list[dict], list[int], list[int]]:
+    """Each candidate's verdict and rank among its original's candidates: the report entries,
+    the order (best first per original) and the best candidate of each original."""
     entries_out, ranking = [], []
-    for j in range(count):
+    for j in range(len(scores)):
         entry = entries[j] if entries else None
         reasons, penalty, tie_break = _verdict(scores[j], entry, thresholds, half_diagonal)
         note = scores[j].pop("note", None)
@@ -702,8 +727,4 @@ def quality_check(originals: torch.Tensor, candidates: torch.Tensor, mask: torch
                             if image_index[k] == image_index[j])
         if entry["rank"] == 0:
             best.append(j)
-    report = {"schema": SCHEMA, "thresholds": asdict(thresholds),
-              "candidates": entries_out, "order": order, "best": best,
-              "needs_review": sum(e["needs_review"] for e in entries_out),
-              "color_sets": set_report, "notes": notes}
-    return QualityResult(report, order, best, image_index, notes)
+    return entries_out, order, best

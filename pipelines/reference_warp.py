@@ -33,16 +33,25 @@ import torch
 
 from .classical_fill import FillMethod, classical_fill
 from .harmonize import match_low_frequency
-from .masks import never_cancelled, support_box
+from .masks import support_box
+from .cancel import never_cancelled
 from .regions import blend_masked
+from .tensors import long_side_size, single_image, to_gray8
 
-MAX_REFERENCES = 10
+MAX_REFERENCES = 10  # PiktID's documented limit, which every node and the client keep
 # The context box is at least this many pixels on a side (within the image), so a small mask
 # still has enough surroundings to match.
 MIN_CONTEXT_SIDE = 128
 RATIO_TEST = 0.8           # Lowe's ratio
 MIN_MATCHES = 8            # tentative matches needed before RANSAC
 MIN_CONTEXT_FEATURES = 100  # fewer in the surroundings: they are widened
+MIN_INLIERS = 16           # RANSAC inliers a feature alignment needs, as a count
+MIN_INLIER_RATIO = 0.2     # and as a share of the ratio-test matches
+MAX_SCALE = 4.0            # the reference may show the detail this many times larger or smaller
+FEATURE_SIDE = 1024        # features are found on images shrunk to this long side; ECC and the
+                           # warp use full resolution
+RANSAC_SEED = 0            # the sampler's seed: the same inputs give the same result
+RING_WIDTH = 8             # px around the mask where the warped reference's colour is matched
 SIFT_FEATURES = 8000       # per reference: bounds the matching cost for large references
 RANSAC_CONFIDENCE = 0.9999
 RANSAC_ITERATIONS = 10000
@@ -139,26 +148,17 @@ class _Candidate:
 
 # --- inputs -----------------------------------------------------------------------------------
 
-def _as_hwc(image: torch.Tensor, name: str) -> torch.Tensor:
-    if image.ndim == 4 and image.shape[0] == 1:
-        image = image[0]
-    if image.ndim != 3 or image.shape[-1] < 3:
-        raise ValueError(f"{name}: expected an image [H, W, 3] (or [1, H, W, 3]); got shape "
-                         f"{tuple(image.shape)}")
-    return image
-
-
-def _gray8(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-
-
 def _resized(gray: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     """`gray` shrunk so its long side is at most `side`, and the factor applied."""
-    factor = min(1.0, side / max(gray.shape))
+    height, width, factor = long_side_size(*gray.shape, side)
     if factor < 1.0:
-        size = (max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
     return gray, factor
+
+
+def check_reference_count(count: int) -> None:
+    if count > MAX_REFERENCES:
+        raise ValueError(f"references: {count} given; at most {MAX_REFERENCES}")
 
 
 def _context_box(support: np.ndarray, context: float) -> tuple[int, int, int, int]:
@@ -488,7 +488,7 @@ def _context_features(image: torch.Tensor, support: np.ndarray, context: float,
     # The corrupt pixels never reach the features: they are replaced by a diffusion fill of
     # their surroundings first (SIFT's scale space and descriptors blur across the mask), and
     # features whose neighbourhood reaches into the mask are dropped as well.
-    gray = cv2.inpaint(_gray8(image[y0:y1, x0:x1, :3].detach().float().cpu().numpy()),
+    gray = cv2.inpaint(to_gray8(image[y0:y1, x0:x1]),
                        hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
     distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 5)
     band = distance > 2
@@ -508,150 +508,65 @@ def _context_features(image: torch.Tensor, support: np.ndarray, context: float,
 # --- the engine -------------------------------------------------------------------------------
 
 def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
-                     context: float = 3.0, *, min_inliers: int = 16,
-                     min_inlier_ratio: float = 0.2, max_scale: float = 4.0,
-                     feature_side: int = 1024, refine: bool = True, seed: int = 0,
-                     intensity: bool = True, check_cancel: Callable[[], None] = never_cancelled
+                     context: float = 3.0, *, intensity: bool = True,
+                     check_cancel: Callable[[], None] = never_cancelled
                      ) -> tuple[Alignment | None, list[str]]:
     """Align the references to the target around the mask; warp the best one into place.
 
     - `image`: the target `[H, W, 3]` in 0..1; `mask`: `[H, W]` at its size, > 0 = corrupt.
-    - `references`: up to 10 images `[h, w, 3]` of any size.
+    - `references`: up to MAX_REFERENCES images `[h, w, 3]` of any size.
     - `context`: the mask's bounding box is grown this many times about its centre (at least
       128 px a side) to give the surroundings that are matched.
-    - `min_inliers`, `min_inlier_ratio`: RANSAC inliers needed, as a count and a share of the
-      ratio-test matches. `max_scale`: the reference may show the detail up to this many times
-      larger or smaller. `feature_side`: features are found on images shrunk to this long side
-      (the ECC refinement and the warp use full resolution). `refine`: ECC refinement.
-    - `seed`: the RANSAC sampler's seed; the same inputs and seed give the same result.
     - `intensity`: a reference with too few feature matches (a tight crop, plain surroundings)
       is located by intensity instead (see `Alignment`); False: features only.
     - `check_cancel`: called between references and search steps (it raises to stop: the
       intensity search can take seconds).
+    The same inputs give the same result (RANSAC's sampler is seeded).
 
     Returns the alignment (None when no reference passes) and one note per reference saying
     what was found, plus which one was chosen or why none was.
     """
-    image = _as_hwc(image, "image")
-    if mask.ndim == 3 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.ndim != 2 or tuple(mask.shape) != tuple(image.shape[:2]):
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not match the image's "
-                         f"{tuple(image.shape[:2])}; fit it first (pipelines.masks.fit_to_image)")
-    if len(references) > MAX_REFERENCES:
-        raise ValueError(f"references: {len(references)} given; at most {MAX_REFERENCES}")
+    image = single_image(image, "image")
+    support = _support(mask, image)
+    check_reference_count(len(references))
     if not 1.0 <= context <= 10.0:
         raise ValueError(f"context: {context} is outside 1..10")
-    references = [_as_hwc(reference, f"references[{index}]")
+    references = [single_image(reference, f"references[{index}]")
                   for index, reference in enumerate(references)]
-    support = (mask > 0).cpu().numpy()
     if not references:
         return None, ["no references given"]
     if not support.any():
         return None, ["the mask is empty: nothing to align"]
-
-    notes = []
-    features = _context_features(image, support, context, feature_side)
-    # A plain area (sky, a wall) has few features: widen the matched surroundings until there
-    # are enough, or the whole image is used.
-    widened = context
-    while len(features.points) < MIN_CONTEXT_FEATURES and features.box != (
-            0, 0, support.shape[1], support.shape[0]):
-        widened *= 1.5
-        features = _context_features(image, support, widened, feature_side)
-    if widened != context:
-        notes.append(f"context widened to {widened:.3g}x the mask's box for enough features "
-                     f"({len(features.points)} found)")
+    notes: list[str] = []
+    features = _widened_features(image, support, context, notes)
     matchable = len(features.points) >= MIN_MATCHES
     if not matchable:
         notes.append(f"the context around the mask has only {len(features.points)} usable "
                      "features: " + ("the references are located by intensity alone" if intensity
                                      else "a flat or tiny area cannot be located by them"))
-    box, box_gray, band, factor = features.box, features.gray, features.band, features.factor
-    target_points, descriptors = features.points, features.descriptors
     x0, y0, x1, y1 = support_box(support)
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-    threshold = 3.0 / factor
-    # MAGSAC++ (what the USAC_MAGSAC flag selects), with its sampler's seed set explicitly.
-    usac = cv2.UsacParams()
-    usac.sampler, usac.score = cv2.SAMPLING_UNIFORM, cv2.SCORE_METHOD_MAGSAC
-    usac.loMethod, usac.final_polisher = cv2.LOCAL_OPTIM_SIGMA, cv2.MAGSAC
-    usac.threshold, usac.confidence = threshold, RANSAC_CONFIDENCE
-    usac.maxIterations, usac.randomGeneratorState = RANSAC_ITERATIONS, seed
+    matching = _Matching(features, _usac(3.0 / features.factor), cv2.BFMatcher(cv2.NORM_L2),
+                         cv2.SIFT_create(nfeatures=SIFT_FEATURES), centre)
     # The intensity fallback sees the garbled detail too: it still carries its coarse shape.
-    target_gray = _gray8(image[..., :3].detach().float().cpu().numpy()).astype(np.float32) / 255
-
+    target_gray = to_gray8(image).astype(np.float32) / 255
     candidates = []
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    reference_sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
     for index, reference in enumerate(references):
         check_cancel()
-        gray = _gray8(reference[..., :3].detach().float().cpu().numpy())
-        if matchable:
-            found, note = _match_features(index, gray, descriptors, target_points, matcher,
-                                          reference_sift, usac, min_inliers, min_inlier_ratio,
-                                          feature_side)
-        else:
-            found, note = None, None
-        if found is None and not intensity:
+        gray = to_gray8(reference)
+        found, note = (_by_features(index, gray, matching) if matchable else (None, None))
+        if found is None and intensity:
+            found, note = _by_intensity(index, gray, target_gray, support, context, note,
+                                        check_cancel)
+        if found is None:
             notes.append(note or f"reference {index}: not located (too few usable features)")
             continue
-        if found is None:
-            # Too few matches: a tight or plain reference. Locate it by intensity instead.
-            located = _align_by_intensity(target_gray, support, gray.astype(np.float32) / 255,
-                                            max_scale, check_cancel)
-            if located is None or located[1] < MIN_CORRELATION:
-                notes.append((f"{note}; not" if note else f"reference {index}: not")
-                             + " located by intensity either (correlation "
-                             f"{-1.0 if located is None else located[1]:.3f}, need "
-                             f"{MIN_CORRELATION})")
-                continue
-            homography, correlation = located
-            found = _Candidate(index, "intensity", homography, 0, 0, None, correlation, 0.0,
-                               0.0, False, 0.0)
-            candidate_box = _context_box(support, context)
-        else:
-            homography, source, destination, chosen = found
-            refined = False
-            if refine:
-                better = _refine_ecc(box_gray, band, box, gray, homography)
-                if better is not None and np.all(np.isfinite(better)):
-                    # ECC optimises intensities, not the matches: keep it only while it moves
-                    # the context box and the mask's centre by less than RANSAC's threshold (it
-                    # polishes, it does not relocate).
-                    checks = _apply(np.linalg.inv(homography),
-                                    np.vstack([_corners(box), centre]))
-                    moved = np.linalg.norm(_apply(better, checks) - _apply(homography, checks),
-                                           axis=1)
-                    if moved.max() < threshold:
-                        homography, refined = better, True
-            error = float(np.sqrt(np.mean(np.sum(
-                (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
-            found = _Candidate(index, "features", homography, len(source), int(chosen.sum()),
-                               error, None, 0.0, 0.0, refined, 0.0)
-            candidate_box = box
-        reason, found.scale, found.rotation = _implausible(found.homography, candidate_box,
-                                                           centre, max_scale)
-        if reason:
-            notes.append(f"reference {index}: rejected, {reason}")
-            continue
-        found.box = candidate_box
-        found.coverage = float(_valid_map(found.homography, candidate_box, gray.shape)[
-            support[candidate_box[1]:candidate_box[3], candidate_box[0]:candidate_box[2]]].mean())
-        if found.coverage == 0:
-            notes.append(f"reference {index}: rejected, it does not show the masked area itself")
-            continue
-        candidates.append(found)
-        notes.append(f"reference {index}: aligned, " + (
-            f"{found.inliers} inliers of {found.matches} matches, error {found.error:.2f} px"
-            if found.method == "features" else
-            f"by intensity (too few feature matches), correlation {found.correlation:.3f}")
-            + f", scale {found.scale:.3f}, rotation {found.rotation:.1f} deg"
-            + (", ECC-refined" if found.refined else "")
-            + ("" if found.coverage == 1 else f", covers {found.coverage:.0%} of the mask"))
+        reason = _check_view(found, support, centre, gray.shape)
+        notes.append(f"reference {index}: rejected, {reason}" if reason else _aligned_note(found))
+        if not reason:
+            candidates.append(found)
     if not candidates:
         return None, notes + ["no reference could be aligned to the area around the mask"]
-
     best = max(candidates, key=lambda candidate: candidate.score)
     notes.append(f"chose reference {best.index}")
     warped, valid = _warp(references[best.index], best.homography, support.shape, best.box)
@@ -666,15 +581,127 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     return alignment, notes
 
 
+def _support(mask: torch.Tensor, image: torch.Tensor) -> np.ndarray:
+    """The corrupt pixels, `[H, W]` bool, of a mask that must already have the image's size."""
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2 or tuple(mask.shape) != tuple(image.shape[:2]):
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not match the image's "
+                         f"{tuple(image.shape[:2])}; fit it first (pipelines.masks.fit_to_image)")
+    return (mask > 0).cpu().numpy()
+
+
+def _widened_features(image: torch.Tensor, support: np.ndarray, context: float,
+                      notes: list[str]) -> _Features:
+    """The context's features. A plain area (sky, a wall) has few: the matched surroundings
+    are widened until there are enough, or the whole image is used."""
+    features = _context_features(image, support, context, FEATURE_SIDE)
+    widened = context
+    while len(features.points) < MIN_CONTEXT_FEATURES and features.box != (
+            0, 0, support.shape[1], support.shape[0]):
+        widened *= 1.5
+        features = _context_features(image, support, widened, FEATURE_SIDE)
+    if widened != context:
+        notes.append(f"context widened to {widened:.3g}x the mask's box for enough features "
+                     f"({len(features.points)} found)")
+    return features
+
+
+def _usac(threshold: float) -> cv2.UsacParams:
+    """MAGSAC++ (what the USAC_MAGSAC flag selects), with its sampler's seed set explicitly."""
+    usac = cv2.UsacParams()
+    usac.sampler, usac.score = cv2.SAMPLING_UNIFORM, cv2.SCORE_METHOD_MAGSAC
+    usac.loMethod, usac.final_polisher = cv2.LOCAL_OPTIM_SIGMA, cv2.MAGSAC
+    usac.threshold, usac.confidence = threshold, RANSAC_CONFIDENCE
+    usac.maxIterations, usac.randomGeneratorState = RANSAC_ITERATIONS, RANSAC_SEED
+    return usac
+
+
+@dataclass
+class _Matching:
+    """What every reference is matched against: the context's features and the tools."""
+    features: _Features
+    usac: cv2.UsacParams
+    matcher: cv2.BFMatcher
+    sift: cv2.SIFT
+    centre: np.ndarray  # the mask's box centre, target pixels
+
+
+def _by_features(index: int, gray: np.ndarray, matching: _Matching
+                 ) -> tuple[_Candidate | None, str | None]:
+    """Locate a reference by its feature matches, ECC-refined; None and why when too few."""
+    features = matching.features
+    found, note = _match_features(index, gray, features.descriptors, features.points,
+                                  matching.matcher, matching.sift, matching.usac)
+    if found is None:
+        return None, note
+    homography, source, destination, chosen = found
+    threshold = matching.usac.threshold
+    refined = False
+    better = _refine_ecc(features.gray, features.band, features.box, gray, homography)
+    if better is not None and np.all(np.isfinite(better)):
+        # ECC optimises intensities, not the matches: keep it only while it moves the context
+        # box and the mask's centre by less than RANSAC's threshold (it polishes, it does not
+        # relocate).
+        checks = _apply(np.linalg.inv(homography),
+                        np.vstack([_corners(features.box), matching.centre]))
+        moved = np.linalg.norm(_apply(better, checks) - _apply(homography, checks), axis=1)
+        if moved.max() < threshold:
+            homography, refined = better, True
+    error = float(np.sqrt(np.mean(np.sum(
+        (_apply(homography, source[chosen]) - destination[chosen]) ** 2, axis=1))))
+    return _Candidate(index, "features", homography, len(source), int(chosen.sum()), error,
+                      None, 0.0, 0.0, refined, 0.0, features.box), None
+
+
+def _by_intensity(index: int, gray: np.ndarray, target_gray: np.ndarray, support: np.ndarray,
+                  context: float, feature_note: str | None, check_cancel: Callable[[], None]
+                  ) -> tuple[_Candidate | None, str | None]:
+    """Locate a tight or plain reference (too few matches) by intensity; None and why when its
+    correlation is too low."""
+    located = _align_by_intensity(target_gray, support, gray.astype(np.float32) / 255,
+                                  MAX_SCALE, check_cancel)
+    if located is None or located[1] < MIN_CORRELATION:
+        return None, ((f"{feature_note}; not" if feature_note else f"reference {index}: not")
+                      + " located by intensity either (correlation "
+                      f"{-1.0 if located is None else located[1]:.3f}, need {MIN_CORRELATION})")
+    homography, correlation = located
+    return _Candidate(index, "intensity", homography, 0, 0, None, correlation, 0.0, 0.0, False,
+                      0.0, _context_box(support, context)), None
+
+
+def _check_view(found: _Candidate, support: np.ndarray, centre: np.ndarray,
+                reference_shape: tuple[int, ...]) -> str | None:
+    """Why a located reference is not used (None when it is); sets its scale, rotation and
+    mask coverage."""
+    reason, found.scale, found.rotation = _implausible(found.homography, found.box, centre,
+                                                       MAX_SCALE)
+    if reason:
+        return reason
+    x0, y0, x1, y1 = found.box
+    found.coverage = float(_valid_map(found.homography, found.box, reference_shape)[
+        support[y0:y1, x0:x1]].mean())
+    return "it does not show the masked area itself" if found.coverage == 0 else None
+
+
+def _aligned_note(found: _Candidate) -> str:
+    return (f"reference {found.index}: aligned, " + (
+        f"{found.inliers} inliers of {found.matches} matches, error {found.error:.2f} px"
+        if found.method == "features" else
+        f"by intensity (too few feature matches), correlation {found.correlation:.3f}")
+        + f", scale {found.scale:.3f}, rotation {found.rotation:.1f} deg"
+        + (", ECC-refined" if found.refined else "")
+        + ("" if found.coverage == 1 else f", covers {found.coverage:.0%} of the mask"))
+
+
 def _match_features(index: int, gray: np.ndarray, descriptors: np.ndarray,
                     target_points: np.ndarray, matcher: cv2.BFMatcher, sift: cv2.SIFT,
-                    usac: cv2.UsacParams, min_inliers: int, min_inlier_ratio: float,
-                    feature_side: int
+                    usac: cv2.UsacParams
                     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
                                str | None]:
     """The feature path for one reference: (homography, reference points, target points,
     inlier flags) of the ratio-test matches, or None and the note saying why not."""
-    small, ref_factor = _resized(gray, feature_side)
+    small, ref_factor = _resized(gray, FEATURE_SIDE)
     ref_keypoints, ref_descriptors = sift.detectAndCompute(small, None)
     if ref_descriptors is None or len(ref_keypoints) < 2:
         return None, f"reference {index}: no features (flat or tiny image)"
@@ -688,9 +715,9 @@ def _match_features(index: int, gray: np.ndarray, descriptors: np.ndarray,
     destination = target_points[[m.queryIdx for m in good]]
     homography, inlier_mask = cv2.findHomography(source, destination, usac)
     inliers = int(inlier_mask.sum()) if homography is not None else 0
-    if inliers < max(min_inliers, min_inlier_ratio * len(good)):
+    if inliers < max(MIN_INLIERS, MIN_INLIER_RATIO * len(good)):
         return None, (f"reference {index}: {inliers} consistent matches of {len(good)} (need "
-                      f"{max(min_inliers, math.ceil(min_inlier_ratio * len(good)))}): it does "
+                      f"{max(MIN_INLIERS, math.ceil(MIN_INLIER_RATIO * len(good)))}): it does "
                       "not seem to show the area around the mask")
     return (homography, source, destination, inlier_mask.ravel().astype(bool)), None
 
@@ -725,24 +752,25 @@ def _warp(reference: torch.Tensor, homography: np.ndarray, shape: tuple[int, int
 
 
 def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[torch.Tensor],
-                   context: float = 3.0, *, ring_width: int = 8,
-                   fallback: FillMethod | str | None = FillMethod.TELEA,
-                   keep_unaligned: bool = False, **align_options
+                   *, fallback: FillMethod | str | None = FillMethod.TELEA,
+                   keep_unaligned: bool = False, intensity: bool = True,
+                   check_cancel: Callable[[], None] = never_cancelled
                    ) -> tuple[torch.Tensor, Alignment | None, list[str]]:
     """Repair the masked area of `image` from the best-aligned reference.
 
-    The warped reference's colour is matched to the original on a `ring_width` ring around the
-    mask (pipelines.harmonize.match_low_frequency) and pasted inside the mask (a soft mask
-    blends by its value). Masked pixels the warp does not cover, or the whole mask when no
-    reference aligns, get the classical `fallback` fill (None: they keep the original).
-    `keep_unaligned`: when no reference aligns, the mask keeps the original whatever the
-    fallback (a detail that must not be erased; the fallback still serves uncovered pixels).
-    Pixels outside the mask are bit-identical to `image`. `align_options` go to
-    align_references. Returns the image `[H, W, C]`, the alignment (or None) and notes.
+    The references are aligned by `align_references` (`intensity`, `check_cancel`: see there)
+    with its default context. The warped reference's colour is matched to the original on a
+    RING_WIDTH ring around the mask (pipelines.harmonize.match_low_frequency) and pasted inside
+    the mask (a soft mask blends by its value). Masked pixels the warp does not cover, or the
+    whole mask when no reference aligns, get the classical `fallback` fill (None: they keep the
+    original). `keep_unaligned`: when no reference aligns, the mask keeps the original whatever
+    the fallback (a detail that must not be erased; the fallback still serves uncovered
+    pixels). Pixels outside the mask are bit-identical to `image`. Returns the image
+    `[H, W, C]`, the alignment (or None) and notes.
     """
-    image = _as_hwc(image, "image")
-    alignment, notes = align_references(image, mask, references, context, **align_options)
-    check_cancel = align_options.get("check_cancel", never_cancelled)
+    image = single_image(image, "image")
+    alignment, notes = align_references(image, mask, references, intensity=intensity,
+                                        check_cancel=check_cancel)
     mask = (mask[0] if mask.ndim == 3 else mask).to(image.device, image.dtype)
     method = None if fallback is None else FillMethod(fallback)
     if alignment is None:
@@ -755,7 +783,7 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
     # Everything happens in the context box, grown to hold the colour ring and what the classical
     # fill reads: the rest of the frame is only copied.
     support = mask > 0
-    margin = max(int(ring_width), 3 + 2)  # classical_fill reads radius (3) + 2 around the mask
+    margin = max(RING_WIDTH, 3 + 2)  # classical_fill reads radius (3) + 2 around the mask
     mx0, my0, mx1, my1 = support_box(support, margin)
     bx0, by0, bx1, by1 = alignment.context_box
     x0, y0, x1, y1 = min(bx0, mx0), min(by0, my0), max(bx1, mx1), max(by1, my1)
@@ -765,7 +793,7 @@ def reference_fill(image: torch.Tensor, mask: torch.Tensor, references: list[tor
                                                         check_cancel=check_cancel)[0]
     warped = window.clone()
     warped[..., :3] = alignment.warped[y0:y1, x0:x1].to(image.dtype)
-    matched = match_low_frequency(warped[None], window[None], window_mask[None], ring_width,
+    matched = match_low_frequency(warped[None], window[None], window_mask[None], RING_WIDTH,
                                   valid=valid[None])[0]
     new = torch.where((valid & support[y0:y1, x0:x1])[..., None], matched, base)
     uncovered = int((support & ~alignment.valid).sum())

@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from . import masks as mask_ops
+from .cancel import never_cancelled
 from .choices import Choice
 from .seamless import seamless_blend_many
 from .tensors import one_cpu_thread, resize, zeros
 
 
-# The resolutions OctoAI's /adetailer accepts for `init_image` (seed 004), width x height.
+# The resolutions OctoAI's /adetailer accepts for `init_image` (as the vendor documents them),
+# width x height.
 SD15_BUCKETS = [(384, 704), (448, 576), (512, 512), (512, 704), (512, 768), (512, 832),
                 (576, 448), (576, 768), (576, 1024), (640, 512), (640, 640), (640, 768),
                 (704, 384), (704, 1216), (768, 512), (768, 576), (768, 1024), (832, 512),
@@ -169,7 +171,8 @@ def parse_buckets(text: str, name: str = "buckets") -> tuple[tuple[int, int], ..
         try:
             width, height = (int(part) for part in parts)
         except ValueError:
-            raise ValueError(f"{name}: {item.strip()!r} is not WIDTHxHEIGHT, e.g. 768x512") from None
+            raise ValueError(f"{name}: {item.strip()!r} is not WIDTHxHEIGHT, e.g. 768x512"
+                             ) from None
         if width < 8 or height < 8:
             raise ValueError(f"{name}: {item.strip()!r} is too small; each side must be >= 8")
         if max(width, height) > MAX_BUCKET_SIDE:
@@ -258,7 +261,7 @@ def _target_size(boxes: list[tuple[int, int, int, int]], settings: WindowSetting
 
 
 def plan_regions(user_mask: torch.Tensor, settings: WindowSettings,
-                 check_cancel: Callable[[], None] = mask_ops.never_cancelled,
+                 check_cancel: Callable[[], None] = never_cancelled,
                  within: tuple[int, int, int, int] | None = None) -> Regions:
     """Process the mask (dilate, blur), split it into objects and lay out one window per crop.
 
@@ -395,7 +398,7 @@ def _paste_into(target: torch.Tensor, new: torch.Tensor, alpha: torch.Tensor, bl
 def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
            blend: Blend | str = Blend.SEAMLESS, feather: int | None = None,
            step: Callable[[], None] | None = None,
-           check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
+           check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """Put processed crops back into `image`.
 
     `crops` holds one crop per window, or k crops per window (k candidates, candidate-major:
@@ -443,7 +446,7 @@ def stitch(image: torch.Tensor, regions: Regions, crops: torch.Tensor,
 
 
 def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSettings,
-                    check_cancel: Callable[[], None] = mask_ops.never_cancelled
+                    check_cancel: Callable[[], None] = never_cancelled
                     ) -> tuple[Regions, torch.Tensor, torch.Tensor]:
     """DilateBlurPad: fit the mask to the image (resizing it when its size differs, as the
     vendors do; `regions.notes` says so), plan the windows, crop. Returns the regions, the crops
@@ -466,7 +469,7 @@ def prepare_regions(image: torch.Tensor, mask: torch.Tensor, settings: WindowSet
 
 def blend_masked(image: torch.Tensor, new: torch.Tensor, mask: torch.Tensor, feather: int,
                  blend: Blend | str = Blend.INWARD,
-                 check_cancel: Callable[[], None] = mask_ops.never_cancelled) -> torch.Tensor:
+                 check_cancel: Callable[[], None] = never_cancelled) -> torch.Tensor:
     """Confine a full-frame result to the mask: `new` ([k*B, H, W, C], k results per image,
     candidate-major) over `image` ([B, H, W, C]) through `mask` ([B, H, W], already at the
     image's size) by a confined `blend` (`feather` is the inward blend's ramp; 0 pastes hard).

@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .detect import Detection, Detections, MissingDependencyError, to_uint8_frames
+from .cancel import never_cancelled
+from .detect import Detection, Detections
+from .errors import MissingDependencyError
+from .tensors import to_uint8_frames
 from .masks import support_box
 
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".safetensors")
@@ -189,10 +192,10 @@ def parse_points(text: str, width: int, height: int) -> list[tuple[float, float,
 
 
 def segment(sam, image: torch.Tensor, prompts: list[SamPrompt],
-            check_cancel: Callable[[], None] | None = None) -> list[tuple[torch.Tensor, float]]:
+            step: Callable[[], None] = never_cancelled) -> list[tuple[torch.Tensor, float]]:
     """One `[H, W]` mask (float 0/1, CPU) and SAM's predicted IoU per prompt: of SAM's three
-    candidates, the one it scores highest. Each image is encoded once. `check_cancel` runs once
-    per prompt."""
+    candidates, the one it scores highest. Each image is encoded once. `step` runs once per
+    prompt."""
     from segment_anything import SamPredictor
 
     frames = to_uint8_frames(image)
@@ -203,8 +206,7 @@ def segment(sam, image: torch.Tensor, prompts: list[SamPrompt],
         for index, prompt in enumerate(prompts):
             if prompt.batch_index != b:
                 continue
-            if check_cancel is not None:
-                check_cancel()
+            step()
             with torch.inference_mode():
                 candidates, scores, _ = predictor.predict(
                     point_coords=np.array(prompt.points, np.float32) if prompt.points else None,
@@ -219,7 +221,7 @@ def segment(sam, image: torch.Tensor, prompts: list[SamPrompt],
 
 def refine(sam, image: torch.Tensor, found: Detections,
            points: list[tuple[float, float, int]] = (), clip_to_box: bool = True,
-           check_cancel: Callable[[], None] | None = None) -> Detections:
+           step: Callable[[], None] = never_cancelled) -> Detections:
     """Replace each detection's mask by SAM's segmentation of its box (plus the `points` that
     fall inside the box). With `clip_to_box`, the mask stays inside the box. A detection SAM
     returns nothing for keeps its old mask, and a note says so."""
@@ -229,7 +231,7 @@ def refine(sam, image: torch.Tensor, found: Detections,
         inside = [p for p in points if x0 <= p[0] < x1 and y0 <= p[1] < y1]
         prompts.append(SamPrompt(item.batch_index, item.box, tuple((x, y) for x, y, _ in inside),
                                  tuple(label for _, _, label in inside)))
-    masks = segment(sam, image, prompts, check_cancel)
+    masks = segment(sam, image, prompts, step)
     notes, out = [], []
     for item, (mask, _) in zip(found.items, masks):
         if clip_to_box:
@@ -262,7 +264,7 @@ def boxes_from_mask(mask: torch.Tensor, label: str = "mask") -> Detections:
 
 
 def from_points(sam, image: torch.Tensor, points: list[tuple[float, float, int]],
-                check_cancel: Callable[[], None] | None = None) -> Detections:
+                step: Callable[[], None] = never_cancelled) -> Detections:
     """No boxes: all points prompt one object per image; its confidence is SAM's predicted IoU
     (clamped to 0..1) and its box the mask's bounding box."""
     if not any(label == 1 for *_, label in points):
@@ -272,7 +274,7 @@ def from_points(sam, image: torch.Tensor, points: list[tuple[float, float, int]]
     coords = tuple((x, y) for x, y, _ in points)
     labels = tuple(label for *_, label in points)
     results = segment(sam, image, [SamPrompt(b, None, coords, labels) for b in range(batch)],
-                      check_cancel)
+                      step)
     items = []
     for b, (mask, score) in enumerate(results):
         box = support_box(mask)

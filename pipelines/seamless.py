@@ -27,8 +27,8 @@ import scipy.sparse.linalg as sparse_linalg
 import torch
 import torch.nn.functional as F
 
-from .cancel import run_cancellable
-from .masks import never_cancelled, support_box
+from .cancel import never_cancelled, run_cancellable
+from .masks import support_box
 
 # Above this many masked pixels the membrane is first solved at half resolution: the direct
 # solve's fill-in grows faster than the pixel count, and the membrane is smooth away from the

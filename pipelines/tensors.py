@@ -95,3 +95,57 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     """Float 0..1 values (any shape) as a uint8 array of 0..255, rounded, on the CPU: what
     OpenCV, mediapipe and PNG encoders take."""
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def rgb(image: torch.Tensor) -> torch.Tensor:
+    """The colour channels of `[..., C]` with C in 1..4: grey repeated (a view), alpha dropped."""
+    return image[..., :3] if image.shape[-1] >= 3 else image[..., :1].expand(*image.shape[:-1], 3)
+
+
+def to_uint8_frames(image: torch.Tensor, name: str = "image") -> np.ndarray:
+    """IMAGE `[B, H, W, C]` float 0..1 to RGB uint8 `[B, H, W, 3]` (grey repeated, alpha
+    dropped): what detectors and encoders take."""
+    image_size(image, name)
+    return np.ascontiguousarray(to_uint8(rgb(image)))
+
+
+def to_gray8(image: torch.Tensor) -> np.ndarray:
+    """`[H, W, C]` float 0..1 to OpenCV's uint8 grey `[H, W]` (alpha dropped)."""
+    return cv2.cvtColor(np.ascontiguousarray(to_uint8(rgb(image))), cv2.COLOR_RGB2GRAY)
+
+
+def single_image(image: torch.Tensor, name: str) -> torch.Tensor:
+    """`[H, W, C]` from `[H, W, C]` or `[1, H, W, C]` with C of 3 or 4, with a clear error."""
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[-1] < 3:
+        raise ValueError(f"{name}: expected an image [H, W, 3] (or [1, H, W, 3]); got shape "
+                         f"{tuple(image.shape)}")
+    return image
+
+
+def long_side_size(height: int, width: int, long_side: float, enlarge: bool = False
+                   ) -> tuple[int, int, float]:
+    """(height, width, factor) scaled so the long side is `long_side` (only shrunk unless
+    `enlarge`), each side rounded and at least 1 px."""
+    factor = long_side / max(height, width)
+    if not enlarge:
+        factor = min(1.0, factor)
+    return max(1, round(height * factor)), max(1, round(width * factor)), factor
+
+
+def resize_long_side(image: torch.Tensor, long_side: float, mode: str = "area",
+                     enlarge: bool = False) -> torch.Tensor:
+    """`[H, W, C]` float scaled so its long side is `long_side` (see `long_side_size`), with
+    `mode` "area" or "bicubic" (antialiased when shrinking, clamped to 0..1)."""
+    height, width = image.shape[:2]
+    new_height, new_width, factor = long_side_size(height, width, long_side, enlarge)
+    if factor == 1:
+        return image
+    chw = image.movedim(-1, 0)[None].float()
+    if mode == "area":
+        out = F.interpolate(chw, size=(new_height, new_width), mode="area")
+    else:
+        out = F.interpolate(chw, size=(new_height, new_width), mode=mode, antialias=factor < 1,
+                            align_corners=False).clamp(0, 1)
+    return out[0].movedim(0, -1)

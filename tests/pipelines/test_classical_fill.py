@@ -10,7 +10,7 @@ from skimage import data
 
 from cancelling import CancelLater, finish_abandoned_native_calls
 from region_repair.pipelines.classical_fill import FillMethod, classical_fill
-from region_repair.pipelines.detect import MissingDependencyError
+from region_repair.pipelines.errors import MissingDependencyError
 
 
 @pytest.mark.parametrize("method", list(FillMethod))

@@ -20,8 +20,8 @@ class Recorder:
     def __call__(self, pixels, mask, hidden, seed, denoise):
         self.calls.append({"pixels": pixels.clone(), "mask": mask.clone(), "hidden": hidden,
                            "seed": seed, "denoise": denoise})
-        colour = torch.tensor([(seed % 7) / 7, 0.5, 1 - (seed % 5) / 5])
-        return torch.where(mask[..., None] > 0, colour.expand_as(pixels), pixels)
+        color = torch.tensor([(seed % 7) / 7, 0.5, 1 - (seed % 5) / 5])
+        return torch.where(mask[..., None] > 0, color.expand_as(pixels), pixels)
 
 
 def scene(size=(96, 128), box=(40, 56, 50, 70)):

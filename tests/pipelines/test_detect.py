@@ -15,6 +15,7 @@ from PIL import Image
 
 from cancelling import CancelLater, finish_abandoned_native_calls
 from pack_paths import PACK_ROOT
+from region_repair.pipelines.errors import MissingDependencyError
 from region_repair.pipelines import detect as det
 from region_repair.pipelines import regions
 
@@ -249,7 +250,6 @@ def test_masks_for_the_geometry(astronaut):
     assert found.object_masks().shape == (4, 512, 512)
     one = found.object_mask(2)
     assert one[0].sum() == 0 and torch.equal(one[1], found.items[2].mask)
-    assert len(found.repair_masks(union=True)) == 1 and len(found.repair_masks(False)) == 4
     # Each object's mask feeds DilateBlurPad's geometry: one window around that eye only.
     plan, crops, _ = regions.prepare_regions(torch.cat([astronaut, astronaut]), one,
                                              regions.WindowSettings())
@@ -257,7 +257,7 @@ def test_masks_for_the_geometry(astronaut):
     x0, y0, x1, y1 = found.items[2].box
     assert window.batch_index == 1 and window.x0 < x0 and window.x1 > x1
     empty = det.detect(photo("chelsea.png"), "face_haar")
-    assert empty.object_masks().shape == (0, 300, 451) and empty.repair_masks(True) == []
+    assert empty.object_masks().shape == (0, 300, 451)
 
 
 def test_grey_and_rgba_images_are_accepted(astronaut):
@@ -283,7 +283,7 @@ def test_yolo_files_are_found_by_name_or_the_error_says_where(tmp_path):
 
 def test_yolo_without_ultralytics_says_how_to_install(astronaut, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ultralytics", None)
-    with pytest.raises(det.MissingDependencyError, match="pip install ultralytics"):
+    with pytest.raises(MissingDependencyError, match="pip install ultralytics"):
         det.detect(astronaut, "face_yolov8n", model_path=tmp_path / "face_yolov8n.pt")
 
 

@@ -30,18 +30,18 @@ def open_coat_over_dress(coat_share: float = 0.4):
 def test_one_garment_with_shading_is_certain():
     samples, offsets = patch((50, 10, 30), 3000, (0, 50), 0)
     samples[:1000, 0] -= 25  # a deep fold: darker, same dye
-    colours, radius, other, notes = garment_mask.garment_colour(samples, offsets, None)
+    colors, radius, other, notes = garment_mask.garment_color(samples, offsets, None)
     assert notes == [] and not other.any()
     # Every shade belongs to the garment: the lit and the shaded cloth are both near it.
-    assert garment_mask._nearest(samples, colours).max() < max(2.5 * radius, 12.0) + 10
+    assert garment_mask._nearest(samples, colors).max() < max(2.5 * radius, 12.0) + 10
     assert radius > 0
 
 
 @pytest.mark.parametrize(("outer", "wanted"), [(True, "coat"), (False, "dress")])
 def test_the_label_picks_the_outer_or_the_inner_garment(outer, wanted):
     samples, offsets, coats = open_coat_over_dress()
-    colours, _, other, notes = garment_mask.garment_colour(samples, offsets, outer)
-    picked = colours[0]
+    colors, _, other, notes = garment_mask.garment_color(samples, offsets, outer)
+    picked = colors[0]
     assert (picked[1] < 20) == (wanted == "coat"), picked  # the coat has no red (a*)
     assert len(notes) == 1 and notes[0].startswith(garment_mask.UNCERTAIN)
     assert "two candidate garments" in notes[0]
@@ -52,15 +52,15 @@ def test_the_label_picks_the_outer_or_the_inner_garment(outer, wanted):
 
 def test_an_empty_label_takes_the_larger_candidate_and_says_so():
     samples, offsets, _ = open_coat_over_dress(coat_share=0.3)
-    colours, _, _, notes = garment_mask.garment_colour(samples, offsets, None)
-    assert colours[0][1] > 40, "the dress (70 % of the core) is the larger candidate"
+    colors, _, _, notes = garment_mask.garment_color(samples, offsets, None)
+    assert colors[0][1] > 40, "the dress (70 % of the core) is the larger candidate"
     assert "the largest" in notes[0] and "label" in notes[0]
 
 
-def test_a_small_second_colour_is_no_candidate():
+def test_a_small_second_color_is_no_candidate():
     # A logo or a bag strap over 10 % of the core: one garment, no note.
     samples, offsets, _ = open_coat_over_dress(coat_share=0.1)
-    _, _, other, notes = garment_mask.garment_colour(samples, offsets, None)
+    _, _, other, notes = garment_mask.garment_color(samples, offsets, None)
     assert notes == [] and not other.any()
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage import data
 
-from region_repair.pipelines.colour import ciede2000, lab_to_srgb, srgb_to_lab
+from region_repair.pipelines.color import ciede2000, lab_to_srgb, srgb_to_lab
 from region_repair.pipelines.harmonize import match_low_frequency
 
 
@@ -49,7 +49,7 @@ def test_brightness_and_contrast_change_is_undone(photos):
     assert torch.equal(matched[outside], new[outside])
 
 
-def test_a_smooth_colour_drift_is_followed_across_the_mask(photos):
+def test_a_smooth_color_drift_is_followed_across_the_mask(photos):
     """A sampler's drift: a warm cast rising from left to right, as a smooth field in Lab."""
     mask = square_masks(1, [(80, 80, 96)])
     original = photos[:1]

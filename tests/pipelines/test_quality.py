@@ -18,7 +18,7 @@ from PIL import Image
 import removal_cases
 from cancelling import CancelLater, finish_abandoned_native_calls
 from pack_paths import PACK_ROOT
-from region_repair.pipelines.colour import lab_to_srgb, srgb_to_lab
+from region_repair.pipelines.color import lab_to_srgb, srgb_to_lab
 from region_repair.pipelines.quality import Thresholds, quality_check
 from region_repair.pipelines.regions import WindowSettings, blend_masked, prepare_regions, stitch
 
@@ -113,7 +113,7 @@ def test_neither_fires_when_only_the_inside_differs(scene, outside):
     assert entry["scores"]["scale_drift_percent"] < 0.1
 
 
-def test_seam_separates_a_hard_colour_shifted_paste_from_a_colour_matched_blend(scene):
+def test_seam_separates_a_hard_color_shifted_paste_from_a_color_matched_blend(scene):
     original, mask, regenerated = scene
     hard = blend_masked(original, lab_shift(original, (6, 6, -6)), mask, 0)
     matched = regenerated  # new content, colour-matched, inward feather 4
@@ -212,9 +212,9 @@ def test_color_target_and_the_spread_across_the_set():
     lab = srgb_to_lab(originals)
     # Recolour: the region's mean moves onto the target, its local contrast stays.
     inside = mask[0] > 0
-    recolour = lab - lab[:, inside].mean(1)[:, None, None] + torch.tensor(target)
-    on_target = blend_masked(originals, lab_to_srgb(recolour), mask, 0)
-    off_target = blend_masked(originals, lab_to_srgb(recolour + torch.tensor([0, 8, 8])), mask,
+    recolor = lab - lab[:, inside].mean(1)[:, None, None] + torch.tensor(target)
+    on_target = blend_masked(originals, lab_to_srgb(recolor), mask, 0)
+    off_target = blend_masked(originals, lab_to_srgb(recolor + torch.tensor([0, 8, 8])), mask,
                               0)
     info = json.loads(info_json(4, target_lab=target, target_hex="#000000"))
     for j, entry in enumerate(info):
@@ -274,12 +274,12 @@ def test_an_unrelated_candidate_cannot_be_aligned_and_is_flagged():
     mask = torch.zeros(1, 300, 400)
     mask[:, 100:200, 150:250] = 1
     graded = (original * 0.7 + 0.2).clamp(0, 1)  # a global colour change still aligns
-    unrelated, recoloured = entries(quality_check(original, torch.cat([other, graded]), mask))
+    unrelated, recolored = entries(quality_check(original, torch.cat([other, graded]), mask))
     assert unrelated["scores"]["shift_px"] is None and "framing_shift" in unrelated["reasons"]
     assert unrelated["notes"] == ["could not align the candidate to the original outside the "
                                   "mask"]
-    assert recoloured["scores"]["shift_px"] < 0.05
-    assert recoloured["reasons"] == ["outside_mask_changed"]
+    assert recolored["scores"]["shift_px"] < 0.05
+    assert recolored["reasons"] == ["outside_mask_changed"]
 
 
 # --- residue and the seam on removals, against ground truth (tests/support/removal_cases.py) ----

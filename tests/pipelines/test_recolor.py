@@ -1,5 +1,6 @@
-"""pipelines/recolor.py: target parsing, the colour transfer, anchors, variations, the outside of
-the mask. The real-photo figures of the issue live in test_recolor_photos.py."""
+"""pipelines/recolor.py and recolor_transfer.py: the colour transfer, anchors, variations, the
+outside of the mask. The target's parsing is in test_recolor_target.py, the real-photo figures
+in test_recolor_photos.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cancelling import CancelLater
-from region_repair.pipelines import recolor
-from region_repair.pipelines.colour import ciede2000, srgb_to_lab
-
-
-def lab_of(hex_code: str) -> torch.Tensor:
-    return recolor.rgb_lab(recolor.parse_hex(hex_code))
+from lab_colors import lab_of
+from region_repair.pipelines import color, recolor, recolor_target, recolor_transfer
+from region_repair.pipelines.color import srgb_to_lab
 
 
 def textured(height: int = 48, width: int = 64, seed: int = 0, base=(0.8, 0.4, 0.2)):
@@ -35,81 +33,6 @@ def blob_mask(height: int = 48, width: int = 64) -> torch.Tensor:
 
 # --- target parsing ----------------------------------------------------------------------------
 
-def test_names_come_from_css4_then_xkcd():
-    assert recolor.parse_colour_text("forest green").rgb == recolor.parse_hex("#228B22")
-    assert recolor.parse_colour_text("xkcd forest green").rgb == recolor.parse_hex("#06470c")
-    # XKCD-only names, with an apostrophe and four words
-    assert recolor.parse_colour_text("robin's egg blue").colour_text == "robin's egg blue"
-    assert recolor.parse_colour_text("mustard").rgb == recolor.parse_hex("#ceb301")
-
-
-def test_instructions_give_a_colour_and_modifiers():
-    parsed = recolor.parse_colour_text("Make it forest green!")
-    assert parsed.colour_text == "forest green" and parsed.modifiers == ()
-    parsed = recolor.parse_colour_text("a slightly darker navy")
-    assert parsed.colour_text == "navy"
-    assert [(word, scale) for word, _, scale in parsed.modifiers] == [("darker", 0.5)]
-    assert recolor.parse_colour_text("change the red jacket to teal").colour_text == "teal"
-    assert recolor.parse_colour_text("use #2e5a3b please").rgb == recolor.parse_hex("#2E5A3B")
-    # modifier words are never the colour itself (XKCD has colours named "dark" and "pale")
-    parsed = recolor.parse_colour_text("make it darker")
-    assert parsed.rgb is None and parsed.modifiers[0][0] == "darker"
-
-
-def test_modifiers_move_the_colour_the_way_they_say():
-    navy = lab_of("#000080")
-    darker = recolor.resolve_target(None, None, "a much lighter navy").lab
-    assert darker[0] > navy[0] + 20
-    pastel = recolor.resolve_target(None, None, "pastel forest green").lab
-    assert pastel[0] >= 84 and torch.hypot(pastel[1], pastel[2]) <= 28.01
-    muted = recolor.resolve_target(None, "red", "muted").lab
-    red = lab_of("#FF0000")
-    assert torch.hypot(muted[1], muted[2]) < 0.7 * torch.hypot(red[1], red[2])
-
-
-def test_text_sets_the_colour_and_the_instruction_refines_it():
-    target = recolor.resolve_target(None, "#2E5A3B", "make it darker")
-    assert target.lab[0] == pytest.approx(float(lab_of("#2E5A3B")[0]) - 12, abs=0.01)
-    assert any("modifiers darker" in note for note in target.notes)
-
-
-def test_pattern_words_are_not_silently_dropped():
-    target = recolor.resolve_target(None, None, "navy with pinstripes, polka dots")
-    assert target.lab.allclose(lab_of("#000080"), atol=0.01)
-    assert any("instruction: pattern words 'pinstripes', 'polka', 'dots' ignored" in note
-               for note in target.notes)
-    target = recolor.resolve_target(None, "camo green", None)  # an XKCD colour, not a pattern
-    assert not any("pattern" in note for note in target.notes)
-
-
-def test_a_modifier_only_instruction_starts_from_the_garment():
-    garment = torch.tensor([50.0, 20.0, 30.0], dtype=torch.float64)
-    target = recolor.resolve_target(None, None, "lighter", lambda: garment)
-    assert target.lab[0] == pytest.approx(62.0, abs=1e-6)
-
-
-def test_no_target_names_all_three_inputs_and_bad_text_is_refused():
-    with pytest.raises(ValueError) as error:
-        recolor.resolve_target(None, "", "  ")
-    for name in ("reference_image", "reference_text", "instruction"):
-        assert name in str(error.value)
-    with pytest.raises(ValueError, match="reference_text"):
-        recolor.resolve_target(None, "not a colour at all", None)
-    with pytest.raises(ValueError, match="instruction"):
-        recolor.resolve_target(None, None, "do something nice")
-
-
-def test_a_patterned_swatch_gives_its_dominant_colour():
-    swatch = torch.zeros(60, 60, 3)
-    swatch[:] = torch.tensor(recolor.parse_hex("#8E44AD"))
-    swatch[:, ::3] = 1.0  # white stripes on a third of the columns
-    swatch += 0.02 * torch.randn(60, 60, 3, generator=torch.Generator().manual_seed(1))
-    rgb = recolor.dominant_colour(swatch.clamp(0, 1))
-    assert float(ciede2000(recolor.rgb_lab(rgb), lab_of("#8E44AD"))) < 1.0
-
-
-# --- the transfer ------------------------------------------------------------------------------
-
 def run_set(images, masks, text, **options):
     return recolor.recolor_garments(images, masks, None, text, None,
                                     recolor.RecolorSettings(**options))
@@ -126,7 +49,7 @@ def test_the_garment_mean_reaches_in_gamut_targets_and_the_outside_is_untouched(
     mask = blob_mask()
     before = image.clone()
     outputs, records, _ = recolor.recolor_set([image], [mask],
-                                              recolor.Target(recolor.in_gamut(target)),
+                                              recolor_target.Target(color.in_gamut(target)),
                                               recolor.RecolorSettings())
     assert torch.equal(image, before)
     outside = mask == 0
@@ -183,7 +106,7 @@ def png_ratio(image: torch.Tensor, out: torch.Tensor, mask: torch.Tensor) -> flo
 
 
 @pytest.mark.parametrize("base, depth", [((0.45, 0.6, 0.75), 0.45), ((0.62, 0.5, 0.36), 0.5)])
-def test_a_light_target_keeps_the_folds_and_the_colour_where_srgb_holds_both(base, depth):
+def test_a_light_target_keeps_the_folds_and_the_color_where_srgb_holds_both(base, depth):
     # The lit bulk pushed to white lost cream's chroma (ΔE 2.6-2.8 here before the coloured
     # ceiling); the shoulder now ends where sRGB still holds it.
     image, mask = folded(base=base, depth=depth), torch.ones(48, 64)
@@ -211,7 +134,7 @@ def test_a_set_that_cannot_keep_its_folds_at_the_target_gives_way_together():
                for note in result.report["notes"])
 
 
-def test_a_set_of_different_sizes_and_light_lands_on_one_colour_with_the_anchor():
+def test_a_set_of_different_sizes_and_light_lands_on_one_color_with_the_anchor():
     images = [textured(48, 64, 0), textured(30, 50, 1) * 0.6, textured(64, 40, 2)]
     masks = [blob_mask(48, 64), torch.ones(30, 50), torch.ones(64, 40)]
     result = run_set(images, masks, "steel blue")
@@ -280,14 +203,14 @@ def test_reading_and_writing_in_chunks_gives_the_same_result(monkeypatch):
     the chunk boundaries change nothing (a 96x128 image is one chunk by default)."""
     image, mask = textured(96, 128, seed=4), blob_mask(96, 128)
     mask[60:90, 20:100] = 0.3  # feathered pixels: garment, but not core
-    target = recolor.Target(lab_of("#2E5A3B"))
+    target = recolor_target.Target(lab_of("#2E5A3B"))
 
     def run():
         return recolor.recolor_set([image], [mask], target,
                                    recolor.RecolorSettings(num_variations=2))
 
     whole = run()
-    monkeypatch.setattr(recolor, "PIXEL_CHUNK", 1000)
+    monkeypatch.setattr(recolor_transfer, "PIXEL_CHUNK", 1000)
     chunked = run()
     for one, other in zip(whole[0], chunked[0]):
         torch.testing.assert_close(one, other, rtol=0, atol=1e-6)
@@ -312,7 +235,7 @@ def test_one_large_image_stops_within_a_second_of_a_cancel(phase, size):
             cancel.press()
 
     with pytest.raises(InterruptedError):
-        recolor.recolor_set([image], [mask], recolor.Target(lab_of("#2E5A3B")),
+        recolor.recolor_set([image], [mask], recolor_target.Target(lab_of("#2E5A3B")),
                             recolor.RecolorSettings(num_variations=8), step,
                             check_cancel=cancel)
     assert len(steps) == (0 if reading else 2)

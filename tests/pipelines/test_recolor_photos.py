@@ -36,7 +36,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from region_repair.pipelines import garment_mask, recolor
-from region_repair.pipelines.colour import ciede2000
+from region_repair.pipelines.color import ciede2000, parse_hex
 
 from pack_paths import PACK_ROOT
 from shots import shots
@@ -63,14 +63,14 @@ TARGETS = [  # (form, reference_text, instruction, swatch name)
 def swatch(name: str) -> torch.Tensor:
     if name == "striped purple":
         image = torch.zeros(64, 64, 3)
-        image[:] = torch.tensor(recolor.parse_hex("#8E44AD"))
-        image[:, ::3] = torch.tensor(recolor.parse_hex("#F4D03F"))
+        image[:] = torch.tensor(parse_hex("#8E44AD"))
+        image[:, ::3] = torch.tensor(parse_hex("#F4D03F"))
         return image[None]
     fur = skimage.data.chelsea()[40:160, 100:260]  # the cat's forehead: stripes of two browns
     return torch.from_numpy(fur).float()[None] / 255
 
 
-def colour_key(image: np.ndarray, hue: tuple[float, float], chroma: float) -> np.ndarray:
+def color_key(image: np.ndarray, hue: tuple[float, float], chroma: float) -> np.ndarray:
     lab = skimage.color.rgb2lab(image)
     angle = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
     key = ((angle > hue[0]) & (angle < hue[1]) & (np.hypot(lab[..., 1], lab[..., 2]) > chroma))
@@ -86,8 +86,8 @@ def sets():
     motorcycle = np.asarray(Image.open(next(MOTORCYCLE)).convert("RGB"))
     return {
         "astronaut suit (auto mask)": shots(astronaut, masks[0].numpy()),
-        "coffee saucer (colour key)": shots(coffee, colour_key(coffee, (0, 45), 28)),
-        "motorcycle (colour key)": shots(motorcycle, colour_key(motorcycle, (10, 50), 40)),
+        "coffee saucer (colour key)": shots(coffee, color_key(coffee, (0, 45), 28)),
+        "motorcycle (colour key)": shots(motorcycle, color_key(motorcycle, (10, 50), 40)),
     }
 
 

@@ -164,7 +164,8 @@ def test_backfill_replays_what_was_not_deleted(fake):
         mask_id = await client.upload(png_bytes(white=True), "m.png", "p")
         job = await client.start_detail_repair(piktid.DetailRepairRequest(
             project, image_id, mask_image=mask_id))
-        await asyncio.sleep(0.5)  # the job completes before anyone listens
+        # The job completes before anyone listens.
+        assert await asyncio.to_thread(fake.jobs[job].ended.wait, 10)
         return job, await client.wait(job)
 
     job, status = bounded(with_client("piktid", fake.url, scenario, auth=AUTH))

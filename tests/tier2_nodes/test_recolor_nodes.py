@@ -65,7 +65,7 @@ def test_swatch_and_instruction_targets(node):
                                          reference_image=[swatch], instruction="a bit lighter")
     report = json.loads(report_json)
     assert any("reference_image" in note for note in report["notes"])
-    from region_repair.pipelines.recolor import rgb_lab
+    from region_repair.pipelines.color import rgb_lab
 
     # "a bit lighter": half of the 12 L* that "lighter" adds
     assert report["target"]["lab"][0] == pytest.approx(float(rgb_lab((0, 0, 0.6))[0]) + 6, abs=0.2)

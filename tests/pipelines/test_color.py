@@ -1,4 +1,4 @@
-"""pipelines/colour.py against colour-science and the CIEDE2000 reference pairs."""
+"""pipelines/color.py against colour-science and the CIEDE2000 reference pairs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from region_repair.pipelines import colour as pack_colour
+from region_repair.pipelines import color as pack_color
 
 # Sharma, Wu and Dalal (2005), "The CIEDE2000 color-difference formula: implementation notes",
 # table 1: pairs 1, 7, 13, 17, 25 and 34 with their published ΔE00.
@@ -23,36 +23,37 @@ SHARMA_PAIRS = [
 
 @pytest.mark.parametrize("lab1, lab2, expected", SHARMA_PAIRS)
 def test_ciede2000_matches_published_pairs(lab1, lab2, expected):
-    got = pack_colour.ciede2000(torch.tensor(lab1), torch.tensor(lab2)).item()
+    got = pack_color.ciede2000(torch.tensor(lab1), torch.tensor(lab2)).item()
     assert got == pytest.approx(expected, abs=1e-4)
 
 
-def test_ciede2000_matches_colour_science_on_random_colours():
+def test_ciede2000_matches_color_science_on_random_colors():
     rng = np.random.default_rng(0)
     lab1 = np.stack([rng.uniform(0, 100, 5000), rng.uniform(-100, 100, 5000),
                      rng.uniform(-100, 100, 5000)], -1)
     lab2 = lab1 + rng.normal(0, 8, lab1.shape)
     expected = colour.delta_E(lab1, lab2, method="CIE 2000")
-    got = pack_colour.ciede2000(torch.from_numpy(lab1), torch.from_numpy(lab2)).numpy()
+    got = pack_color.ciede2000(torch.from_numpy(lab1), torch.from_numpy(lab2)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_lab_conversion_matches_colour_science():
+def test_lab_conversion_matches_color_science():
     rng = np.random.default_rng(1)
     rgb = rng.uniform(0, 1, (1, 8, 8, 3))
     expected = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(rgb))
-    got = pack_colour.srgb_to_lab(torch.from_numpy(rgb).float()).numpy()
+    got = pack_color.srgb_to_lab(torch.from_numpy(rgb).float()).numpy()
     np.testing.assert_allclose(got, expected, atol=0.05)
-    back = pack_colour.lab_to_srgb(torch.from_numpy(got)).numpy()
+    back = pack_color.lab_to_srgb(torch.from_numpy(got)).numpy()
     np.testing.assert_allclose(back, rgb, atol=1e-3)
 
 
-@pytest.mark.parametrize("text, expected", [("#2E5A3B", (0x2E, 0x5A, 0x3B)), ("fff", (255, 255, 255))])
+@pytest.mark.parametrize("text, expected", [("#2E5A3B", (0x2E, 0x5A, 0x3B)),
+                                            ("fff", (255, 255, 255))])
 def test_parse_hex(text, expected):
-    assert pack_colour.parse_hex(text) == pytest.approx(tuple(v / 255 for v in expected))
+    assert pack_color.parse_hex(text) == pytest.approx(tuple(v / 255 for v in expected))
 
 
 @pytest.mark.parametrize("bad", ["#12345", "green", "#GG0000"])
 def test_parse_hex_rejects_with_the_expected_form(bad):
     with pytest.raises(ValueError, match=r"#RRGGBB"):
-        pack_colour.parse_hex(bad, name="reference_text")
+        pack_color.parse_hex(bad, name="reference_text")
