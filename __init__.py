@@ -1,7 +1,7 @@
 """comfyui-region-repair: regenerate a masked region of an image and put it back so that nothing
 else changes. ComfyUI loads this folder from custom_nodes/; at import the nodes are registered (V3
 schema, through comfy_entrypoint) and the workflows' sample photos are copied into the input
-folder once (pipelines/samples.py)."""
+folder once (pipelines/core/samples.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODES
-from .pipelines.samples import SAMPLES_FOLDER, install_samples
+from .pipelines.core.samples import SAMPLES_FOLDER, install_samples
 
 PACK_ROOT = Path(__file__).resolve().parent
 

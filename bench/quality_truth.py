@@ -48,10 +48,10 @@ from _common import PACK_ROOT, add_threads_option, import_pack, use_threads
 
 import_pack()
 
-from region_repair.pipelines import detail_repair  # noqa: E402
-from region_repair.pipelines.classical_fill import classical_fill  # noqa: E402
-from region_repair.pipelines.color import ciede2000, srgb_to_lab  # noqa: E402
-from region_repair.pipelines.quality import quality_check  # noqa: E402
+from region_repair.pipelines.repair import detail_repair  # noqa: E402
+from region_repair.pipelines.repair.classical_fill import classical_fill  # noqa: E402
+from region_repair.pipelines.core.color import ciede2000, srgb_to_lab  # noqa: E402
+from region_repair.pipelines.review.quality import quality_check  # noqa: E402
 
 BLENDS = ("seamless", "inward", "hard")
 GROWN_BY = 6                 # px the grown removal mask adds

@@ -7,10 +7,16 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import detailer
-from ..pipelines import regions as region_ops
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.detection import detailer
+from ..pipelines.geometry import regions as region_ops
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Detections
 

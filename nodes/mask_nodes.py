@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import masks as mask_ops
-from ..pipelines.geometry import mask_from_bbox_text
-from ..pipelines.tensors import image_size
+from ..pipelines.core.tensors import image_size
+from ..pipelines.geometry import masks as mask_ops
+from ..pipelines.geometry.boxes import mask_from_bbox_text
 from ._comfy import compute_device, finite_inputs, report, to_output
 
 

@@ -8,9 +8,15 @@ from dataclasses import fields
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import quality
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.review import quality
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 
 # One widget per threshold: (name, min, max, step, tooltip); defaults from quality.Thresholds.
 # Widgets added after release are optional and come last: API prompts saved before them still

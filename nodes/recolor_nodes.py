@@ -7,10 +7,18 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import garment_mask, recolor, recolor_target
-from ..pipelines.masks import as_bhw, is_placeholder
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.geometry.masks import as_bhw, is_placeholder
+from ..pipelines.recolor import garment_mask
+from ..pipelines.recolor import garments as recolor
+from ..pipelines.recolor import target as recolor_target
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 
 

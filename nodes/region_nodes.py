@@ -5,10 +5,16 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import outpaint
-from ..pipelines import regions as region_ops
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel,
-                     report, to_output)
+from ..pipelines.geometry import outpaint
+from ..pipelines.geometry import regions as region_ops
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from .types import Region
 
 

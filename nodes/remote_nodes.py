@@ -7,9 +7,9 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines.regions import BLEND_HELP, Blend
+from ..pipelines.geometry.regions import BLEND_HELP, Blend
+from ..pipelines.repair.reference_warp import MAX_REFERENCES
 from ..pipelines.vendors import remote
-from ..pipelines.reference_warp import MAX_REFERENCES
 from ._comfy import check_interrupt, finite_inputs, progress_and_cancel, report, to_output
 
 AUTO = "auto"  # blend_method: the endpoint's own (remote.Endpoint.blend)

@@ -7,11 +7,17 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import detail_repair as repair
-from ..pipelines import regions as region_ops
-from ..pipelines.reference_warp import MAX_REFERENCES
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.geometry import regions as region_ops
+from ..pipelines.repair import detail_repair as repair
+from ..pipelines.repair.reference_warp import MAX_REFERENCES
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
 

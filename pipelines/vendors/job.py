@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..choices import Choice
-from ..info import KEEPS_CONTENT_ENDPOINTS
-from ..regions import Blend, confined_blend
+from ..core.choices import Choice
+from ..core.info import KEEPS_CONTENT_ENDPOINTS
+from ..geometry.regions import Blend, confined_blend
 from . import images
 from .http import HttpClient, RetryPolicy, Timeouts
 

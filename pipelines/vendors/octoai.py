@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..regions import SD15_BUCKETS, SDXL_BUCKETS
+from ..geometry.regions import SD15_BUCKETS, SDXL_BUCKETS
 from . import images
 from .http import HttpClient, VendorError
 from .job import Candidate, RemoteSettings, Unit, VendorRun, decode, fields, png, vendor_seed

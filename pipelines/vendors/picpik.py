@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..tensors import long_side_size
+from ..core.tensors import long_side_size
 from . import images
 from .http import HttpClient, Response
 from .job import Candidate, RemoteSettings, Unit, VendorRun, decode, fields, png

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..reference_warp import MAX_REFERENCES
+from ..repair.reference_warp import MAX_REFERENCES
 from . import images
 from .http import TRANSPORT_ERRORS, HttpClient, VendorError
 from .job import Candidate, Endpoint, RemoteSettings, Unit, VendorRun, decode, fields, png

@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from .. import masks as mask_ops
-from ..cancel import never_cancelled
-from .. import tensors
-from ..reference_warp import check_reference_count
-from ..info import record as info_record
-from ..regions import blend_masked
+from ..core import tensors
+from ..core.cancel import never_cancelled
+from ..core.info import record as info_record
+from ..geometry import masks as mask_ops
+from ..geometry.regions import blend_masked
+from ..repair.reference_warp import check_reference_count
 from . import images, keys, octoai, photio, picpik, piktid
 from .http import HttpClient, VendorError, new_session
 from .job import Candidate, Endpoint, RemoteSettings, Unit, VendorRun

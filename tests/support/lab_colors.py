@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from region_repair.pipelines import color
+from region_repair.pipelines.core import color
 
 
 def lab_of(hex_code: str) -> torch.Tensor:

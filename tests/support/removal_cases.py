@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 from pack_paths import PACK_ROOT
-from region_repair.pipelines import masks as mask_ops
-from region_repair.pipelines.color import ciede2000, srgb_to_lab
+from region_repair.pipelines.geometry import masks as mask_ops
+from region_repair.pipelines.core.color import ciede2000, srgb_to_lab
 
 SIZE = 160
 # Scikit-image's grey textures, tinted so that they have a colour.

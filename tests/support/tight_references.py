@@ -1,5 +1,5 @@
 """Held-out-style detail repair cases with tight reference shots, shared by
-tests/pipelines/test_reference_warp.py and bench/reference_warp.py.
+tests/pipelines/repair/test_reference_warp.py and bench/reference_warp.py.
 
 Each case is a real photo (scikit-image's bundled ones) with a logo-like detail drawn into a
 plain or textured area (text by cv2.putText, the clean truth), then garbled inside its box

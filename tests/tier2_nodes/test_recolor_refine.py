@@ -24,7 +24,7 @@ def tiny():
 @pytest.fixture(autouse=True)
 def small_crops(pack, monkeypatch):
     """The generator's crop is 640 px in use; 128 keeps the tiny model fast on 2 cores."""
-    from region_repair.pipelines import recolor
+    from region_repair.pipelines.recolor import garments as recolor
 
     monkeypatch.setattr(recolor, "REFINE_SIZE", 128)
 
