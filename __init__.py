@@ -1,8 +1,8 @@
 """comfyui-region-repair: regenerate a masked region of an image and put it back so that nothing
 else changes. ComfyUI loads this folder from custom_nodes/; at import the nodes are registered (V3
 schema, through comfy_entrypoint), the workflows' sample photos are copied into the input
-folder once (pipelines/samples.py), and, only when the owner turned them on, the self-hosted
-vendor endpoints are added to ComfyUI's server (serving/, docs/self-hosting.md)."""
+folder once (pipelines/core/samples.py), and, only when the owner turned them on, the
+self-hosted vendor endpoints are added to ComfyUI's server (serving/, docs/self-hosting.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODES
-from .pipelines.samples import SAMPLES_FOLDER, install_samples
+from .pipelines.core.samples import SAMPLES_FOLDER, install_samples
 from .serving import register_endpoints
 
 PACK_ROOT = Path(__file__).resolve().parent

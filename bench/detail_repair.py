@@ -4,8 +4,8 @@
 
 The same tiny random-weight SD1.5 inpaint model (tests/support/tiny_models.py), sampler and steps
 run twice in one process on a `size`² image with a centred square mask covering 2 % of it:
-- context: pipelines.detail_repair.repair, which samples only the mask's box x 3 context window
-  at its native size;
+- context: pipelines.repair.detail_repair.repair, which samples only the mask's box x 3 context
+  window at its native size;
 - full image: the same generator on the whole image with the same mask.
 Prints both times, their ratio, and the ratio of the areas sampled. A real model's cost grows
 with the sampled area like the tiny model's, so the area ratio predicts the real saving.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
 import tiny_models  # noqa: E402
 from region_repair.nodes._sampling import diffusion_generator  # noqa: E402
-from region_repair.pipelines.detail_repair import RepairSettings, repair  # noqa: E402
+from region_repair.pipelines.repair.detail_repair import RepairSettings, repair  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,8 +39,8 @@ from _common import import_pack  # noqa: E402
 PACK_ROOT = import_pack()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
-from region_repair.pipelines import detect as det  # noqa: E402
-from region_repair.pipelines import sam as sam_ops  # noqa: E402
+from region_repair.pipelines.detection import detect as det  # noqa: E402
+from region_repair.pipelines.detection import sam as sam_ops  # noqa: E402
 
 MATCH_IOU = 0.3
 PEOPLE = PACK_ROOT / "assets" / "photos" / "people"

@@ -47,9 +47,10 @@ import torch
 from _common import PACK_ROOT, import_pack, timed, use_threads, with_comfyui  # noqa: E402
 
 import_pack()
-from region_repair.pipelines.detail_repair import RepairSettings, repair
-from region_repair.pipelines.quality import quality_check
-from region_repair.pipelines.regions import WindowSettings, blend_masked, prepare_regions, stitch
+from region_repair.pipelines.repair.detail_repair import RepairSettings, repair
+from region_repair.pipelines.review.quality import quality_check
+from region_repair.pipelines.geometry.regions import (WindowSettings, blend_masked,  # noqa: E402
+                                                      prepare_regions, stitch)
 
 PHOTO = PACK_ROOT / "assets" / "photos" / "astronaut.png"
 MASK_SHARE = 0.02

@@ -5,7 +5,8 @@
 
 Per square image size, on a real photo (assets/photos/coffee.png, resized with cubic
 interpolation) with a centred box mask a quarter of the image wide and high, it times
-pipelines.quality.quality_check over `--candidates` candidates in three scenarios, in one run:
+pipelines.review.quality.quality_check over `--candidates` candidates in three scenarios, in one
+run:
 
 - exact:    the pack's own output, the box regenerated and blended with blend_masked (every pixel
             outside the mask identical, so the geometry fit is skipped);
@@ -40,8 +41,8 @@ from _common import add_threads_option, import_pack, use_threads  # noqa: E402
 
 PACK_ROOT = import_pack()
 
-from region_repair.pipelines.quality import quality_check  # noqa: E402
-from region_repair.pipelines.regions import blend_masked  # noqa: E402
+from region_repair.pipelines.review.quality import quality_check  # noqa: E402
+from region_repair.pipelines.geometry.regions import blend_masked  # noqa: E402
 
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 import removal_cases  # noqa: E402

@@ -48,10 +48,10 @@ from _common import PACK_ROOT, add_threads_option, import_pack, use_threads
 
 import_pack()
 
-from region_repair.pipelines import detail_repair  # noqa: E402
-from region_repair.pipelines.classical_fill import classical_fill  # noqa: E402
-from region_repair.pipelines.colour import ciede2000, srgb_to_lab  # noqa: E402
-from region_repair.pipelines.quality import quality_check  # noqa: E402
+from region_repair.pipelines.repair import detail_repair  # noqa: E402
+from region_repair.pipelines.repair.classical_fill import classical_fill  # noqa: E402
+from region_repair.pipelines.core.color import ciede2000, srgb_to_lab  # noqa: E402
+from region_repair.pipelines.review.quality import quality_check  # noqa: E402
 
 BLENDS = ("seamless", "inward", "hard")
 GROWN_BY = 6                 # px the grown removal mask adds
@@ -79,8 +79,8 @@ def as_float(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32) / 255
 
 
-def tint(gray: np.ndarray, colour: tuple[float, float, float]) -> np.ndarray:
-    return as_float(gray)[..., None] * np.float32(colour)
+def tint(gray: np.ndarray, color: tuple[float, float, float]) -> np.ndarray:
+    return as_float(gray)[..., None] * np.float32(color)
 
 
 # --- removal ------------------------------------------------------------------------------------

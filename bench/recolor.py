@@ -16,7 +16,7 @@ keeps the folds as they were), the worst ΔE2000 from a shot's garment mean to t
 set's spread. `--sheet` writes a contact sheet of the first shots (input row, then one row per
 target).
 
-Times the embedded engine (pipelines.recolor.recolor_garments with its defaults: anchor and
+Times the embedded engine (pipelines.recolor.garments.recolor_garments with its defaults: anchor and
 post-process on, one variation) on a set of real photos (scikit-image's astronaut, coffee and
 motorcycle, in turn) scaled to a long side of --size, with colour-key garment masks given, as a
 node with connected masks runs. Prints the median seconds for the whole set and per image. Then
@@ -42,8 +42,8 @@ from _common import add_threads_option, import_pack, use_threads  # noqa: E402
 PACK_ROOT = import_pack()
 sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
-from region_repair.pipelines import recolor  # noqa: E402
-from region_repair.pipelines.colour import ciede2000, srgb_to_lab  # noqa: E402
+from region_repair.pipelines.recolor import garments as recolor  # noqa: E402
+from region_repair.pipelines.core.color import ciede2000, srgb_to_lab  # noqa: E402
 
 
 SHADING_TARGETS = ["#228B22", "#1E3A8A", "#B03A2E", "#F5F5DC", "#111111"]
@@ -80,7 +80,7 @@ def mask_iou() -> None:
     """The automatic garment mask against the marked polygons (garments.json's six and
     garments_heldout.json's): IoU with the garment's label and with an empty label (the band
     detected), and the notes that say the mask is uncertain."""
-    from region_repair.pipelines import garment_mask
+    from region_repair.pipelines.recolor import garment_mask
 
     files = ("garments.json", "garments_heldout.json")
     marked = marked_garments(*files)
@@ -114,7 +114,7 @@ def shading_sets() -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
     try:
         from PIL import Image
 
-        from region_repair.pipelines import garment_mask
+        from region_repair.pipelines.recolor import garment_mask
 
         folder = PACK_ROOT / "assets" / "photos" / "garment_set"
         demo = [torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).float()
@@ -213,7 +213,7 @@ def photos() -> list[torch.Tensor]:
     return [torch.from_numpy(array.copy()).float() / 255 for array in arrays]
 
 
-def colour_key(image: torch.Tensor) -> torch.Tensor:
+def color_key(image: torch.Tensor) -> torch.Tensor:
     """Orange-to-red, saturated pixels: the suit, the saucer, the motorcycle's tank."""
     lab = srgb_to_lab(image[None])[0]
     hue = torch.rad2deg(torch.atan2(lab[..., 2], lab[..., 1]))
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = photos()
     images = [scaled(sources[i % len(sources)], options.size).to(device)
               for i in range(options.images)]
-    masks = [colour_key(image) for image in images]
+    masks = [color_key(image) for image in images]
     coverage = float(np.mean([float(mask.mean()) for mask in masks]))
     settings = recolor.RecolorSettings()
     print(f"recolour benchmark: device {device}, torch {torch.__version__}, "
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.report['spread_delta_e'][0]:.3f}")
 
     try:
-        from region_repair.pipelines import garment_mask
+        from region_repair.pipelines.recolor import garment_mask
 
         on_model = [image.cpu() for image in images[::len(sources)]][:3]  # the astronauts
         start = time.perf_counter()

@@ -8,12 +8,12 @@ homography (4 degrees, 8 % zoom, a perspective tilt, a shift) and another exposu
 mission patch (60 x 60 px at 512², scaled with the image: about 1.4 % of it) corrupted with noise.
 It times, after one untimed warm-up run:
 
-- align 1: pipelines.reference_warp.align_references with the one matching reference;
+- align 1: pipelines.repair.reference_warp.align_references with the one matching reference;
 - fill 1: reference_fill (align, warp, colour match, paste) with it;
 - align 10: align_references with ten references, the matching one among nine other photos
   (skimage's, scaled to the same size), as many as the engine accepts;
 - telea: pipelines.classical_fill.classical_fill (Telea, radius 3) of the same mask;
-- harmonize: pipelines.harmonize.match_low_frequency alone, ring 8, on the full frame.
+- harmonize: pipelines.repair.harmonize.match_low_frequency alone, ring 8, on the full frame.
 
 and prints medians in seconds, and the PSNR inside the mask against the uncorrupted photo of the
 reference fill and of the Telea fill. Everything runs on the CPU (OpenCV; the colour match is
@@ -50,9 +50,9 @@ sys.path.insert(0, str(PACK_ROOT / "tests" / "support"))
 
 from tight_references import CASES, homography_error, make_case  # noqa: E402
 
-from region_repair.pipelines.classical_fill import classical_fill  # noqa: E402
-from region_repair.pipelines.harmonize import match_low_frequency  # noqa: E402
-from region_repair.pipelines.reference_warp import align_references, reference_fill  # noqa: E402
+from region_repair.pipelines.repair.classical_fill import classical_fill  # noqa: E402
+from region_repair.pipelines.repair.harmonize import match_low_frequency  # noqa: E402
+from region_repair.pipelines.repair.reference_warp import align_references, reference_fill  # noqa: E402
 
 DISTRACTORS = ["coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
                "retina", "cat", "coffee", "chelsea"]

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import (detailer_nodes, detect_nodes, mask_nodes, quality_nodes, recolor_nodes,
-               region_nodes, remote_nodes, repair_nodes)
+from . import (
+               detailer_nodes,
+               detect_nodes,
+               mask_nodes,
+               quality_nodes,
+               recolor_nodes,
+               region_nodes,
+               remote_nodes,
+               repair_nodes,
+)
 
 # Every node id starts with this prefix; ids never change after release.
 NODE_ID_PREFIX = "RegionRepair_"

@@ -77,6 +77,21 @@ def check_interrupt() -> None:
     model_management.throw_exception_if_processing_interrupted()
 
 
+# Per node (keyed by its define_schema function: ComfyUI runs each execution on a fresh clone
+# of the class): its FLOAT and MASK input names.
+_CHECKED_INPUTS: dict[Callable, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _checked_inputs(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    key = cls.define_schema.__func__
+    if key not in _CHECKED_INPUTS:
+        inputs = cls.define_schema().inputs  # not GET_SCHEMA, which writes to the class
+        _CHECKED_INPUTS[key] = (
+            tuple(spec.id for spec in inputs if isinstance(spec, io.Float.Input)),
+            tuple(spec.id for spec in inputs if isinstance(spec, io.Mask.Input)))
+    return _CHECKED_INPUTS[key]
+
+
 def finite_inputs(execute: Callable) -> Callable:
     """Wrap a node's `execute` (under @classmethod): every FLOAT input must be finite and every
     MASK input free of NaN and infinity, else a ValueError naming the input. JSON's NaN passes
@@ -87,17 +102,19 @@ def finite_inputs(execute: Callable) -> Callable:
     def check(cls, args: tuple, kwargs: dict) -> None:
         values = signature.bind_partial(cls, *args, **kwargs).arguments
         values.update(values.pop(extra[0], {}) if extra else {})  # inputs taken as **kwargs
-        for spec in cls.define_schema().inputs:  # GET_SCHEMA writes to the class (locked)
-            value = values.get(spec.id)
-            items = value if isinstance(value, list) else [value]
-            if isinstance(spec, io.Float.Input):
-                bad = [item for item in items if item is not None and not math.isfinite(item)]
-                if bad:
-                    raise ValueError(f"{spec.id}: must be a finite number, got {bad[0]}")
-            elif isinstance(spec, io.Mask.Input):
-                if any(item is not None and not torch.isfinite(item).all() for item in items):
-                    raise ValueError(f"{spec.id}: the mask holds NaN or infinite values; "
-                                     "masks must be finite, 0..1 (check the node that made it)")
+        floats, masks = _checked_inputs(cls)
+        for name in floats:
+            value = values.get(name)
+            bad = [item for item in (value if isinstance(value, list) else [value])
+                   if item is not None and not math.isfinite(item)]
+            if bad:
+                raise ValueError(f"{name}: must be a finite number, got {bad[0]}")
+        for name in masks:
+            value = values.get(name)
+            if any(item is not None and not torch.isfinite(item).all()
+                   for item in (value if isinstance(value, list) else [value])):
+                raise ValueError(f"{name}: the mask holds NaN or infinite values; "
+                                 "masks must be finite, 0..1 (check the node that made it)")
 
     if inspect.iscoroutinefunction(execute):
         @functools.wraps(execute)

@@ -1,5 +1,5 @@
 """Diffusion inpainting of crops with ComfyUI's own sampler: the `Generator` that
-GuidedBlendInpaint and the detailer hand to the pipelines (pipelines/detail_repair.py).
+GuidedBlendInpaint and the detailer hand to the pipelines (pipelines/repair/detail_repair.py).
 
 One path serves every model family ComfyUI loads (SD1.5, SDXL, SD3, Flux dev and Fill) and
 both model kinds: inpaint models (SD/SDXL 9-channel, Flux Fill) read the masked image from the
@@ -75,7 +75,7 @@ def _check_plain_share(traits: ModelTraits, mask: torch.Tensor, denoise: float) 
 
 def diffusion_generator(model, vae, positive: list, negative: list, steps: int, cfg: float,
                         sampler_name: str, scheduler: str, on_step: Callable[[], None]):
-    """A pipelines.detail_repair.Generator: VAE-encode, sample under the mask, decode.
+    """A pipelines.core.generator.Generator: VAE-encode, sample under the mask, decode.
     `on_step` runs after every sampling step (progress and interrupt). Guidance-distilled
     models sample at CFG 1 with the conditioning's guidance instead of `cfg`."""
     traits = model_traits(model, vae)

@@ -7,10 +7,16 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import detailer
-from ..pipelines import regions as region_ops
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.detection import detailer
+from ..pipelines.geometry import regions as region_ops
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Detections
 
@@ -40,14 +46,17 @@ class Detailer(io.ComfyNode):
                 io.String.Input("negative_prompt", default="", multiline=True,
                                 tooltip="With clip: the negative prompt, [SEP] as above."),
                 io.Int.Input("mask_dilation", default=4, min=0, max=512,
-                             tooltip="Grow each mask by this many pixels (adetailer 4)."),
+                             tooltip="Grow each detection's mask by this many pixels, 0-512 "
+                             "(adetailer 4). Never negative here: a shrunk mask would leave the "
+                             "object's edge unrepaired (Dilate Blur Pad's also shrinks)."),
                 io.Int.Input("mask_blur", default=4, min=0, max=256,
                              tooltip="Gaussian blur radius after dilation (adetailer 4)."),
-                io.Int.Input("mask_padding", default=32, min=0, max=4096,
-                             tooltip="Context pixels around each mask (adetailer 32)."),
+                io.Int.Input("mask_padding", default=32, min=0, max=8192,
+                             tooltip="Context pixels around each mask, each side, 0-8192 "
+                             "(adetailer 32), as Dilate Blur Pad's."),
                 io.Combo.Input("inpainting_base_model", options=detailer.BaseModel,
                                tooltip="sd15 or sdxl: the crop snaps to that model's "
-                               "resolutions (the seed's lists)."),
+                               "resolutions (the vendor's documented lists)."),
                 io.Boolean.Input("union_masks", default=False, tooltip="One inpaint over the "
                                  "union of all detections instead of one per detection."),
                 *diffusion_inputs(steps=20, cfg=7.5, denoise=0.9),

@@ -5,11 +5,20 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import detect as detect_ops
-from ..pipelines import masks as mask_ops
-from ..pipelines import sam as sam_ops
-from ._comfy import (check_interrupt, compute_device, finite_inputs, model_files, model_folders,
-                     progress_and_cancel, register_model_folder, report, to_output)
+from ..pipelines.detection import detect as detect_ops
+from ..pipelines.detection import sam as sam_ops
+from ..pipelines.geometry import masks as mask_ops
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    model_files,
+    model_folders,
+    progress_and_cancel,
+    register_model_folder,
+    report,
+    to_output,
+)
 from .types import Detections
 
 NO_FILE = "(none)"

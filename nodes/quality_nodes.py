@@ -8,9 +8,15 @@ from dataclasses import fields
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import quality
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.review import quality
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 
 # One widget per threshold: (name, min, max, step, tooltip); defaults from quality.Thresholds.
 # Widgets added after release are optional and come last: API prompts saved before them still
@@ -70,7 +76,8 @@ class QualityCheck(io.ComfyNode):
                 "adds what only it knows (references used, blend promise, colour target)."),
             inputs=[
                 io.Image.Input("original", tooltip="The original image(s) the candidates repair."),
-                io.Image.Input("candidates", tooltip="k candidates per original, candidate-major "
+                io.Image.Input("candidates", tooltip="The candidate images (an IMAGE batch): k "
+                               "per original, candidate-major "
                                "(all originals' first candidate, then the second, ...), unless "
                                "info gives image_index / candidate_index."),
                 io.Mask.Input("mask", tooltip="The mask the candidates were made with (1 = "

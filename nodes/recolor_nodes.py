@@ -7,10 +7,18 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import garment_mask, recolor
-from ..pipelines.masks import as_bhw, is_placeholder
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.geometry.masks import as_bhw, is_placeholder
+from ..pipelines.recolor import garment_mask
+from ..pipelines.recolor import garments as recolor
+from ..pipelines.recolor import target as recolor_target
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 
 
@@ -72,8 +80,9 @@ class GarmentRecolorAnchor(io.ComfyNode):
                                "inside the garment, output / input, is aimed at 0.8-1.25 times "
                                "this (1 = folds as a dye change keeps them)."),
                 io.Combo.Input("processing_size", options=recolor.ProcessingSize,
-                               tooltip="native keeps each image's size (outside pixels bit-"
-                               "identical); 1024/2048/4096 scale the long side first."),
+                               tooltip="A long side, not an area: native keeps each image's "
+                               "size (outside pixels bit-identical); 1024/2048/4096 scale each "
+                               "image so its long side is that many pixels, first."),
                 io.Boolean.Input("add_ai_watermark", default=False, tooltip="Bake an "
                                  "'AI-generated' mark into the bottom-right corner."),
                 io.Mask.Input("masks", optional=True, tooltip="Garment masks (1 = garment): "
@@ -97,7 +106,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
         if "reference_image" in inputs or any(text is None for text in texts):
             return True  # a linked input: known only when the prompt runs
         try:
-            recolor.check_target_inputs(False, *texts)
+            recolor_target.check_target_inputs(False, *texts)
             garment_mask.region_for_label(_first(inputs.get("garment_label"), ""))
         except ValueError as error:
             return str(error)

@@ -1,62 +1,21 @@
-"""Region nodes: mask hygiene, DilateBlurPad, stitch, outpaint padding."""
+"""Region nodes: DilateBlurPad, stitch, outpaint padding."""
 
 from __future__ import annotations
 
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import masks as mask_ops
-from ..pipelines import outpaint
-from ..pipelines import regions as region_ops
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel,
-                     report, to_output)
+from ..pipelines.geometry import outpaint
+from ..pipelines.geometry import regions as region_ops
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from .types import Region
-
-
-class CleanMask(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="RegionRepair_CleanMask",
-            display_name="Clean Mask",
-            category="region_repair/mask",
-            description=(
-                "Mask polarity and hygiene. Photio's black-is-edit masks and PICPIK's InvertMask "
-                "become the pack's white-is-edit convention; near-binary values (0.98 from a "
-                "brush or a JPEG) snap to 0/1; an optional threshold makes the mask binary. "
-                "Given an image, a mask of another size is resized to it and the node says so."),
-            inputs=[
-                io.Mask.Input("mask", tooltip="MASK [B, H, W] or [H, W]."),
-                io.Combo.Input("polarity", options=mask_ops.Polarity,
-                               tooltip="Which colour of the incoming mask means 'edit'. Photio "
-                               "documents black = edit."),
-                io.Boolean.Input("invert", default=False,
-                                 tooltip="Flip the mask (PICPIK InvertMask), after polarity."),
-                io.Float.Input("threshold", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="0 keeps soft values; above 0, pixels >= threshold "
-                               "become 1 and the rest 0."),
-                io.Float.Input("stabilize", default=0.02, min=0.0, max=0.49, step=0.01,
-                               tooltip="Values within this distance of 0 or 1 snap to 0 or 1."),
-                io.Image.Input("image", optional=True,
-                               tooltip="Optional: resize the mask to this image's size and "
-                               "repeat it over its batch."),
-            ],
-            outputs=[io.Mask.Output(display_name="mask")],
-            hidden=[io.Hidden.unique_id],
-        )
-
-    @classmethod
-    @finite_inputs
-    def execute(cls, mask: torch.Tensor, polarity: str, invert: bool, threshold: float,  # type: ignore[override]
-                stabilize: float, image: torch.Tensor | None = None) -> io.NodeOutput:
-        mask = mask_ops.as_bhw(mask).to(compute_device())
-        notes: list[str] = []
-        if image is not None:
-            batch, height, width = image.shape[:3]
-            mask, notes = mask_ops.fit_to_image(mask, batch, height, width)
-        report(cls.hidden.unique_id, notes)
-        return io.NodeOutput(to_output(mask_ops.clean(mask, polarity, invert, threshold,
-                                                      stabilize)))
 
 
 class DilateBlurPad(io.ComfyNode):
@@ -105,8 +64,9 @@ class DilateBlurPad(io.ComfyNode):
                                "processing_size^2 pixels, or the nearest bucket (OctoAI's "
                                "SD1.5/SDXL lists, or your own)."),
                 io.Int.Input("processing_size", default=512, min=64, max=8192, step=8,
-                             tooltip="For multiple_of_8/16/64: the crop has about this squared "
-                             "pixel count."),
+                             tooltip="An area, not a side: for multiple_of_8/16/64 each crop "
+                             "is scaled to about processing_size x processing_size pixels in all "
+                             "(its aspect kept). Unused by the other resize modes."),
                 io.String.Input("buckets", default="512x512, 768x512, 512x768",
                                 tooltip="For custom_buckets: allowed WIDTHxHEIGHT sizes, "
                                 "comma-separated; the nearest aspect ratio wins."),
@@ -224,4 +184,4 @@ class OutpaintPad(io.ComfyNode):
         return io.NodeOutput(to_output(padded), to_output(new_area))
 
 
-NODES = [CleanMask, DilateBlurPad, StitchRegion, OutpaintPad]
+NODES = [DilateBlurPad, StitchRegion, OutpaintPad]

@@ -7,7 +7,8 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines.regions import BLEND_HELP, Blend
+from ..pipelines.geometry.regions import BLEND_HELP, Blend
+from ..pipelines.repair.reference_warp import MAX_REFERENCES
 from ..pipelines.vendors import remote
 from ._comfy import check_interrupt, finite_inputs, progress_and_cancel, report, to_output
 
@@ -50,7 +51,8 @@ class RemoteVendorInpaint(io.ComfyNode):
                                 tooltip="PICPIK NegativePrompts, Photio and adetailer "
                                 "negative_prompt (empty: the vendor's default)."),
                 io.Int.Input("candidates", default=1, min=1, max=16,
-                             tooltip="Results per image (PiktID 1-4, garment 1-8, PICPIK 1-16)."),
+                             tooltip="A count: results per image (PiktID 1-4, garment 1-8, "
+                             "PICPIK 1-16)."),
                 # No seed control: the editor would add "randomize" to any INT named seed, turning
                 # -1 into a random seed and shifting the widget values saved without it.
                 io.Int.Input("seed", default=-1, min=-1, max=2147483647,
@@ -68,7 +70,8 @@ class RemoteVendorInpaint(io.ComfyNode):
                 io.Int.Input("timeout_s", default=900, min=10, max=7200,
                              tooltip="Give up after this many seconds for the whole run."),
                 io.Image.Input("references", optional=True,
-                               tooltip="Reference shots: PiktID references (up to 10) or "
+                               tooltip="Reference shots: PiktID references (up to "
+                               f"{MAX_REFERENCES}) or "
                                "reference_image, PICPIK Image2Image (the first)."),
                 # Last, so workflows saved before it keep their widget order.
                 io.Combo.Input("blend_method",
@@ -103,7 +106,7 @@ class RemoteVendorInpaint(io.ComfyNode):
         step = progress_and_cancel(remote.unit_count(endpoint, image.shape[0], candidates))
         result = await remote.run_remote(
             image.cpu(), mask.cpu(), settings, references, check_cancel=check_interrupt,
-            on_progress=step, on_status=lambda text: report(node_id, [text]))
+            step=step, on_status=lambda text: report(node_id, [text]))
         report(node_id, result.notes)
         return io.NodeOutput(to_output(result.images), to_output(result.mask),
                              json.dumps(result.info))

@@ -7,10 +7,17 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..pipelines import detail_repair as repair
-from ..pipelines import regions as region_ops
-from ._comfy import (check_interrupt, compute_device, finite_inputs, progress_and_cancel, report,
-                     to_output)
+from ..pipelines.geometry import regions as region_ops
+from ..pipelines.repair import detail_repair as repair
+from ..pipelines.repair.reference_warp import MAX_REFERENCES
+from ._comfy import (
+    check_interrupt,
+    compute_device,
+    finite_inputs,
+    progress_and_cancel,
+    report,
+    to_output,
+)
 from ._sampling import conditioning, diffusion_generator, diffusion_inputs
 from .types import Region
 
@@ -40,7 +47,8 @@ class GuidedBlendInpaint(io.ComfyNode):
                               "repair follows its exact shape. Resized when its size differs."),
                 Region.Input("region", optional=True, tooltip="Instead of a mask: Dilate Blur "
                              "Pad's REGION (its windows and processing size are used)."),
-                io.Image.Input("references", optional=True, tooltip="Up to 10 shots where the "
+                io.Image.Input("references", optional=True,
+                               tooltip=f"Up to {MAX_REFERENCES} shots where the "
                                "detail is clearly visible (any size, one batch)."),
                 io.Combo.Input("mode", options=repair.Mode, default=repair.Mode.GUIDED_BLEND,
                                tooltip="guided: crop + mask, reference as init. annotated: crop "
@@ -58,8 +66,9 @@ class GuidedBlendInpaint(io.ComfyNode):
                 io.Float.Input("context_factor", default=3.0, min=1.5, max=10.0, step=0.1,
                                tooltip="Context window = mask box x this (1.5-10)."),
                 io.Int.Input("processing_size", default=1024, min=0, max=2048, step=8,
-                             tooltip="Crops are sampled at about this size squared (0 = "
-                             "native); the long side never exceeds 2048."),
+                             tooltip="An area, not a side: crops are sampled at about "
+                             "processing_size x processing_size pixels in all (aspect kept; 0 = "
+                             "each crop's native size); the long side never exceeds 2048."),
                 io.Int.Input("num_candidates", default=1, min=1, max=4,
                              tooltip="Variations per image (1-4), output candidate-major."),
                 io.Float.Input("reference_denoise", default=0.6, min=0.0, max=1.0, step=0.01,

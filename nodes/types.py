@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-# Carries pipelines.regions.Regions: the windows of DilateBlurPad, consumed by the stitch.
+# Carries pipelines.geometry.regions.Regions: the windows of DilateBlurPad, consumed by the stitch.
 Region = io.Custom("RR_REGION")
 
-# Carries pipelines.detect.Detections: per-object boxes, confidences, labels and shape masks from
-# Detect Objects or SAM Refine, consumed by the detailer and by SAM Refine.
+# Carries pipelines.detection.detect.Detections: per-object boxes, confidences, labels and shape
+# masks from Detect Objects or SAM Refine, consumed by the detailer and by SAM Refine.
 Detections = io.Custom("RR_DETECTIONS")

@@ -52,7 +52,7 @@ OWN_SET_NOTE = (
 
 
 def sample(name: str) -> str:
-    """A photo the pack copies into ComfyUI's input folder at start (pipelines/samples.py)."""
+    """A photo the pack copies into ComfyUI's input folder at start (pipelines/core/samples.py)."""
     return f"{SAMPLES_FOLDER}/{name}"
 
 

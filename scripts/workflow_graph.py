@@ -15,7 +15,7 @@ from typing import Any
 from workflow_api import combo_options, ui_only_value, widget_inputs
 
 COLUMN_WIDTH, NODE_WIDTH, ROW_GAP = 400, 340, 40
-GROUP_COLOURS = ["#3f789e", "#8a6e3c", "#4f7a4f", "#7a4f7a", "#8a4f4f", "#4f6f8a"]
+GROUP_COLORS = ["#3f789e", "#8a6e3c", "#4f7a4f", "#7a4f7a", "#8a4f4f", "#4f6f8a"]
 NOTE_HEIGHT = 220
 PREVIEW_HEIGHT = 260
 SHOWS_IMAGE = {"SaveImage", "PreviewImage"}
@@ -159,7 +159,7 @@ def _to_ui(graph: Graph, object_info: dict[str, Any]) -> dict[str, Any]:
         x1 = max(x + w for x, _, w, _ in members) + 20
         y1 = max(y + h for _, y, _, h in members) + 20
         groups.append({"id": index + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
-                       "color": GROUP_COLOURS[index % len(GROUP_COLOURS)], "font_size": 24,
+                       "color": GROUP_COLORS[index % len(GROUP_COLORS)], "font_size": 24,
                        "flags": {}})
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, repr(graph.notes[:1]) + str(len(nodes_ui)))),
             "revision": 0, "last_node_id": next_id + len(graph.notes) - 1,

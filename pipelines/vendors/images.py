@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .. import tensors
+from ..core import tensors
 from .http import VendorError
 
 
@@ -78,5 +78,5 @@ def decode(data: bytes, vendor: str, what: str) -> torch.Tensor:
 
 
 def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """`[H, W, C]` to `[height, width, C]` (pipelines.tensors.resize, for one image)."""
+    """`[H, W, C]` to `[height, width, C]` (pipelines.core.tensors.resize, for one image)."""
     return tensors.resize(image[None], height, width)[0]

@@ -31,6 +31,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+
 from . import photio, picpik, piktid
 from .http import VendorError, origin
 

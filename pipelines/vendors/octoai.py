@@ -1,5 +1,5 @@
-"""OctoAI-compatible `POST /adetailer` (seed 004). OctoAI itself shut down on 2024-10-31: there
-is no default URL, and the caller must name a self-hosted compatible server.
+"""OctoAI-compatible `POST /adetailer`, as the vendor documents it. OctoAI itself shut down on
+2024-10-31: there is no default URL, and the caller must name a self-hosted compatible server.
 
 /adetailer takes no mask: its detector (faces, hands, eyes) finds the regions itself, with
 `mask_dilation`, `mask_blur` and `mask_padding`. The input must have one of the resolutions
@@ -12,9 +12,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..regions import SD15_BUCKETS, SDXL_BUCKETS
+import torch
+
+from ..geometry.regions import SD15_BUCKETS, SDXL_BUCKETS
 from . import images
 from .http import HttpClient, VendorError
+from .job import Candidate, RemoteSettings, Unit, VendorRun, decode, fields, png, vendor_seed
 
 VENDOR = "octoai"
 SHUTDOWN = ("OctoAI shut down on 2024-10-31 (acquired by NVIDIA); /adetailer only works with a "
@@ -108,3 +111,60 @@ class OctoAI:
             int(payload.get("num_objects_inpainted") or 0),
             int(payload.get("num_objects_detected") or 0),
             int(payload.get("num_removed_for_safety") or 0))
+
+# --- Remote Vendor Inpaint's requests and units (see job.py) ----------------------------------
+
+SEED_TOP = 2 ** 32 - 1
+
+
+def request(settings: RemoteSettings, init_image: str, seed: int) -> AdetailerRequest:
+    return AdetailerRequest(
+        init_image=init_image, prompt=settings.prompt or None,
+        negative_prompt=settings.negative_prompt or None, seed=None if seed < 0 else seed,
+        **fields(settings))
+
+
+def check(settings: RemoteSettings, height: int, width: int, ref_count: int) -> None:
+    """A base URL is required (the service is gone); build the run's request with a
+    placeholder image (a bad value raises)."""
+    if not settings.base_url.strip():
+        raise ValueError(f"base_url: {SHUTDOWN}")
+    request(settings, "image", vendor_seed(settings.seed, 0, SEED_TOP)).body()
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+MAX_ATTEMPTS = 3  # a dead service: fail fast
+
+
+async def units(run: VendorRun, image: torch.Tensor, mask: torch.Tensor,
+                refs: list[torch.Tensor]) -> list[Unit]:
+    """One call per image and candidate; /adetailer finds its own regions (no mask, no
+    references)."""
+    client = OctoAI(run.http)
+    base_model = run.settings.options.get("inpainting_base_model", "sdxl")
+    height, width = image.shape[1:3]
+    target_w, target_h = nearest_resolution(width, height, base_model)
+
+    def unit(b: int, i: int) -> Unit:
+        async def work() -> list[list[Candidate]]:
+            seed = vendor_seed(run.settings.seed, i, SEED_TOP)
+            sent = images.resize(image[b], target_h, target_w)
+            answer = await client.adetailer(
+                request(run.settings, images.b64(await png(sent)), seed))
+            if answer.image is None:
+                raise VendorError("octoai", "safety", f"the image was removed for safety "
+                                  f"({answer.num_removed_for_safety} request(s))")
+            notes = [f"adetailer detected {answer.num_objects_detected}, inpainted "
+                     f"{answer.num_objects_inpainted} object(s) on its own (it takes no "
+                     "mask)"]
+            if (target_w, target_h) != (width, height):
+                notes.append(f"sent at {target_w}x{target_h}, a {base_model} resolution")
+            return [[Candidate(await decode(answer.image, "octoai", "image_b64"),
+                               None if seed < 0 else seed, None, notes,
+                               {"num_objects_detected": answer.num_objects_detected})]]
+        return work
+    return [unit(b, i) for i in range(run.settings.candidates)
+            for b in range(image.shape[0])]

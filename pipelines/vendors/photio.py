@@ -1,4 +1,5 @@
-"""Photio Regen (seed 003): `POST /v1/inference/regen`, key in `X-Photio-Key`, synchronous.
+"""Photio Regen, as the vendor documents it: `POST /v1/inference/regen`, key in `X-Photio-Key`,
+synchronous.
 
 The answer is `{"status_code": ..., "body": "<base64 image>"}`; the body's `status_code` can
 report an error under HTTP 200, so both are checked. Photio's mask is **black = edit**: the
@@ -10,8 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from . import images
 from .http import HttpClient, Response, VendorError
+from .job import Candidate, RemoteSettings, Unit, VendorRun, decode, fields, png, vendor_seed
 
 VENDOR = "photio"
 BASE_URL = "https://api.photio.io"
@@ -65,3 +69,43 @@ class Photio:
         if not isinstance(body, str) or not body:
             raise self.http.error("protocol", "regen answered without an image in 'body'")
         return images.b64decode(body, VENDOR, "regen's body")
+
+# --- Remote Vendor Inpaint's requests and units (see job.py) ----------------------------------
+
+SEED_TOP = 4294967296  # seeds are 1..2^32
+
+
+def request(settings: RemoteSettings, image_b64: str, mask_b64: str, seed: int
+            ) -> RegenRequest:
+    return RegenRequest(
+        image_b64, mask_b64, prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt or DEFAULT_NEGATIVE, seed=seed,
+        **fields(settings))
+
+
+def check(settings: RemoteSettings, height: int, width: int, ref_count: int) -> None:
+    """Build the run's request with placeholders for the images (a bad value raises)."""
+    request(settings, "image", "mask", vendor_seed(settings.seed, 0, SEED_TOP)).body()
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    return {"X-Photio-Key": key}
+
+
+async def units(run: VendorRun, image: torch.Tensor, mask: torch.Tensor,
+                refs: list[torch.Tensor]) -> list[Unit]:
+    """One call per image and candidate (seeds seed, seed+1, ...); Photio takes no
+    references."""
+    client = Photio(run.http)
+
+    def unit(b: int, i: int) -> Unit:
+        async def work() -> list[list[Candidate]]:
+            seed = vendor_seed(run.settings.seed, i, SEED_TOP)
+            data = await client.regen(request(
+                run.settings, images.b64(await png(image[b])),
+                images.b64(images.mask_png(mask[b], edit_is_black=True)), seed))
+            return [[Candidate(await decode(data, "photio", "regen's image"),
+                               None if seed < 0 else seed)]]
+        return work
+    return [unit(b, i) for i in range(run.settings.candidates)
+            for b in range(image.shape[0])]

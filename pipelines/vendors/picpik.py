@@ -1,4 +1,4 @@
-"""PICPIK `Action=ModifyMaskedPixels` (seed 002) and `Action=ListTasksDetails`.
+"""PICPIK `Action=ModifyMaskedPixels` (as the vendor documents it) and `Action=ListTasksDetails`.
 
 Every call is a JSON POST whose body carries `Action`, `PublicKey`, `request_uuid` and a SHA-1
 `Signature` over all other parameters (see `string_to_sign`). Errors come back as HTTP 200 with
@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import torch
+
+from ..core.tensors import long_side_size
+from . import images
 from .http import HttpClient, Response
+from .job import Candidate, RemoteSettings, Unit, VendorRun, decode, fields, png
 
 VENDOR = "picpik"
 BASE_URL = "https://api.picpik.ai"
@@ -190,3 +195,59 @@ class PICPIK:
     async def download(self, url: str) -> bytes:
         response: Response = await self.http.request("GET", url, auth=False)
         return response.body
+
+# --- Remote Vendor Inpaint's requests and units (see job.py) ----------------------------------
+
+def request(settings: RemoteSettings, listed: list[str], height: int, width: int
+            ) -> ModifyMaskedPixelsRequest:
+    """`listed`: the image and mask data URIs, and the first reference's when one is given."""
+    scale = long_side_size(height, width, 2560)[2]
+    size = {"width": max(64, round(width * scale / 8) * 8),
+            "height": max(64, round(height * scale / 8) * 8)}
+    extra = None
+    if len(listed) > 2:  # the first reference, as Image2Image's extra image
+        extra = {"ImageIndex": 2,
+                 "ReferStrength": settings.options.get("image2image_strength", 0.5)}
+    return ModifyMaskedPixelsRequest(
+        listed, positive_prompts=[settings.prompt] if settings.prompt else [],
+        negative_prompts=[settings.negative_prompt] if settings.negative_prompt else [],
+        seed=settings.seed, batch_size=settings.candidates, image2image=extra,
+        **{**size, **fields(settings)})
+
+
+def check(settings: RemoteSettings, height: int, width: int, ref_count: int) -> None:
+    """Build the run's request with placeholders for the uploads (a bad value raises)."""
+    request(settings, ["image", "mask", *["reference"] * min(1, ref_count)], height, width
+            ).params()
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    return {}  # every request is signed instead (`sign`)
+
+
+async def units(run: VendorRun, image: torch.Tensor, mask: torch.Tensor,
+                refs: list[torch.Tensor]) -> list[Unit]:
+    """One task per image, all candidates in it (`BatchSize`), the first reference as
+    Image2Image's extra image."""
+    client = PICPIK(run.http, run.secrets["public_key"].reveal(),
+                           run.secrets["private_key"].reveal(),
+                           poll_interval=run.poll(3.0), on_status=run.on_status)
+    height, width = image.shape[1:3]
+    k, seed = run.settings.candidates, run.settings.seed
+
+    def unit(b: int) -> Unit:
+        async def work() -> list[list[Candidate]]:
+            listed = [images.data_uri(await png(image[b])),
+                      images.data_uri(images.mask_png(mask[b]))]
+            listed += [images.data_uri(await png(ref)) for ref in refs[:1]]
+            uid = await client.modify_masked_pixels(request(run.settings, listed, height,
+                                                            width))
+            run.jobs.append(uid)
+            detail = await client.wait(uid)
+            # Downloaded at once: PICPIK keeps the images 24 h.
+            blobs = [await client.download(url) for url in detail.img_list]
+            return [[Candidate(await decode(blob, "picpik", "a result"),
+                               seed if seed >= 0 else detail.seed, detail.task_uid)
+                     for blob in blobs[:k]]]
+        return work
+    return [unit(b) for b in range(image.shape[0])]

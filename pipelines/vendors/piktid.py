@@ -1,4 +1,4 @@
-"""PiktID v2: Detail Repair and Garment Recolor (seeds 000 and 001).
+"""PiktID v2: Detail Repair and Garment Recolor (as PiktID documents them).
 
 Flow: `POST /project` (409 = exists, reuse it), two-step uploads (`POST /upload` for a pre-signed
 URL, then `PUT` of the bytes with the issued Content-Type), `POST /detail-repair` or
@@ -25,7 +25,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
+from ..repair.reference_warp import MAX_REFERENCES
+from . import images
 from .http import TRANSPORT_ERRORS, HttpClient, VendorError
+from .job import Candidate, Endpoint, RemoteSettings, Unit, VendorRun, decode, fields, png
 
 logger = logging.getLogger("region_repair.vendors")
 
@@ -44,8 +49,8 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass
 class DetailRepairRequest:
-    """`POST /detail-repair` (seed 000). `mode` and `context_factor` are enterprise-only and
-    left out of the body when None (PiktID then uses guided-blend and 3.0)."""
+    """`POST /detail-repair`, as the vendor documents it. `mode` and `context_factor` are
+    enterprise-only and left out of the body when None (PiktID then uses guided-blend and 3.0)."""
 
     project_id: str
     image: str
@@ -64,8 +69,8 @@ class DetailRepairRequest:
     def validate(self) -> None:
         _check(self.mask_image is not None or self.mask is not None,
                "piktid detail-repair: give mask_image or mask.bbox_norm")
-        _check(len(self.references) <= 10,
-               f"references: PiktID takes at most 10, got {len(self.references)}")
+        _check(len(self.references) <= MAX_REFERENCES,
+               f"references: PiktID takes at most {MAX_REFERENCES}, got {len(self.references)}")
         _check(1 <= self.num_candidates <= 4,
                f"candidates: PiktID detail-repair allows 1-4, got {self.num_candidates}")
         _check(self.model in MODELS, f"model: {self.model!r} is not one of {MODELS}")
@@ -83,7 +88,8 @@ class DetailRepairRequest:
 
 @dataclass
 class GarmentRecolorRequest:
-    """`POST /garment-recolor` (seed 001): 1-10 images, at least one recolor target."""
+    """`POST /garment-recolor`, as the vendor documents it: 1-10 images, at least one recolor
+    target."""
 
     project_id: str
     images: list[str]
@@ -159,7 +165,7 @@ class JobResult:
     full_size: str | None
     error_message: str | None = None
     model_used: str | None = None
-    needs_review: Any = None  # seed 000 names the flag, not where it lives
+    needs_review: Any = None  # the vendor's documentation names the flag, not where it lives
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> JobResult:
@@ -413,3 +419,98 @@ def _from_archive(archive: dict[str, bytes], result: JobResult) -> bytes:
             return data
     raise VendorError(VENDOR, "protocol", f"result {result.image_index}/{result.group_index} "
                       "has no link and is not in the job's ZIP")
+
+# --- Remote Vendor Inpaint's requests and units (see job.py) ----------------------------------
+
+# Options that fill request fields by name (the rest steer the client: see job.CLIENT_OPTIONS).
+DETAIL_FIELDS = ("image_notes", "model", "add_ai_watermark", "mode", "context_factor")
+GARMENT_FIELDS = ("garment_label", "reference_text", "model", "processing_size",
+                  "post_process", "use_anchor", "add_ai_watermark")
+
+
+def detail_request(settings: RemoteSettings, project_id: str, image_id: str, mask_id: str,
+                   ref_ids: list[str]) -> DetailRepairRequest:
+    return DetailRepairRequest(
+        project_id, image_id, mask_image=mask_id, references=ref_ids,
+        num_candidates=settings.candidates,
+        category=settings.options.get("category", "general"),
+        reviewer_note=settings.prompt.strip() or None,
+        **fields(settings, DETAIL_FIELDS))
+
+
+def garment_request(settings: RemoteSettings, project_id: str, image_ids: list[str],
+                    ref_ids: list[str]) -> GarmentRecolorRequest:
+    return GarmentRecolorRequest(
+        project_id, image_ids, reference_image=ref_ids[0] if ref_ids else None,
+        instruction=settings.prompt.strip() or None, num_variations=settings.candidates,
+        **fields(settings, GARMENT_FIELDS))
+
+
+def check(settings: RemoteSettings, height: int, width: int, ref_count: int) -> None:
+    """Build the run's request with placeholders for the uploads (a bad value raises)."""
+    transport = settings.options.get("transport", "sse")
+    if transport not in ("sse", "poll"):
+        raise ValueError(f"options.transport: 'sse' or 'poll', got {transport!r}")
+    refs = [f"reference_{i}" for i in range(ref_count)]
+    if settings.endpoint is Endpoint.PIKTID_DETAIL_REPAIR:
+        detail_request(settings, "project", "image", "mask", refs).body()
+    else:
+        garment_request(settings, "project", ["image"], refs).body()
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _client(run: VendorRun) -> PiktID:
+    transport = run.settings.options.get("transport", "sse")
+    return PiktID(run.http, poll_interval=run.poll(5.0), sse=transport == "sse",
+                         sse_idle=run.settings.sse_idle,
+                         not_visible_delay=run.settings.not_visible_delay,
+                         on_status=run.on_status)
+
+
+async def units(run: VendorRun, image: torch.Tensor, mask: torch.Tensor,
+                refs: list[torch.Tensor]) -> list[Unit]:
+    """One job per image (Detail Repair) or per 10 images (Garment Recolor)."""
+    client = _client(run)
+    project_name = str(run.settings.options.get("project_name", "comfyui-region-repair"))
+    project_id = await client.project(project_name)
+    ref_ids = [await client.upload(await png(ref), f"reference_{i}.png", project_name)
+               for i, ref in enumerate(refs)]
+
+    async def finish(job_id: str, count: int) -> list[list[Candidate]]:
+        run.jobs.append(job_id)
+        per_image: list[list[Candidate]] = [[] for _ in range(count)]
+        for result, data in await client.finish(job_id):
+            slot = per_image[min(result.image_index, count - 1)]
+            notes = [] if data else [f"candidate failed at PiktID: "
+                                     f"{result.error_message or 'no reason given'}"]
+            extra = {"needs_review": result.needs_review} if result.needs_review else {}
+            if result.model_used:
+                extra["model_used"] = result.model_used
+            slot.append(Candidate(await decode(data, "piktid", "a result") if data
+                                  else None, None, job_id, notes, extra))
+        return per_image
+
+    if run.settings.endpoint is Endpoint.PIKTID_DETAIL_REPAIR:
+        def unit(b: int) -> Unit:
+            async def work() -> list[list[Candidate]]:
+                image_id = await client.upload(await png(image[b]), f"image_{b}.png",
+                                               project_name)
+                mask_id = await client.upload(images.mask_png(mask[b]), f"mask_{b}.png",
+                                              project_name)
+                request = detail_request(run.settings, project_id, image_id, mask_id,
+                                         ref_ids)
+                return await finish(await client.start_detail_repair(request), 1)
+            return work
+        return [unit(b) for b in range(image.shape[0])]
+
+    def chunk(start: int) -> Unit:
+        async def work() -> list[list[Candidate]]:
+            ids = [await client.upload(await png(image[b]), f"image_{b}.png", project_name)
+                   for b in range(start, min(start + 10, image.shape[0]))]
+            request = garment_request(run.settings, project_id, ids, ref_ids)
+            return await finish(await client.start_garment_recolor(request), len(ids))
+        return work
+    return [chunk(start) for start in range(0, image.shape[0], 10)]

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from pack_paths import PACK_ROOT
 
 

@@ -48,3 +48,23 @@ def test_importing_every_pipeline_module_loads_no_comfyui():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd="/", check=True)
     assert result.stdout.strip() == "[]"
+
+
+# Imports go one way: a package imports only itself and packages of a lower rank.
+RANKS = {"core": 0, "geometry": 1, "repair": 2, "recolor": 3, "detection": 3, "review": 3,
+         "vendors": 3}
+
+
+def test_sub_packages_import_only_downward():
+    assert {path.parent.name for path in pipeline_modules()} - {"pipelines"} == set(RANKS)
+    upward = []
+    for path in pipeline_modules():
+        own = path.parent.name
+        if own == "pipelines":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                target = node.module.split(".")[0]
+                if RANKS[target] >= RANKS[own]:
+                    upward.append(f"{path.relative_to(PACK_ROOT)} imports {target}")
+    assert upward == []

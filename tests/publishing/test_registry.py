@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from pack_paths import PACK_ROOT
-from region_repair.pipelines.samples import sample_paths
+from region_repair.pipelines.core.samples import sample_paths
 
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 COMFY = Path(sys.executable).parent / "comfy"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from region_repair.pipelines.cancel import WORKER_NAME
+from region_repair.pipelines.core.cancel import WORKER_NAME
 
 
 class CancelLater:

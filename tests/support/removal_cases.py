@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 from pack_paths import PACK_ROOT
-from region_repair.pipelines import masks as mask_ops
-from region_repair.pipelines.colour import ciede2000, srgb_to_lab
+from region_repair.pipelines.geometry import masks as mask_ops
+from region_repair.pipelines.core.color import ciede2000, srgb_to_lab
 
 SIZE = 160
 # Scikit-image's grey textures, tinted so that they have a colour.
@@ -51,7 +51,7 @@ OBJECTS = [("astronaut.png", 300, 20, "coffee.png", 150, 230),
 # Plain backgrounds for specks: (photo, crop's top-left y, x)
 PLAIN = [("rocket.jpg", 10, 20), ("coffee.png", 0, 0), ("astronaut.png", 40, 20),
          ("chelsea.png", 20, 280)]
-SPECK_COLOUR = (0.12, 0.1, 0.08)
+SPECK_COLOR = (0.12, 0.1, 0.08)
 
 
 @dataclass
@@ -131,7 +131,7 @@ def cases() -> list[Case]:
         clean = crop(background, y, x)
         speck = np.zeros((SIZE, SIZE), np.uint8)
         cv2.circle(speck, (SIZE // 2, SIZE // 2), 4, 1, -1)
-        damaged = hard(clean, np.float32(SPECK_COLOUR), speck.astype(np.float32))
+        damaged = hard(clean, np.float32(SPECK_COLOR), speck.astype(np.float32))
         grown = cv2.dilate(speck, np.ones((13, 13), np.uint8)).astype(np.float32)
         for label, mask in (("tight", speck.astype(np.float32)), ("grown", grown)):
             fill = telea(damaged, mask)

@@ -1,6 +1,6 @@
 """A set of three shots of one garment from one photo, as a product shoot gives them: the
 original; a tighter crop scaled by 0.7; another crop scaled by 1.2 under dimmer, warmer light.
-Used by tests/pipelines/test_recolor_photos.py and bench/recolor.py."""
+Used by tests/pipelines/recolor/test_recolor_photos.py and bench/recolor.py."""
 
 from __future__ import annotations
 

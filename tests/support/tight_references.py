@@ -1,5 +1,5 @@
 """Held-out-style detail repair cases with tight reference shots, shared by
-tests/pipelines/test_reference_warp.py and bench/reference_warp.py.
+tests/pipelines/repair/test_reference_warp.py and bench/reference_warp.py.
 
 Each case is a real photo (scikit-image's bundled ones) with a logo-like detail drawn into a
 plain or textured area (text by cv2.putText, the clean truth), then garbled inside its box
@@ -80,13 +80,13 @@ def _garble(truth: np.ndarray, box: tuple[int, int, int, int], how: str) -> np.n
 
 def make_case(index: int, crop: float) -> Case:
     """Case `index` of CASES with a reference showing `crop` times the detail's box."""
-    name, photo, (cx, cy), text, font_scale, colour, how, angle, scale, gain = CASES[index]
+    name, photo, (cx, cy), text, font_scale, color, how, angle, scale, gain = CASES[index]
     truth = np.ascontiguousarray(_rgb(photo))
     thickness = 2
     (text_w, text_h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, font_scale, thickness)
     x0, y0 = cx - (text_w + 8) // 2, cy - (text_h + base + 8) // 2
     cv2.putText(truth, text, (x0 + 4, y0 + 4 + text_h), cv2.FONT_HERSHEY_DUPLEX, font_scale,
-                colour, thickness, cv2.LINE_AA)
+                color, thickness, cv2.LINE_AA)
     box = (x0, y0, x0 + text_w + 8, y0 + text_h + base + 8)
     garbled = _garble(truth, box, how)
     # The reference camera: centred a quarter box off the detail, `crop` x the box in view.

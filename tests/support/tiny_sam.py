@@ -2,7 +2,7 @@
 
 The configuration follows /work/shared/reference/offline-models.md section 4, except that the mask
 decoder uses 8 attention heads, as every released SAM does: head counts are invisible in a
-checkpoint's tensor shapes, so the pack's loader assumes 8 (pipelines.sam.DECODER_HEADS).
+checkpoint's tensor shapes, so the pack's loader assumes 8 (pipelines.detection.sam.DECODER_HEADS).
 """
 
 from __future__ import annotations

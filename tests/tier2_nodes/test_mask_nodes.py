@@ -35,3 +35,17 @@ def test_mask_from_bbox_rejects_an_out_of_range_box(mask_from_bbox):
 def test_mask_from_bbox_rejects_a_non_image(mask_from_bbox):
     with pytest.raises(ValueError, match=r"image: expected an IMAGE \[B, H, W, C\]"):
         mask_from_bbox.execute(image=torch.rand(8, 8), bbox="0, 0, 1, 1", units="normalized")
+
+
+def test_clean_mask_handles_photio_polarity_and_resizes_to_the_image(pack):
+    from region_repair.nodes.mask_nodes import CleanMask
+
+    mask = torch.full((1, 10, 10), 0.99)
+    mask[:, :5] = 0.01
+    node = CleanMask.PREPARE_CLASS_CLONE({"UNIQUE_ID": "7"})
+    (cleaned,) = node.execute(mask=mask, polarity="black = edit (Photio)", invert=False,
+                              threshold=0.0, stabilize=0.02, image=torch.rand(3, 20, 20, 3)).result
+    assert cleaned.shape == (3, 20, 20)
+    # 0.01 (keep) became exactly 1 and 0.99 (edit under black = edit) exactly 0; only the
+    # resized boundary rows in between are soft.
+    assert cleaned[:, :9].eq(1).all() and cleaned[:, 11:].eq(0).all()

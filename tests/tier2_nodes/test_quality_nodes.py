@@ -40,7 +40,7 @@ def photo():
 
 
 def blend_masked(*args):
-    from region_repair.pipelines.regions import blend_masked
+    from region_repair.pipelines.geometry.regions import blend_masked
 
     return blend_masked(*args)
 
@@ -48,7 +48,7 @@ def blend_masked(*args):
 def test_defaults_match_the_pipeline(quality_nodes):
     from dataclasses import asdict
 
-    from region_repair.pipelines.quality import Thresholds
+    from region_repair.pipelines.review.quality import Thresholds
 
     assert DEFAULTS == asdict(Thresholds())
     schema = quality_nodes.QualityCheck.GET_SCHEMA()

@@ -65,7 +65,7 @@ def test_swatch_and_instruction_targets(node):
                                          reference_image=[swatch], instruction="a bit lighter")
     report = json.loads(report_json)
     assert any("reference_image" in note for note in report["notes"])
-    from region_repair.pipelines.recolor import rgb_lab
+    from region_repair.pipelines.core.color import rgb_lab
 
     # "a bit lighter": half of the 12 L* that "lighter" adds
     assert report["target"]["lab"][0] == pytest.approx(float(rgb_lab((0, 0, 0.6))[0]) + 6, abs=0.2)
@@ -91,7 +91,7 @@ def test_an_uncertain_automatic_mask_is_flagged_in_the_report_and_the_info(node)
 
     from PIL import Image
 
-    from region_repair.pipelines import garment_mask
+    from region_repair.pipelines.recolor import garment_mask
 
     photo = Path(__file__).resolve().parents[2] / "assets/photos/people/gesture_rock_18e20af8.jpg"
     image = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).float() / 255

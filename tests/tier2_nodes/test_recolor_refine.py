@@ -24,7 +24,7 @@ def tiny():
 @pytest.fixture(autouse=True)
 def small_crops(pack, monkeypatch):
     """The generator's crop is 640 px in use; 128 keeps the tiny model fast on 2 cores."""
-    from region_repair.pipelines import recolor
+    from region_repair.pipelines.recolor import garments as recolor
 
     monkeypatch.setattr(recolor, "REFINE_SIZE", 128)
 
@@ -98,7 +98,7 @@ def test_the_anchor_correction_keeps_the_refined_set_on_target(node, tiny):
     assert sum(errors) / len(errors) <= 2
 
 
-def test_without_post_process_the_refinement_may_move_the_colour(node, tiny):
+def test_without_post_process_the_refinement_may_move_the_color(node, tiny):
     _, report, info = run(node, tiny, post_process=False)
     errors = [r["delta_e_target"] for r in report["outputs"]]
     print(f"\nrefined, post_process off: ΔE00 to {TARGET} {errors}, "
@@ -106,7 +106,7 @@ def test_without_post_process_the_refinement_may_move_the_colour(node, tiny):
     assert any("may move the colour" in note for note in info[0]["notes"])
 
 
-def test_clip_composes_the_prompt_from_label_and_colour(node, tiny):
+def test_clip_composes_the_prompt_from_label_and_color(node, tiny):
     _, report, _ = run(node, tiny, clip=tiny["clip"], positive=None, negative=None)
     prompt = next(note for note in report["notes"] if "prompt" in note)
     assert "a jacket in" in prompt and TARGET in prompt

@@ -69,18 +69,6 @@ def test_a_wrong_sized_mask_is_resized_and_a_placeholder_is_refused(region_nodes
         run(region_nodes.DilateBlurPad, image=image, mask=torch.zeros(1, 64, 64), **DEFAULTS)
 
 
-def test_clean_mask_handles_photio_polarity_and_resizes_to_the_image(region_nodes):
-    mask = torch.full((1, 10, 10), 0.99)
-    mask[:, :5] = 0.01
-    (cleaned,) = run(region_nodes.CleanMask, mask=mask, polarity="black = edit (Photio)",
-                     invert=False, threshold=0.0, stabilize=0.02,
-                     image=torch.rand(3, 20, 20, 3))
-    assert cleaned.shape == (3, 20, 20)
-    # 0.01 (keep) became exactly 1 and 0.99 (edit under black = edit) exactly 0; only the
-    # resized boundary rows in between are soft.
-    assert cleaned[:, :9].eq(1).all() and cleaned[:, 11:].eq(0).all()
-
-
 def test_outpaint_pad_keeps_the_original_and_masks_the_new_area(region_nodes):
     image = torch.rand(1, 30, 40, 3)
     padded, new_area = run(region_nodes.OutpaintPad, image=image, left=10, top=0, right=0.5,

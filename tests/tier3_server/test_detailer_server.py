@@ -16,7 +16,7 @@ from PIL import Image
 
 import tiny_models
 from pack_paths import PACK_ROOT
-from region_repair.pipelines.masks import grow_and_blur
+from region_repair.pipelines.geometry.masks import grow_and_blur
 from workflow_api import fill_defaults
 
 pytestmark = pytest.mark.server

@@ -37,7 +37,7 @@ def decode(png):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
-def test_refined_recolour_changes_only_the_mask_and_lands_on_target(server, photo):
+def test_refined_recolor_changes_only_the_mask_and_lands_on_target(server, photo):
     prompt = {
         "load": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
         "box": {"class_type": "RegionRepair_MaskFromBBox", "inputs": {

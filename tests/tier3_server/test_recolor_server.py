@@ -94,7 +94,7 @@ def test_with_a_mask_only_the_mask_changes(server, inputs, target):
     assert (result != inputs).any(-1)[inside].mean() > 0.5
 
 
-def test_hex_target_reaches_its_colour_on_the_masked_suit(server, inputs):
+def test_hex_target_reaches_its_color_on_the_masked_suit(server, inputs):
     history = server.run(recolor_prompt(reference_text="#2E5A3B"))
     (result,) = [decode(png) for png in server.output_files(history, "save")]
     inside = box_mask(inputs.shape)

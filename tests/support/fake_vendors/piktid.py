@@ -10,6 +10,7 @@ import hmac
 import io
 import itertools
 import json
+import threading
 import time
 import uuid
 import zipfile
@@ -53,6 +54,7 @@ class Job:
     error: str | None = None
     hidden_polls: int = 0
     created: float = field(default_factory=time.time)
+    ended: threading.Event = field(default_factory=threading.Event)  # set after the last notice
 
 
 class FakePiktID(FakeVendor):
@@ -286,6 +288,7 @@ class FakePiktID(FakeVendor):
         job.status, job.error = ("failed", self.fail_job) if self.fail_job else ("completed",
                                                                                   None)
         self._notify(job)
+        job.ended.set()
 
     def _notify(self, job: Job) -> None:
         data = {"id_task": job.id, "status": job.status, "total_images": len(job.outputs),

@@ -1,0 +1,1 @@
+"""Detectors, SAM refinement, the detailer."""

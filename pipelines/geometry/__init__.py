@@ -1,0 +1,2 @@
+"""Masks, crop windows, stitching and blending (the seamless blend included), boxes, outpaint
+padding."""

@@ -1,0 +1,1 @@
+"""Garment recolour: target, colour transfer, the set, garment mask."""

@@ -1,0 +1,2 @@
+"""The repair engines: classical fill, colour harmonising, reference warp, Detail Repair's modes,
+the AI watermark."""
