@@ -1,5 +1,5 @@
 """Build the shipped workflows: `workflows/*.json` (UI format, for the editor and its templates
-browser) and their API-format twins `tests/workflows_api/*.json`, from the descriptions below.
+browser) and their API-format twins `workflows_api/*.json`, from the descriptions below.
 
     .venv/bin/python scripts/build_workflows.py     # or: make workflows
 
@@ -30,7 +30,7 @@ from workflow_api import ui_to_api
 from workflow_graph import Graph, Node
 
 WORKFLOWS = PACK_ROOT / "workflows"
-API_TWINS = PACK_ROOT / "tests" / "workflows_api"
+API_TWINS = PACK_ROOT / "workflows_api"
 
 # The checkpoint kinds the diffusion variants expect (models/checkpoints) and LoRA (models/loras).
 SD15_INPAINT = "sd-v1-5-inpainting.safetensors"

@@ -1,6 +1,6 @@
 """OctoAI-compatible `/adetailer` served locally: `POST /region-repair/octoai/adetailer`.
 
-The seed's request (Bearer key; `init_image` base64, a detector, dilation/blur/padding,
+The documented request (Bearer key; `init_image` base64, a detector, dilation/blur/padding,
 confidence, max detections, union, sampler, steps, strength, cfg_scale, seed, prompts) becomes
 the pack's adetailer workflow (Detect Objects -> Detailer); the answer is synchronous,
 `{"image_b64", "num_objects_inpainted", "num_objects_detected", "num_removed_for_safety"}`.
@@ -30,7 +30,7 @@ VENDOR = "octoai"
 PATH = "/region-repair/octoai/adetailer"
 EMBEDDED = "OctoAI adetailer - face, blurred out (no weights)"
 WITH_MODEL = "OctoAI adetailer - face (SD1.5 inpaint model)"
-# The seed's YOLO detectors need weights the server may not have: their offline equivalents.
+# The documented YOLO detectors need weights the server may not have: their offline equivalents.
 DETECTORS = {"face_yolov8n": "face_short_mediapipe", "hand_yolov8n": "hands_mediapipe",
              "face_full_mediapipe": "face_full_mediapipe",
              "face_short_mediapipe": "face_short_mediapipe",

@@ -1,6 +1,6 @@
 """Photio Regen served locally: `POST /region-repair/photio/v1/inference/regen`.
 
-The seed's request (key in `X-Photio-Key`, base64 `base_image` and `mask_image` with black =
+The documented request (key in `X-Photio-Key`, base64 `base_image` and `mask_image` with black =
 edit, `prompt` "" removes and text adds, `quality`, `seed`, `cfg_scale`) becomes the pack's
 Photio Regen workflow; the answer is synchronous, `{"status_code": 200, "body": <base64 PNG>}`,
 at the input's size. Errors carry the same envelope and the same HTTP status.

@@ -1,7 +1,7 @@
 """PICPIK served locally: `POST /region-repair/picpik/` with the instruction-style JSON body.
 
 `Action=ModifyMaskedPixels` (inpainting; outpainting is the same call on a padded image with the
-new area masked) is verified with the seed's SHA-1 signature (`PublicKey` + `Signature`, see
+new area masked) is verified with the documented SHA-1 signature (`PublicKey` + `Signature`, see
 auth.KeyRing.verify_signed), queued as the pack's PICPIK workflow and answered with a `TaskUID`;
 `Action=ListTasksDetails` polls it (`Queuing`, `Running`, `Finished`, `Error`) and lists the
 result URLs in `ImgList` (served without a key, as PICPIK's, for 24 h); `ListRunningTasks` lists
@@ -29,8 +29,8 @@ from .service import Service, handler
 VENDOR = "picpik"
 PATH = "/region-repair/picpik"
 WORKFLOW = "PICPIK ModifyMaskedPixels - inpaint with reference (no weights)"
-GENERAL_MODEL = "PICPIK General"   # the seed's example model: served by the configured engine
-MAX_CANDIDATES = 4                 # BatchSize above this is refused (the seed allows 16)
+GENERAL_MODEL = "PICPIK General"   # the documentation's example model: the configured engine
+MAX_CANDIDATES = 4                 # BatchSize above this is refused (the vendor allows 16)
 IMAGE_TTL_S = 24 * 3600
 # RetCodes (PICPIK publishes no list; these follow the UCloud-style API it is built on).
 PARAMS_ERROR, SIGNATURE_ERROR, UNKNOWN_ACTION = 230, 171, 160

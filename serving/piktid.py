@@ -74,7 +74,7 @@ def text_field(body: dict, name: str) -> str:
 
 
 def checkpoint_for(model: object, config: VendorConfig) -> str:
-    """The local engine for the seed's `model`: `auto` is the configured checkpoint (or the
+    """The local engine for the documented `model`: `auto` is the configured checkpoint (or the
     embedded engines); a vendor engine is served only if the owner mapped it."""
     if model in (None, "auto"):
         return config.checkpoint
@@ -329,5 +329,5 @@ def matches(note: Notification, query: dict[str, str]) -> bool:
 
 
 def webhook_signature(secret: str, body: bytes) -> str:
-    """The seed's X-Webhook-Signature: sha256= + HMAC-SHA256(secret, raw body) in hex."""
+    """The documented X-Webhook-Signature: sha256= + HMAC-SHA256(secret, raw body) in hex."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()

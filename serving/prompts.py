@@ -13,7 +13,7 @@ from typing import Any
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 # The API twins of workflows/ (scripts/build_workflows.py writes both).
-API_WORKFLOWS = PACK_ROOT / "tests" / "workflows_api"
+API_WORKFLOWS = PACK_ROOT / "workflows_api"
 Prompt = dict[str, dict[str, Any]]
 
 

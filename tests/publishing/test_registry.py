@@ -73,9 +73,11 @@ def monkeypatch_module():
 def test_the_archive_holds_what_runs(archive):
     needed = {"__init__.py", "pyproject.toml", "requirements.txt", "requirements-mediapipe.txt",
               "LICENSE", "README.md", "scripts/install_mediapipe.py"}
-    needed |= {f"{folder}/{path.name}" for folder in ("nodes", "pipelines")
-               for path in (PACK_ROOT / folder).glob("*.py")}
+    needed |= {str(path.relative_to(PACK_ROOT)) for folder in ("nodes", "pipelines", "serving")
+               for path in (PACK_ROOT / folder).rglob("*.py")}
     needed |= {f"workflows/{path.name}" for path in WORKFLOWS}
+    # The served endpoints build their prompts from the API twins.
+    needed |= {f"workflows_api/{path.name}" for path in WORKFLOWS}
     needed |= {f"workflows/{path.stem}.jpg" for path in WORKFLOWS}
     photos = PACK_ROOT / "assets" / "photos"
     for name in sample_paths(PACK_ROOT / "workflows") | {"CREDITS.md"}:

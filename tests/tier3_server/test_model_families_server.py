@@ -245,7 +245,7 @@ def loaded_photo(prompt: dict, node_id: str) -> np.ndarray:
     "PICPIK ModifyMaskedPixels - outpaint (SD1.5 inpaint model)"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_shipped_workflow(server, models, family, workflow):
-    shipped = json.loads((PACK_ROOT / "tests" / "workflows_api" / f"{workflow}.json").read_text())
+    shipped = json.loads((PACK_ROOT / "workflows_api" / f"{workflow}.json").read_text())
     prompt = with_family(shipped, family)
     history = run_clean(server, prompt)
     (repair_id,) = [key for key, n in prompt.items()

@@ -69,7 +69,7 @@ PICPIK = "/region-repair/picpik/"
 
 
 def test_photio_seed_request_removes_inside_the_mask_only(server):
-    """The seed's curl request (X-Photio-Key, JSON prompt/base_image/mask_image), base64 in
+    """The vendor's documented curl request (X-Photio-Key, JSON prompt/base_image/mask_image), base64 in
     place of the URLs; black = edit."""
     response = post(server, PHOTIO, regen_request(quality="LOW", seed=5),
                     {"X-Photio-Key": SERVE_KEYS["photio"]})
@@ -152,7 +152,7 @@ def test_a_key_over_its_job_bound_gets_429_with_retry_after(server):
 
 
 def test_octoai_adetailer_counts_and_keeps_the_rest(server):
-    """The seed's /adetailer request with the offline face detector (no weights)."""
+    """The vendor's documented /adetailer request with the offline face detector (no weights)."""
     response = post(server, OCTOAI, {"init_image": b64(PHOTO.read_bytes()),
                                       "detector": "face_short_mediapipe", "seed": 3,
                                       "mask_padding": 16, "image_encoding": "png"},
@@ -179,7 +179,7 @@ def test_octoai_errors(server):
 
 
 def signed(params: dict, private: str = SERVE_PICPIK[1]) -> dict:
-    """The seed's signing: every parameter but Signature, sorted, then the private key."""
+    """The vendor's documented signing: every parameter but Signature, sorted, then the private key."""
     body = {"PublicKey": SERVE_PICPIK[0], "request_uuid": "5ae03609-451b-44d7-a351-c72904df881b",
             **params}
     return {**body, "Signature": sign(body, private)}

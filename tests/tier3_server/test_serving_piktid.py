@@ -231,7 +231,7 @@ def test_webhooks_to_an_allowed_loopback_receiver(api, serving_webhook_url):
         events = [json.loads(body)["data"] for body, _ in Receiver.received
                   if json.loads(body)["data"].get("id_task") == job_id]
         assert [e["status"] for e in events][-1] == "completed", events
-        for body, signature in Receiver.received:   # the seed's verify_signature
+        for body, signature in Receiver.received:   # the vendor's documented verify_signature
             expected = "sha256=" + hmac.new(secret.encode("utf-8"), body,
                                             hashlib.sha256).hexdigest()
             assert hmac.compare_digest(expected, signature)

@@ -20,7 +20,7 @@ from workflow_api import VIRTUAL_NODES, combo_options, ui_to_api, widget_inputs
 pytestmark = pytest.mark.server
 
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
-API_TWINS = PACK_ROOT / "tests" / "workflows_api"
+API_TWINS = PACK_ROOT / "workflows_api"
 # Load Image takes any file under the input folder (its own check); its list shows the top only.
 FILE_INPUTS = {("LoadImage", "image")}
 
