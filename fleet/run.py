@@ -129,7 +129,8 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     frame.to_parquet(out / ".results.parquet.tmp", index=False)
     os.replace(out / ".results.parquet.tmp", out / "results.parquet")
     flat = frame.assign(outputs=frame["outputs"].map(";".join),
-                        reasons=frame["reasons"].map(";".join))
+                        reasons=frame["reasons"].map(";".join),
+                        retried=frame["retried"].map(" | ".join))
     flat.to_csv(out / ".results.csv.tmp", index=False)
     os.replace(out / ".results.csv.tmp", out / "results.csv")
 

@@ -27,11 +27,13 @@ RETRY_PAUSE_SECONDS = 2.0
 
 def result_row(job: Job, status: str, error: str = "", outputs: list[str] | None = None,
                needs_review: bool | None = None, reasons: list[str] | None = None,
-               seconds: float = 0.0, server: str = "", attempts: int = 0) -> dict[str, Any]:
+               seconds: float = 0.0, server: str = "", attempts: int = 0,
+               retried: list[str] | None = None) -> dict[str, Any]:
+    """One job's row of results.parquet; `retried` holds why earlier attempts were dropped."""
     return {"id": job.id, "line": job.line, "status": status, "error": error,
             "outputs": outputs or [], "needs_review": needs_review, "reasons": reasons or [],
             "seconds": round(seconds, 3), "server": server, "attempts": attempts,
-            "prompt_id": job.prompt_id}
+            "retried": retried or [], "prompt_id": job.prompt_id}
 
 
 def done_row(out_dir: Path, job: Job) -> dict[str, Any] | None:
@@ -109,12 +111,12 @@ class JobRunner:
         finished = done_row(self.out_dir, job)
         if finished is not None:  # a retried task whose job had already been written
             return finished
-        attempts, last_error = 0, ""
+        attempts, retried = 0, []
         while attempts <= self.retries:
             attempts += 1
             try:
                 client = self.connect()
-                timing = {"server": client.url, "attempts": attempts}
+                timing = {"server": client.url, "attempts": attempts, "retried": retried}
                 outcome = client.run(job.prompt, job.prompt_id, job.uploads, self.job_timeout)
                 outputs = self.save(job, client, outcome.outputs)
                 needs_review, reasons = review(outcome.outputs)
@@ -124,18 +126,18 @@ class JobRunner:
                 return row
             except PromptFailed as error:
                 return result_row(job, "failed", str(error), seconds=time.monotonic() - started,
-                                  server=client.url, attempts=attempts)
+                                  **timing)
             except (ServerGone, PromptTimedOut, requests.RequestException) as error:
-                last_error = f"{type(error).__name__}: {error}"
+                retried.append(f"{type(error).__name__}: {error}")
                 if self.owned is None:
                     time.sleep(RETRY_PAUSE_SECONDS * attempts)  # a remote server restarting
             except Exception as error:  # noqa: BLE001 - a row, never a failed dataset
                 return result_row(job, "failed", f"{type(error).__name__}: {error}",
                                   seconds=time.monotonic() - started, server=self.client.url,
-                                  attempts=attempts)
-        return result_row(job, "failed", f"gave up after {attempts} attempts: {last_error}",
+                                  attempts=attempts, retried=retried)
+        return result_row(job, "failed", f"gave up after {attempts} attempts: {retried[-1]}",
                           seconds=time.monotonic() - started, server=self.client.url,
-                          attempts=attempts)
+                          attempts=attempts, retried=retried)
 
     def save(self, job: Job, client: ComfyClient, outputs: dict[str, Any]) -> list[str]:
         """Every saved image, as OUT/<id>/<node id>_<index><suffix>; paths relative to OUT."""
