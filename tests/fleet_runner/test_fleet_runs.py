@@ -38,10 +38,10 @@ def executions(server) -> int:
     return server.log().count("Prompt executed in")
 
 
-def assert_every_job_done_once(out, ids) -> None:
+def assert_every_job_done_once(out, ids, statuses=frozenset({"done"})) -> None:
     rows = results(out)
     assert sorted(rows) == sorted(ids)
-    assert {row["status"] for row in rows.values()} == {"done"}
+    assert {row["status"] for row in rows.values()} <= statuses
     for job_id in ids:  # one output per job, and nothing else left behind (no temporary files)
         assert sorted(path.name for path in (out / job_id).iterdir()) == ["4_00.png", "done.json"]
         assert list(rows[job_id]["outputs"]) == [f"{job_id}/4_00.png"]
@@ -124,7 +124,9 @@ def kill_a_server_mid_prompt(out) -> str:
     raise AssertionError("no server was seen running a prompt")
 
 
-def test_a_killed_driver_rerun_executes_only_what_was_missing(servers, tmp_path):
+def test_on_running_servers_a_killed_driver_rerun_executes_only_what_was_missing(servers,
+                                                                                tmp_path):
+    """--servers mode with two running servers, the driver SIGKILLed half way."""
     jobs = removal_jobs(write_photos(tmp_path / "photos", JOBS, seed=41), prefix="resume")
     manifest = write_manifest(tmp_path / "manifest.jsonl", jobs)
     out = tmp_path / "out"
@@ -149,8 +151,9 @@ def test_a_killed_driver_rerun_executes_only_what_was_missing(servers, tmp_path)
     assert second.returncode == 0, second.stderr
     rows = results(out)
     statuses = [row["status"] for row in rows.values()]
-    assert statuses.count("skipped") >= finished_first and statuses.count("failed") == 0
-    assert_every_job_done_once(out, [job["id"] for job in jobs])
+    assert statuses.count("skipped") >= finished_first
+    assert_every_job_done_once(out, [job["id"] for job in jobs], {"done", "skipped"})
+    assert {row["server"] for row in rows.values()} == {server.url for server in servers}
     # Exactly one execution per job over both runs: a prompt the killed run left on a server
     # is picked up from that server's history by its deterministic id, not run again.
     assert sum(executions(server) for server in servers) - before == JOBS
@@ -183,17 +186,3 @@ def test_bad_rows_fail_with_their_reasons_and_the_rest_complete(servers, tmp_pat
     assert rows["bad-value"]["status"] == "failed"
     assert "bbox" in rows["bad-value"]["error"]
     assert not (out / "bad-value").exists() and not (out / "missing-input").exists()
-
-
-def test_servers_mode_shares_jobs_between_running_servers(servers, tmp_path):
-    jobs = removal_jobs(write_photos(tmp_path / "photos", 12, seed=43), prefix="shared")
-    manifest = write_manifest(tmp_path / "manifest.jsonl", jobs)
-    out = tmp_path / "out"
-    urls = [server.url for server in servers]
-    finished = run_fleet(manifest, out, "--servers", ",".join(urls))
-    assert finished.returncode == 0, finished.stderr
-    assert_every_job_done_once(out, [job["id"] for job in jobs])
-    assert {row["server"] for row in results(out).values()} == set(urls)
-    refused = run_fleet(manifest, out, "--servers", urls[0], "--workers", "2")
-    assert refused.returncode == 2
-    assert "each server takes one prompt at a time" in refused.stderr

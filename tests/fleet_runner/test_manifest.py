@@ -84,3 +84,15 @@ def test_prompt_follows_the_line_and_its_id_is_deterministic(tmp_path):
     # Quality Check's report is read back through a preview node the runner adds.
     assert prompt["fleet_quality_5"] == {"class_type": "PreviewAny",
                                          "inputs": {"source": ["5", 0]}}
+
+
+def test_more_workers_than_servers_is_refused_before_anything_runs(tmp_path):
+    photo, = write_photos(tmp_path, 1, seed=4)
+    manifest = write_manifest(tmp_path / "manifest.jsonl", [
+        {"workflow": REMOVAL, "inputs": {"Photo": str(photo)}}])
+    refused = subprocess.run(fleet_command(manifest, tmp_path / "out", "--workers", "2",
+                                           "--servers", "http://127.0.0.1:9"),
+                             cwd=PACK_ROOT, env=fleet_env(), capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2
+    assert "each server takes one prompt at a time" in refused.stderr
