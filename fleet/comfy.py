@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,6 @@ class PromptFailed(RuntimeError):
 
 class PromptTimedOut(TimeoutError):
     pass
-
-
-@dataclass
-class Outcome:
-    outputs: dict[str, Any]  # /history's outputs: node id -> ui dict
 
 
 class ComfyClient:
@@ -111,9 +105,10 @@ class ComfyClient:
             time.sleep(POLL_SECONDS)
 
     def run(self, prompt: dict[str, Any], prompt_id: str, uploads: dict[str, str],
-            timeout: float) -> Outcome:
-        """Run a prompt once, idempotently: a success already in /history is reused, an attempt
-        still queued is waited for, a failed one is forgotten and posted again."""
+            timeout: float) -> dict[str, Any]:
+        """Run a prompt once, idempotently, and return its /history outputs (node id -> ui): a
+        success already in /history is reused, an attempt still queued is waited for, a failed
+        one is forgotten and posted again."""
         entry = self.history(prompt_id)
         if not (entry and entry.get("status", {}).get("status_str") == "success"):
             if not self.queued(prompt_id):
@@ -133,7 +128,7 @@ class ComfyClient:
         status = entry["status"]
         if status.get("status_str") != "success":
             raise PromptFailed(execution_error(status.get("messages", [])))
-        return Outcome(entry.get("outputs", {}))
+        return entry.get("outputs", {})
 
     def fetch(self, file_info: dict[str, str]) -> bytes:
         response = self.call("GET", "/view", params={key: file_info[key] for key in

@@ -117,9 +117,9 @@ class JobRunner:
             try:
                 client = self.connect()
                 timing = {"server": client.url, "attempts": attempts, "retried": retried}
-                outcome = client.run(job.prompt, job.prompt_id, job.uploads, self.job_timeout)
-                outputs = self.save(job, client, outcome.outputs)
-                needs_review, reasons = review(outcome.outputs)
+                ui = client.run(job.prompt, job.prompt_id, job.uploads, self.job_timeout)
+                outputs = self.save(job, client, ui)
+                needs_review, reasons = review(ui)
                 row = result_row(job, "done", outputs=outputs, needs_review=needs_review,
                                  reasons=reasons, seconds=time.monotonic() - started, **timing)
                 write_atomically(self.out_dir / job.id / DONE_MARKER, json.dumps(row).encode())
