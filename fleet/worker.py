@@ -127,7 +127,9 @@ class JobRunner:
             except PromptFailed as error:
                 return result_row(job, "failed", str(error), seconds=time.monotonic() - started,
                                   **timing)
-            except (ServerGone, PromptTimedOut, requests.RequestException) as error:
+            except PromptTimedOut as error:  # interrupted: the server is free again
+                retried.append(f"{type(error).__name__}: {error}")
+            except (ServerGone, requests.RequestException) as error:
                 retried.append(f"{type(error).__name__}: {error}")
                 if self.owned is None:
                     time.sleep(RETRY_PAUSE_SECONDS * attempts)  # a remote server restarting

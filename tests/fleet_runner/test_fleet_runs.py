@@ -186,3 +186,21 @@ def test_bad_rows_fail_with_their_reasons_and_the_rest_complete(servers, tmp_pat
     assert rows["bad-value"]["status"] == "failed"
     assert "bbox" in rows["bad-value"]["error"]
     assert not (out / "bad-value").exists() and not (out / "missing-input").exists()
+
+
+def test_a_prompt_past_the_timeout_is_interrupted_and_retried(servers, tmp_path):
+    """A 1024² job under a 0.3 s timeout: each attempt is interrupted, and the server is left
+    idle with the interrupted attempt in its history."""
+    photo, = write_photos(tmp_path / "photos", 1, seed=44, size=1024)
+    manifest = write_manifest(tmp_path / "manifest.jsonl", removal_jobs([photo], prefix="slow"))
+    finished = run_fleet(manifest, tmp_path / "out", "--servers", servers[0].url,
+                         "--job-timeout", "0.3", "--retries", "1")
+    assert finished.returncode == 1, finished.stderr
+    row = results(tmp_path / "out")["slow000"]
+    assert row["status"] == "failed" and row["attempts"] == 2
+    assert row["error"].startswith("gave up after 2 attempts: PromptTimedOut")
+    assert [reason.split(":")[0] for reason in row["retried"]] == ["PromptTimedOut"] * 2
+    queue = servers[0].get_json("/queue")
+    assert queue["queue_running"] == [] and queue["queue_pending"] == []
+    history = servers[0].get_json(f"/history/{row['prompt_id']}")[row["prompt_id"]]
+    assert "execution_interrupted" in [kind for kind, _ in history["status"]["messages"]]
