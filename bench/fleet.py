@@ -30,8 +30,8 @@ if "fleet" not in sys.modules:  # the package without the pack root on sys.path 
     stub.__path__ = [str(PACK_ROOT / "fleet")]
     sys.modules["fleet"] = stub
 
-from fleet.comfy import ComfyClient, comfy_server_module  # noqa: E402
-from fleet.manifest import read_manifest  # noqa: E402
+from fleet.comfy import ComfyClient, comfy_server_module
+from fleet.manifest import read_manifest
 
 
 def write_jobs(folder: Path, count: int, size: int, seed: int) -> Path:

@@ -6,16 +6,21 @@ one prompt in flight.
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
+import websocket
 
 from fleet.manifest import PACK_ROOT, UPLOAD_SUBFOLDER
 
 HTTP_TIMEOUT = 60.0
-POLL_SECONDS = 0.05
+CHECK_SECONDS = 1.0
 
 
 def comfy_server_module() -> Any:
@@ -36,14 +41,27 @@ class PromptFailed(RuntimeError):
 
 
 class PromptTimedOut(TimeoutError):
-    pass
+    """The prompt ran past the job timeout; it has been interrupted."""
 
 
 class ComfyClient:
-    def __init__(self, url: str, alive: Any = None):
+    def __init__(self, url: str, alive: Callable[[], bool] | None = None):
         self.url = url.rstrip("/")
         self.alive = alive or (lambda: True)  # an owned server's process check
         self.session = requests.Session()
+        self.client_id = f"fleet-{uuid.uuid4().hex}"
+        self._socket: websocket.WebSocket | None = None
+
+    def socket(self) -> websocket.WebSocket:
+        """The websocket on which the server reports this client's prompts (opened before the
+        first post, so that no message is missed)."""
+        if self._socket is None or not self._socket.connected:
+            address = self.url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+            try:
+                self._socket = websocket.create_connection(address, timeout=HTTP_TIMEOUT)
+            except (websocket.WebSocketException, OSError) as error:
+                raise ServerGone(f"{self.url}: websocket: {error}") from None
+        return self._socket
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         if not self.alive():
@@ -79,8 +97,9 @@ class ComfyClient:
         self.send("POST", "/history", json={"delete": [prompt_id]})
 
     def post(self, prompt: dict[str, Any], prompt_id: str) -> None:
+        self.socket()  # connected before the prompt can end
         response = self.call("POST", "/prompt", json={"prompt": prompt, "prompt_id": prompt_id,
-                                                      "client_id": "fleet"})
+                                                      "client_id": self.client_id})
         if response.status_code == 400:
             raise PromptFailed(f"ComfyUI refused the prompt: {response.text[:2000]}")
         response.raise_for_status()
@@ -91,7 +110,9 @@ class ComfyClient:
 
     def finished(self, prompt_id: str, timeout: float) -> dict[str, Any] | None:
         """The /history entry once the prompt ends; None when it is no longer queued without
-        one (dropped), PromptTimedOut when it runs past `timeout`."""
+        one (dropped), PromptTimedOut when it runs past `timeout`. The websocket says when the
+        prompt ends (polling /history would take the server's time from the prompt); /history
+        and /queue are still read every CHECK_SECONDS, for a prompt another client posted."""
         deadline = time.monotonic() + timeout
         while True:
             entry = self.history(prompt_id)
@@ -102,7 +123,26 @@ class ComfyClient:
                 return entry if entry and entry["status"].get("completed") is not None else None
             if time.monotonic() > deadline:
                 raise PromptTimedOut(f"prompt ran past {timeout:.0f} s")
-            time.sleep(POLL_SECONDS)
+            self.await_end(prompt_id, min(CHECK_SECONDS, max(deadline - time.monotonic(), 0)))
+
+    def await_end(self, prompt_id: str, seconds: float) -> None:
+        """Return when the server says the prompt ended (its history is written by then), or
+        after `seconds`."""
+        until = time.monotonic() + seconds
+        try:
+            while (left := until - time.monotonic()) > 0:
+                socket = self.socket()
+                socket.settimeout(left)
+                message = socket.recv()
+                if isinstance(message, str):
+                    event = json.loads(message)
+                    if (event.get("type") == "executing" and event["data"].get("node") is None
+                            and event["data"].get("prompt_id") == prompt_id):
+                        return
+        except websocket.WebSocketTimeoutException:
+            return
+        except (websocket.WebSocketException, OSError) as error:
+            raise ServerGone(f"{self.url}: websocket: {error}") from None
 
     def run(self, prompt: dict[str, Any], prompt_id: str, uploads: dict[str, str],
             timeout: float) -> dict[str, Any]:
@@ -168,3 +208,14 @@ class OwnedServer:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def remove(self, files: list[dict[str, str]]) -> None:
+        """Delete files the server wrote or received (as /history names them) once the job is
+        written out: a long run would otherwise keep a second copy of every image."""
+        for info in files:
+            (self.base_dir / info["type"] / info["subfolder"] / info["filename"]).unlink(
+                missing_ok=True)

@@ -14,13 +14,14 @@ import copy
 import hashlib
 import json
 import re
-import tomllib
 import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_WORKFLOWS = PACK_ROOT / "tests" / "workflows_api"

@@ -11,9 +11,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fleet.manifest import PACK_ROOT, Job, read_manifest
 from fleet.worker import JobRunner, done_row, result_row

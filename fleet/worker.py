@@ -19,7 +19,7 @@ import numpy as np
 import requests
 
 from fleet.comfy import ComfyClient, OwnedServer, PromptFailed, PromptTimedOut, ServerGone
-from fleet.manifest import QUALITY_READER_PREFIX, Job
+from fleet.manifest import QUALITY_READER_PREFIX, UPLOAD_SUBFOLDER, Job
 
 DONE_MARKER = "done.json"
 RETRY_PAUSE_SECONDS = 2.0
@@ -74,6 +74,13 @@ def review(outputs: dict[str, Any]) -> tuple[bool | None, list[str]]:
     return any(report["needs_review"] for report in reports), reasons
 
 
+def saved_files(ui: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """The files the workflow saved (Save Image's `output` type, not previews), by node id."""
+    files = {node_id: [info for info in ui[node_id].get("images", [])
+                       if info.get("type") == "output"] for node_id in sorted(ui, key=str)}
+    return {node_id: infos for node_id, infos in files.items() if infos}
+
+
 class JobRunner:
     """map_batches callable: each batch is one or more jobs (column `job`, JSON)."""
 
@@ -83,6 +90,7 @@ class JobRunner:
         self.job_timeout = job_timeout
         self.retries = retries
         self.owned: OwnedServer | None = None
+        self.server_failed = False
         if leases is None:
             base = Path(tempfile.mkdtemp(prefix="fleet-comfyui-"))
             self.owned = OwnedServer(base, use_gpu, threads)
@@ -97,13 +105,15 @@ class JobRunner:
 
     def __del__(self) -> None:
         if self.owned is not None:
-            self.owned.stop()
+            self.owned.close()
 
     def connect(self) -> ComfyClient:
-        """The client, after restarting an owned server that died."""
-        if self.owned is not None and not self.client.alive():
+        """The client, after restarting an owned server that died or stopped answering (a
+        SIGKILLed server can drop its connections before its process is seen to exit)."""
+        if self.owned is not None and (self.server_failed or not self.client.alive()):
             self.owned.stop()
             self.client = self.owned.start()
+            self.server_failed = False
         return self.client
 
     def run_job(self, job: Job) -> dict[str, Any]:
@@ -118,11 +128,16 @@ class JobRunner:
                 client = self.connect()
                 timing = {"server": client.url, "attempts": attempts, "retried": retried}
                 ui = client.run(job.prompt, job.prompt_id, job.uploads, self.job_timeout)
-                outputs = self.save(job, client, ui)
+                files = saved_files(ui)
+                outputs = self.save(job, client, files)
                 needs_review, reasons = review(ui)
                 row = result_row(job, "done", outputs=outputs, needs_review=needs_review,
                                  reasons=reasons, seconds=time.monotonic() - started, **timing)
                 write_atomically(self.out_dir / job.id / DONE_MARKER, json.dumps(row).encode())
+                if self.owned is not None:
+                    self.owned.remove([info for infos in files.values() for info in infos]
+                                      + [{"type": "input", "subfolder": UPLOAD_SUBFOLDER,
+                                          "filename": name} for name in job.uploads])
                 return row
             except PromptFailed as error:
                 return result_row(job, "failed", str(error), seconds=time.monotonic() - started,
@@ -131,6 +146,7 @@ class JobRunner:
                 retried.append(f"{type(error).__name__}: {error}")
             except (ServerGone, requests.RequestException) as error:
                 retried.append(f"{type(error).__name__}: {error}")
+                self.server_failed = self.owned is not None
                 if self.owned is None:
                     time.sleep(RETRY_PAUSE_SECONDS * attempts)  # a remote server restarting
             except Exception as error:  # noqa: BLE001 - a row, never a failed dataset
@@ -141,15 +157,14 @@ class JobRunner:
                           seconds=time.monotonic() - started, server=self.client.url,
                           attempts=attempts, retried=retried)
 
-    def save(self, job: Job, client: ComfyClient, outputs: dict[str, Any]) -> list[str]:
+    def save(self, job: Job, client: ComfyClient,
+             files: dict[str, list[dict[str, str]]]) -> list[str]:
         """Every saved image, as OUT/<id>/<node id>_<index><suffix>; paths relative to OUT."""
         folder = self.out_dir / job.id
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for node_id in sorted(outputs, key=str):
-            files = [info for info in outputs[node_id].get("images", [])
-                     if info.get("type") == "output"]
-            for index, info in enumerate(files):
+        for node_id, infos in files.items():
+            for index, info in enumerate(infos):
                 name = f"{node_id}_{index:02d}{Path(info['filename']).suffix}"
                 write_atomically(folder / name, client.fetch(info))
                 written.append(f"{job.id}/{name}")

@@ -7,9 +7,10 @@ import json
 import subprocess
 
 import pytest
-from fleet.manifest import UPLOAD_SUBFOLDER, ManifestError, read_manifest
 from fleet_testing import REMOVAL, fleet_command, fleet_env, write_manifest, write_photos
 from pack_paths import PACK_ROOT
+
+from fleet.manifest import UPLOAD_SUBFOLDER, ManifestError, read_manifest
 
 
 def test_unreadable_lines_stop_the_run_with_their_line_numbers(tmp_path):
@@ -37,7 +38,7 @@ def test_unreadable_lines_stop_the_run_with_their_line_numbers(tmp_path):
 
     out = tmp_path / "out"
     finished = subprocess.run(fleet_command(manifest, out), cwd=PACK_ROOT, env=fleet_env(),
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
     assert finished.returncode == 2, finished.stderr
     assert "6 bad line(s)" in finished.stderr and "line 8:" in finished.stderr
     assert not out.exists()  # nothing ran
@@ -93,6 +94,6 @@ def test_more_workers_than_servers_is_refused_before_anything_runs(tmp_path):
     refused = subprocess.run(fleet_command(manifest, tmp_path / "out", "--workers", "2",
                                            "--servers", "http://127.0.0.1:9"),
                              cwd=PACK_ROOT, env=fleet_env(), capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, check=False)
     assert refused.returncode == 2
     assert "each server takes one prompt at a time" in refused.stderr

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from pack_paths import PACK_ROOT
+from PIL import Image
 
 REMOVAL = "Photio Regen - remove an object (no weights)"
 RUN_TIMEOUT = 240
@@ -53,7 +52,7 @@ def fleet_env() -> dict[str, str]:
 def run_fleet(manifest: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(fleet_command(manifest, out, *options), cwd=PACK_ROOT,
                           env=fleet_env(), capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT)
+                          timeout=RUN_TIMEOUT, check=False)
 
 
 def results(out: Path) -> dict[str, dict]:
