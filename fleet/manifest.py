@@ -148,9 +148,11 @@ def apply_params(prompt: dict[str, Any], params: dict[str, dict[str, Any]]) -> N
             node_inputs[name] = value
 
 
-def prompt_id_for(prompt: dict[str, Any], version: str) -> str:
-    """The same workflow, inputs (named by content) and pack version give the same id."""
-    canonical = json.dumps({"prompt": prompt, "pack": version}, sort_keys=True)
+def prompt_id_for(prompt: dict[str, Any], job_id: str, version: str) -> str:
+    """The same workflow, inputs (named by content), job id and pack version give the same id.
+    The job id keeps two jobs that ask for the same thing apart: each gets its own files (the
+    second mostly from ComfyUI's cache) instead of finding the other's in /history."""
+    canonical = json.dumps({"prompt": prompt, "id": job_id, "pack": version}, sort_keys=True)
     return str(uuid.UUID(hashlib.sha256(canonical.encode()).hexdigest()[:32]))
 
 
@@ -195,12 +197,12 @@ def build_job(record: dict[str, Any], line: int, base: Path, version: str,
         prompt = copy.deepcopy(workflows[path])
         job.uploads = apply_inputs(prompt, record.get("inputs", {}), base)
         apply_params(prompt, record.get("params", {}))
-        job.prompt_id = prompt_id_for(prompt, version)
+        job.prompt_id = prompt_id_for(prompt, job.id, version)
         add_fleet_nodes(prompt, job.prompt_id)
         job.prompt = prompt
     except ValueError as error:
         job.error = f"line {line}: {error}"
-        job.prompt_id = job.prompt_id or prompt_id_for(record, version)
+        job.prompt_id = job.prompt_id or prompt_id_for(record, job.id, version)
     job.id = job.id or job.prompt_id
     return job
 

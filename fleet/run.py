@@ -150,7 +150,7 @@ def run(options: Options) -> int:
             print(f"fleet: {job.error}", file=sys.stderr)
             rows.append(result_row(job, "failed", job.error))
         elif (finished := done_row(options.out, job)) is not None:
-            rows.append({**finished, "status": "skipped"})
+            rows.append({**finished, "status": "skipped", "line": job.line})
         else:
             pending.append(job)
     for row in rows:

@@ -72,11 +72,13 @@ def test_prompt_follows_the_line_and_its_id_is_deterministic(tmp_path):
         record,
         {**record, "params": {"3": {"seed": 12}}},
         {**record, "inputs": {"Photo": str(second)}},
+        {**record, "id": "same-as-line-1"},
     ])
     jobs = read_manifest(manifest)
     again = read_manifest(manifest)
     assert [job.prompt_id for job in jobs] == [job.prompt_id for job in again]
-    assert len({job.prompt_id for job in jobs}) == 3
+    assert len({job.prompt_id for job in jobs}) == 4  # the id alone tells line 4 from line 1
+    assert jobs[3].prompt["3"] == jobs[0].prompt["3"]
     assert jobs[0].id == jobs[0].prompt_id  # no id given: the prompt id names the job
     prompt = jobs[0].prompt
     assert prompt["3"]["inputs"]["seed"] == 11
