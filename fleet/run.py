@@ -6,6 +6,7 @@ after a crash executes only what is missing.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.manifest import PACK_ROOT, Job, read_manifest
-from fleet.worker import JobRunner, done_row, result_row
+from fleet.worker import JobRunner, done_row, result_row, write_atomically
 
 RESULT_FILES = ("results.parquet", "results.csv")
 
@@ -110,7 +111,7 @@ class Progress:
 
     def add(self, row: dict[str, Any]) -> None:
         self.counts[row["status"]] += 1
-        self.executed += row["status"] != "skipped"
+        self.executed += row["status"] != "skipped" and row["attempts"] > 0  # ran this time
         if self.terminal or time.monotonic() - self.shown >= self.PLAIN_EVERY:
             self.show()
 
@@ -127,13 +128,13 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(rows).sort_values("line", kind="stable")
-    frame.to_parquet(out / ".results.parquet.tmp", index=False)
-    os.replace(out / ".results.parquet.tmp", out / "results.parquet")
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet, index=False)
+    write_atomically(out / RESULT_FILES[0], parquet.getvalue())
     flat = frame.assign(outputs=frame["outputs"].map(";".join),
                         reasons=frame["reasons"].map(";".join),
                         retried=frame["retried"].map(" | ".join))
-    flat.to_csv(out / ".results.csv.tmp", index=False)
-    os.replace(out / ".results.csv.tmp", out / "results.csv")
+    write_atomically(out / RESULT_FILES[1], flat.to_csv(index=False).encode())
 
 
 def run(options: Options) -> int:
