@@ -36,15 +36,18 @@ class Options:
 
 
 class ServerLeases:
-    """Hands each actor (and each restart of one) the least-used --servers URL."""
+    """Hands each actor the least-used --servers URL. A restarted actor keeps its actor id and
+    gets its server back, where the prompt it was running is found again by its id."""
 
     def __init__(self, urls: list[str]):
         self.counts = {url: 0 for url in urls}
+        self.holders: dict[str, str] = {}
 
-    def lease(self) -> str:
-        url = min(self.counts, key=self.counts.get)
-        self.counts[url] += 1
-        return url
+    def lease(self, actor_id: str) -> str:
+        if actor_id not in self.holders:
+            self.holders[actor_id] = min(self.counts, key=self.counts.get)
+            self.counts[self.holders[actor_id]] += 1
+        return self.holders[actor_id]
 
 
 def start_ray(options: Options, workers: int) -> Any:

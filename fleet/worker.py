@@ -97,7 +97,8 @@ class JobRunner:
             self.client = self.owned.start()
         else:
             import ray  # only here: the worker module itself stays importable without Ray
-            self.client = ComfyClient(ray.get(leases.lease.remote()))
+            actor_id = ray.get_runtime_context().get_actor_id()
+            self.client = ComfyClient(ray.get(leases.lease.remote(actor_id)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         rows = [self.run_job(Job.from_json(text)) for text in batch["job"]]

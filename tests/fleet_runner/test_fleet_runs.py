@@ -82,7 +82,7 @@ def test_two_workers_write_every_output_once_identical_to_one_server(forty, tmp_
     assert f"0 done, 0 failed, {JOBS} skipped" in again.stderr
 
 
-def test_a_sigkilled_server_is_restarted_and_its_job_rerun(forty, tmp_path):
+def test_a_sigkilled_server_or_worker_is_restarted_and_its_job_rerun(forty, tmp_path):
     manifest, ids, single = forty
     out = tmp_path / "out"
     driver = subprocess.Popen(fleet_command(manifest, out, "--workers", "2"), cwd=PACK_ROOT,
@@ -90,6 +90,7 @@ def test_a_sigkilled_server_is_restarted_and_its_job_rerun(forty, tmp_path):
                               text=True)
     try:
         killed_prompt = kill_a_server_mid_prompt(out)
+        kill_a_worker(out)
         _, stderr = driver.communicate(timeout=RUN_TIMEOUT)
     finally:
         driver.kill()
@@ -102,6 +103,18 @@ def test_a_sigkilled_server_is_restarted_and_its_job_rerun(forty, tmp_path):
     while owned_servers() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert owned_servers() == []
+
+
+def kill_a_worker(out, after: int = 15) -> None:
+    """SIGKILL a Ray worker (an actor of the pool) once `after` jobs are done: Ray restarts it
+    and retries its task; a server it started goes with it."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while len(list(out.glob("*/done.json"))) < after and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = [process for process in psutil.process_iter(["name"])
+               if (process.info["name"] or "").startswith("ray::MapWorker")]
+    assert workers, "no Ray worker found"
+    workers[0].send_signal(signal.SIGKILL)
 
 
 def kill_a_server_mid_prompt(out) -> str:
@@ -124,9 +137,10 @@ def kill_a_server_mid_prompt(out) -> str:
     raise AssertionError("no server was seen running a prompt")
 
 
-def test_on_running_servers_a_killed_driver_rerun_executes_only_what_was_missing(servers,
-                                                                                tmp_path):
-    """--servers mode with two running servers, the driver SIGKILLed half way."""
+def test_on_running_servers_killed_worker_and_driver_rerun_runs_only_what_is_missing(
+        servers, tmp_path):
+    """--servers mode with two running servers: a worker SIGKILLed, then the driver half
+    way."""
     jobs = removal_jobs(write_photos(tmp_path / "photos", JOBS, seed=41), prefix="resume")
     manifest = write_manifest(tmp_path / "manifest.jsonl", jobs)
     out = tmp_path / "out"
@@ -136,6 +150,7 @@ def test_on_running_servers_a_killed_driver_rerun_executes_only_what_was_missing
                               env=fleet_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
+        kill_a_worker(out, after=JOBS // 4)
         deadline = time.monotonic() + RUN_TIMEOUT
         while len(list(out.glob("*/done.json"))) < JOBS // 2 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -154,8 +169,8 @@ def test_on_running_servers_a_killed_driver_rerun_executes_only_what_was_missing
     assert statuses.count("skipped") >= finished_first
     assert_every_job_done_once(out, [job["id"] for job in jobs], {"done", "skipped"})
     assert {row["server"] for row in rows.values()} == {server.url for server in servers}
-    # Exactly one execution per job over both runs: a prompt the killed run left on a server
-    # is picked up from that server's history by its deterministic id, not run again.
+    # Exactly one execution per job over both runs: a prompt that the killed worker or driver
+    # left on a server is found there again by its deterministic id, not run again.
     assert sum(executions(server) for server in servers) - before == JOBS
 
 
