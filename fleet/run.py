@@ -10,15 +10,18 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fleet.manifest import PACK_ROOT, Job, read_manifest
-from fleet.worker import JobRunner, done_row, result_row, write_atomically
+from fleet.worker import JobRunner, done_row, result_row, server_folder_prefix, write_atomically
 
 RESULT_FILES = ("results.parquet", "results.csv")
 
@@ -69,6 +72,7 @@ def start_ray(options: Options, workers: int) -> Any:
 
 def execute(options: Options, jobs: list[Job], workers: int) -> Iterator[dict[str, Any]]:
     ray = start_ray(options, workers)
+    run_tag = uuid.uuid4().hex[:12]
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
@@ -88,7 +92,8 @@ def execute(options: Options, jobs: list[Job], workers: int) -> Iterator[dict[st
             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
             fn_constructor_kwargs={"out_dir": str(options.out.resolve()),
                                    "job_timeout": options.job_timeout,
-                                   "retries": options.retries, "leases": leases,
+                                   "retries": options.retries, "run_tag": run_tag,
+                                   "leases": leases,
                                    "use_gpu": use_gpu,
                                    "threads": max(1, int(options.cpus_per_worker))},
             **resources)
@@ -96,6 +101,9 @@ def execute(options: Options, jobs: list[Job], workers: int) -> Iterator[dict[st
             yield json.loads(row["row"])
     finally:
         ray.shutdown()
+        # This machine's workers are gone; a cluster's other nodes keep theirs in their /tmp.
+        for folder in Path(tempfile.gettempdir()).glob(server_folder_prefix(run_tag) + "*"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class Progress:

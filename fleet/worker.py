@@ -74,6 +74,12 @@ def review(outputs: dict[str, Any]) -> tuple[bool | None, list[str]]:
     return any(report["needs_review"] for report in reports), reasons
 
 
+def server_folder_prefix(run_tag: str) -> str:
+    """Owned servers' base folders (in the temporary folder) start with this: the driver
+    removes a run's own after it, since Ray ends the workers without running __del__."""
+    return f"fleet-comfyui-{run_tag}-"
+
+
 def saved_files(ui: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     """The files the workflow saved (Save Image's `output` type, not previews), by node id."""
     files = {node_id: [info for info in ui[node_id].get("images", [])
@@ -84,7 +90,7 @@ def saved_files(ui: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
 class JobRunner:
     """map_batches callable: each batch is one or more jobs (column `job`, JSON)."""
 
-    def __init__(self, out_dir: str, job_timeout: float, retries: int,
+    def __init__(self, out_dir: str, job_timeout: float, retries: int, run_tag: str,
                  leases: Any = None, use_gpu: bool = False, threads: int = 1):
         self.out_dir = Path(out_dir)
         self.job_timeout = job_timeout
@@ -92,7 +98,7 @@ class JobRunner:
         self.owned: OwnedServer | None = None
         self.server_failed = False
         if leases is None:
-            base = Path(tempfile.mkdtemp(prefix="fleet-comfyui-"))
+            base = Path(tempfile.mkdtemp(prefix=server_folder_prefix(run_tag)))
             self.owned = OwnedServer(base, use_gpu, threads)
             self.client = self.owned.start()
         else:

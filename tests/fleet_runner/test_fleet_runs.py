@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -31,6 +33,10 @@ def owned_servers() -> list[psutil.Process]:
                 "fleet-comfyui-" in part for part in cmdline):
             found.append(process)
     return found
+
+
+def server_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("fleet-comfyui-*"))
 
 
 def executions(server) -> int:
@@ -63,10 +69,12 @@ def forty(tmp_path_factory, servers):
 def test_two_workers_write_every_output_once_identical_to_one_server(forty, tmp_path):
     manifest, ids, single = forty
     out = tmp_path / "out"
+    folders_before = server_folders()
     finished = run_fleet(manifest, out, "--workers", "2")
     assert finished.returncode == 0, finished.stderr
     assert_every_job_done_once(out, ids)
     assert output_bytes(out) == single
+    assert server_folders() <= folders_before  # the servers' base folders are removed
     rows = results(out)
     assert len({row["server"] for row in rows.values()}) == 2  # both workers took jobs
     # Quality Check's verdict per job: the review queue.
