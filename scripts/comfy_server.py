@@ -65,7 +65,8 @@ class ComfyServer:
 
     def __init__(self, base_dir: Path, extra_packs: dict[str, Path] | None = None,
                  python: str = sys.executable, startup_timeout: float = 180.0,
-                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()):
+                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
+                 cpu: bool = True):
         self.base_dir = Path(base_dir)
         self.packs = {PACK_LINK_NAME: PACK_ROOT, **(extra_packs or {})}
         self.python = python
@@ -74,6 +75,7 @@ class ComfyServer:
         self.log_path = self.base_dir / "comfyui.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.extra_args = tuple(extra_args)  # more main.py flags, e.g. ("--verbose", "DEBUG")
+        self.cpu = cpu  # False lets ComfyUI use the GPU it sees (the fleet's GPU workers)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,7 +89,8 @@ class ComfyServer:
             link = custom_nodes / name
             if not link.exists():
                 link.symlink_to(path, target_is_directory=True)
-        command = [self.python, str(COMFYUI / "main.py"), "--cpu", "--listen", "127.0.0.1",
+        command = [self.python, str(COMFYUI / "main.py"), *(["--cpu"] if self.cpu else []),
+                   "--listen", "127.0.0.1",
                    "--port", str(self.port), "--disable-auto-launch",
                    "--base-directory", str(self.base_dir),
                    "--database-url", "sqlite:///:memory:", *self.extra_args]
