@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from fleet.manifest import PACK_ROOT, Job, read_manifest
-from fleet.worker import JobRunner, done_row, result_row, server_folder_prefix, write_atomically
+from fleet.worker import (ATTEMPTS_FOLDER, JobRunner, done_row, result_row, server_folder_prefix,
+                          write_atomically)
 
 RESULT_FILES = ("results.parquet", "results.csv")
 
@@ -173,6 +174,7 @@ def run(options: Options) -> int:
             progress.add(row)
     progress.show(final=True)
     write_results(options.out, rows)
+    shutil.rmtree(options.out / ATTEMPTS_FOLDER, ignore_errors=True)
     flagged = sum(bool(row["needs_review"]) for row in rows)
     elapsed = time.monotonic() - progress.started
     print(f"fleet: {len(rows)} jobs in {elapsed:.1f} s: {progress.counts['done']} done, "

@@ -22,6 +22,10 @@ from fleet.comfy import ComfyClient, OwnedServer, PromptFailed, PromptTimedOut, 
 from fleet.manifest import QUALITY_READER_PREFIX, UPLOAD_SUBFOLDER, Job
 
 DONE_MARKER = "done.json"
+# OUT/.attempts/<id>: how many attempts at the job have started, by any worker. Ray restarts a
+# killed worker and retries its task on a fresh actor, which would count from 1 again; the
+# driver removes the folder once the results are written.
+ATTEMPTS_FOLDER = ".attempts"
 RETRY_PAUSE_SECONDS = 2.0
 
 
@@ -48,6 +52,18 @@ def done_row(out_dir: Path, job: Job) -> dict[str, Any] | None:
     if not all((out_dir / output).is_file() for output in row["outputs"]):
         return None
     return row
+
+
+def start_attempt(out_dir: Path, job: Job) -> int:
+    """Count one more attempt at `job` (one worker runs a job at a time); returns the count."""
+    counter = out_dir / ATTEMPTS_FOLDER / job.id
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        count = int(counter.read_text()) + 1
+    except (OSError, ValueError):
+        count = 1
+    write_atomically(counter, str(count).encode())
+    return count
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -131,9 +147,14 @@ class JobRunner:
         attempts, retried = 0, []
         while attempts <= self.retries:
             attempts += 1
+            started_attempts = start_attempt(self.out_dir, job)
+            if started_attempts > attempts and not retried:
+                retried.append(f"{started_attempts - attempts} earlier attempt(s) ended with "
+                               "their worker")
             try:
                 client = self.connect()
-                timing = {"server": client.url, "attempts": attempts, "retried": retried}
+                timing = {"server": client.url, "attempts": started_attempts,
+                          "retried": retried}
                 ui = client.run(job.prompt, job.prompt_id, job.uploads, self.job_timeout)
                 files = saved_files(ui)
                 outputs = self.save(job, client, files)
@@ -159,10 +180,10 @@ class JobRunner:
             except Exception as error:  # noqa: BLE001 - a row, never a failed dataset
                 return result_row(job, "failed", f"{type(error).__name__}: {error}",
                                   seconds=time.monotonic() - started, server=self.client.url,
-                                  attempts=attempts, retried=retried)
+                                  attempts=started_attempts, retried=retried)
         return result_row(job, "failed", f"gave up after {attempts} attempts: {retried[-1]}",
                           seconds=time.monotonic() - started, server=self.client.url,
-                          attempts=attempts, retried=retried)
+                          attempts=started_attempts, retried=retried)
 
     def save(self, job: Job, client: ComfyClient,
              files: dict[str, list[dict[str, str]]]) -> list[str]:

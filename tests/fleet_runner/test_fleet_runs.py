@@ -106,7 +106,9 @@ def test_a_sigkilled_server_or_worker_is_restarted_and_its_job_rerun(forty, tmp_
     assert_every_job_done_once(out, ids)
     assert output_bytes(out) == single
     rerun = [row for row in results(out).values() if row["prompt_id"] == killed_prompt]
-    assert len(rerun) == 1 and rerun[0]["attempts"] == 2, rerun[0]["retried"]
+    # Counted across a worker's restart too (the worker killed next may be the one that ran it).
+    assert len(rerun) == 1 and rerun[0]["attempts"] >= 2, rerun[0]["retried"]
+    assert not (out / ".attempts").exists()
     deadline = time.monotonic() + 15  # Ray's process-group clean-up takes a few seconds
     while owned_servers() and time.monotonic() < deadline:
         time.sleep(0.5)
