@@ -5,8 +5,12 @@ SIGKILLed driver, bad manifest rows."""
 from __future__ import annotations
 
 import json
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -229,3 +233,42 @@ def test_a_prompt_past_the_timeout_is_interrupted_and_retried(servers, tmp_path)
     assert queue["queue_running"] == [] and queue["queue_pending"] == []
     history = servers[0].get_json(f"/history/{row['prompt_id']}")[row["prompt_id"]]
     assert "execution_interrupted" in [kind for kind, _ in history["status"]["messages"]]
+
+
+def test_address_joins_a_running_ray_cluster(servers, tmp_path):
+    """`--address` joins an existing Ray cluster (a head started apart, as on a LAN or KubeRay)
+    instead of starting one; the jobs run on it. Ray 2.60 clusters want a token: the head and
+    the command share one through RAY_AUTH_MODE/RAY_AUTH_TOKEN (docs/fleet.md)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**fleet_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    ray_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit 107 bytes
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head",
+                             "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+                             "--num-cpus=2", "--include-dashboard=false",
+                             "--disable-usage-stats", f"--temp-dir={ray_dir}"],
+                            env={**env, "RAY_process_group_cleanup_enabled": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        jobs = removal_jobs(write_photos(tmp_path / "photos", 4, seed=43))
+        manifest = write_manifest(tmp_path / "manifest.jsonl", jobs)
+        out = tmp_path / "out"
+        command = fleet_command(manifest, out, "--address", f"127.0.0.1:{port}",
+                                "--servers", ",".join(s.url for s in servers))
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a few seconds to listen
+            finished = subprocess.run(command, cwd=PACK_ROOT, env=env, capture_output=True,
+                                      text=True, timeout=RUN_TIMEOUT, check=False)
+            if finished.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert finished.returncode == 0, finished.stderr
+        assert_every_job_done_once(out, [job["id"] for job in jobs])
+        # The workers ran on that cluster: their logs are in its session folder (a local Ray
+        # instance would have used another).
+        assert list(Path(ray_dir).glob("session_*/logs/worker-*")), "no worker ran on the head"
+    finally:
+        head.terminate()
+        head.wait(60)
+        shutil.rmtree(ray_dir, ignore_errors=True)
