@@ -33,7 +33,7 @@ import torch
 
 from ..core.cancel import never_cancelled
 from ..core.tensors import long_side_size, single_image, to_gray8
-from ..geometry.masks import support_box
+from ..geometry.masks import require_fit, support_box
 from ..geometry.regions import blend_masked
 from .classical_fill import FillMethod, classical_fill
 from .harmonize import match_low_frequency
@@ -527,7 +527,8 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
     what was found, plus which one was chosen or why none was.
     """
     image = single_image(image, "image")
-    support = _support(mask, image)
+    # A wrong size is the caller's bug here (nodes fit the user's mask first).
+    support = (require_fit(mask, image[None])[0] > 0).cpu().numpy()
     check_reference_count(len(references))
     if not 1.0 <= context <= 10.0:
         raise ValueError(f"context: {context} is outside 1..10")
@@ -579,17 +580,6 @@ def align_references(image: torch.Tensor, mask: torch.Tensor, references: list[t
         rotation_deg=best.rotation, refined=best.refined, mask_coverage=best.coverage,
         context_box=list(best.box))
     return alignment, notes
-
-
-def _support(mask: torch.Tensor, image: torch.Tensor) -> np.ndarray:
-    """The corrupt pixels, `[H, W]` bool, of a mask that must already have the image's size."""
-    if mask.ndim == 3 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.ndim != 2 or tuple(mask.shape) != tuple(image.shape[:2]):
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not match the image's "
-                         f"{tuple(image.shape[:2])}; fit it first "
-                         "(pipelines.geometry.masks.fit_to_image)")
-    return (mask > 0).cpu().numpy()
 
 
 def _widened_features(image: torch.Tensor, support: np.ndarray, context: float,
