@@ -69,8 +69,10 @@ class GuidedBlendInpaint(io.ComfyNode):
                              tooltip="An area, not a side: crops are sampled at about "
                              "processing_size x processing_size pixels in all (aspect kept; 0 = "
                              "each crop's native size); the long side never exceeds 2048."),
-                io.Int.Input("num_candidates", default=1, min=1, max=4,
-                             tooltip="Variations per image (1-4), output candidate-major."),
+                io.Int.Input("num_candidates", default=1, min=1, max=repair.MAX_CANDIDATES,
+                             tooltip="Variations per image, output candidate-major: PiktID "
+                             "allows 1-4, PICPIK's BatchSize 1-16. The classical fill has "
+                             "four distinct variants; more repeat them."),
                 io.Float.Input("reference_denoise", default=0.6, min=0.0, max=1.0, step=0.01,
                                tooltip="Denoise when an aligned reference is the init."),
                 io.Int.Input("feather", default=4, min=0, max=256,

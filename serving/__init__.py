@@ -17,7 +17,7 @@ def workflows() -> list[str]:
     """Every shipped API workflow the endpoints build prompts from."""
     from . import octoai, photio, picpik, piktid
     return [photio.EMBEDDED, *photio.WITH_MODEL.values(), octoai.EMBEDDED, octoai.WITH_MODEL,
-            picpik.WORKFLOW, *piktid.DETAIL.values(), *piktid.RECOLOR.values()]
+            picpik.EMBEDDED, picpik.WITH_MODEL, *piktid.DETAIL.values(), *piktid.RECOLOR.values()]
 
 
 def register_endpoints(env: Mapping[str, str] = os.environ) -> bool:

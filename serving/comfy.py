@@ -6,6 +6,7 @@ device, the progress bar and interrupt with the editor. A job's state is read fr
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 import uuid
 from pathlib import Path
@@ -45,6 +46,18 @@ class Runner:
                 path.write_bytes(upload.data)
         await asyncio.get_running_loop().run_in_executor(None, write)
         return names, paths
+
+    @staticmethod
+    def has_yolo_weights(file_name: str) -> bool:
+        """Whether a YOLO detector can run here: `file_name` is in the ultralytics model folder
+        (anywhere, as the Detect node looks) and the optional package is installed."""
+        if importlib.util.find_spec("ultralytics") is None:
+            return False
+        try:
+            listed = folder_paths.get_filename_list("ultralytics")
+        except KeyError:  # the Detect node registers the folder; without it, no YOLO
+            return False
+        return any(Path(name).name == file_name for name in listed)
 
     @staticmethod
     def delete(paths: list[Path]) -> None:

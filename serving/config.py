@@ -78,11 +78,12 @@ class VendorConfig:
     checkpoint: str = ""                        # "" = the embedded engines (no weights)
     image_url_hosts: tuple[str, ...] = ()
     models: dict[str, str] = field(default_factory=dict)  # vendor model name -> checkpoint
+    loras: dict[str, str] = field(default_factory=dict)   # vendor LoRA name -> models/loras file
     webhook_urls: tuple[str, ...] = ()          # PiktID: where webhooks may be posted
 
     def __repr__(self) -> str:  # keys never show in a log or a traceback
         return (f"VendorConfig(keys=<{len(self.keys) + len(self.key_pairs)} redacted>, "
-                f"checkpoint={self.checkpoint!r}, models={self.models!r}, "
+                f"checkpoint={self.checkpoint!r}, models={self.models!r}, loras={self.loras!r}, "
                 f"image_url_hosts={self.image_url_hosts!r}, webhook_urls={self.webhook_urls!r})")
 
 
@@ -148,6 +149,15 @@ def _strings(value: object, where: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value if item.strip())
 
 
+def _names(table: dict, name: str, where: str, file_kind: str) -> dict[str, str]:
+    """A table mapping the vendor's names to the owner's files (request names never become
+    paths: only these files can be loaded)."""
+    value = table.get(name, {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where}: a table of vendor name = \"{file_kind}\"")
+    return {str(vendor): file.strip() for vendor, file in value.items() if file.strip()}
+
+
 def _checked_key(key: str, where: str) -> str:
     if re.search(r"\s", key) or len(key) < 8:
         raise ConfigError(f"{where}: a key is one word of at least 8 characters (check for a "
@@ -174,13 +184,12 @@ def _vendor(name: str, table: object, env: Mapping[str, str], path: Path) -> Ven
     if not isinstance(checkpoint, str):
         raise ConfigError(f"{where} checkpoint: a file name in quotes")
     hosts = _strings(table.get("image_url_hosts", []), f"{where} image_url_hosts")
-    models = table.get("models", {})
-    if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
-        raise ConfigError(f"{where} models: a table of vendor model name = \"checkpoint file\"")
+    models = _names(table, "models", f"{where} models", "checkpoint file")
+    loras = _names(table, "loras", f"{where} loras", "LoRA file")
     hooks = _strings(table.get("webhook_urls", []), f"{where} webhook_urls")
     hooks += tuple(entry for entry in re.split(r"[,\s]+", env.get(webhooks_variable(name), ""))
                    if entry)
-    extra = {"image_url_hosts": hosts, "models": dict(models), "webhook_urls": hooks}
+    extra = {"image_url_hosts": hosts, "models": models, "loras": loras, "webhook_urls": hooks}
     if name == "picpik":
         pairs = [_pair(entry, keys_variable(name)) for entry in listed]
         for entry in file_keys:

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+from ..pipelines.detection.detect import YOLO_FILES
 from . import prompts
 from .auth import bearer
 from .config import Limits, VendorConfig
@@ -30,7 +31,8 @@ VENDOR = "octoai"
 PATH = "/region-repair/octoai/adetailer"
 EMBEDDED = "OctoAI adetailer - face, blurred out (no weights)"
 WITH_MODEL = "OctoAI adetailer - face (SD1.5 inpaint model)"
-# The documented YOLO detectors need weights the server may not have: their offline equivalents.
+# The documented detectors. The YOLO ones run when their weights are in the ultralytics model
+# folder (and the package is installed), else as their offline equivalents given here.
 DETECTORS = {"face_yolov8n": "face_short_mediapipe", "hand_yolov8n": "hands_mediapipe",
              "face_full_mediapipe": "face_full_mediapipe",
              "face_short_mediapipe": "face_short_mediapipe",
@@ -106,12 +108,46 @@ class Adetailer:
     confidence: float
     union_masks: bool
     image_encoding: str
+    checkpoint: str                       # "" = the embedded engine
+    loras: tuple[tuple[str, float], ...]  # (file in models/loras, weight)
+
+
+def _checkpoint(body: dict, config: VendorConfig) -> str:
+    """The requested checkpoint: the configured one, or a name the owner mapped in `models`."""
+    checkpoint = body.get("checkpoint")
+    if not checkpoint or checkpoint == config.checkpoint:
+        return config.checkpoint
+    if checkpoint not in config.models:
+        served = ", ".join(map(repr, filter(None, [config.checkpoint, *config.models])))
+        raise _invalid("checkpoint", "not a checkpoint this server serves "
+                       f"({served or 'none: the embedded engine'}); leave it out")
+    return config.models[checkpoint]
+
+
+def _loras(body: dict, config: VendorConfig, checkpoint: str) -> tuple[tuple[str, float], ...]:
+    """`loras` ({name: weight}) as the local files the owner mapped those names to."""
+    loras = body.get("loras") or {}
+    if not isinstance(loras, dict):
+        raise _invalid("loras", "an object mapping a LoRA's name to its weight")
+    if loras and not checkpoint:
+        raise _invalid("loras", "a LoRA needs a checkpoint, and this server runs the embedded "
+                       "engine; leave it out")
+    unknown = sorted(set(loras) - set(config.loras))
+    if unknown:
+        raise _invalid("loras", f"{unknown[0]!r} is not served here (served: "
+                       f"{', '.join(map(repr, config.loras)) or 'none'})")
+    for name, weight in loras.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                not math.isfinite(weight) or not -10 <= weight <= 10:
+            raise _invalid("loras", f"{name!r}: a weight from -10 to 10")
+    return tuple((config.loras[name], float(weight)) for name, weight in loras.items())
 
 
 def parse(body: dict[str, Any], limits: Limits, config: VendorConfig,
-          fetched: ImageUpload | None = None) -> Adetailer:
+          fetched: ImageUpload | None = None, yolo: frozenset[str] = frozenset()) -> Adetailer:
     """The request checked field by field: 422 naming the field, 413 for an oversized image.
-    `fetched`: init_image_url already fetched from an allow-listed host (inputs.fetch_urls)."""
+    `fetched`: init_image_url already fetched from an allow-listed host (inputs.fetch_urls);
+    `yolo`: the YOLO detectors whose weights this server has."""
     detector = body.get("detector")
     if detector not in DETECTORS:
         raise _invalid("detector", f"required, one of {', '.join(DETECTORS)}")
@@ -126,12 +162,8 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig,
     sampler = body.get("sampler") or "K_EULER"
     if sampler not in SAMPLERS:
         raise _invalid("sampler", f"one of {', '.join(SAMPLERS)}")
-    checkpoint = body.get("checkpoint")
-    if checkpoint and checkpoint != config.checkpoint:
-        raise _invalid("checkpoint", "not a checkpoint this server serves "
-                       f"({config.checkpoint or 'none: the embedded engine'}); leave it out")
-    if body.get("loras"):
-        raise _invalid("loras", "not served by this server; leave it out")
+    checkpoint = _checkpoint(body, config)
+    loras = _loras(body, config, checkpoint)
     if body.get("use_refiner"):
         raise _invalid("use_refiner", "no refiner on this server; leave it false")
     seeds = body.get("seed")
@@ -147,7 +179,8 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig,
         raise _invalid("image_encoding", "jpeg or png")
     image = fetched or base64_image(body["init_image"], "init_image", limits)
     return Adetailer(
-        image, DETECTORS[detector], base_model, _text(body, "prompt"),
+        image, detector if detector in yolo else DETECTORS[detector],
+        base_model, _text(body, "prompt"),
         _text(body, "negative_prompt"), SAMPLERS[sampler],
         _integer(body, "steps", 20, 1, 150), _number(body, "strength", 0.9, 0, 1, True),
         _number(body, "cfg_scale", 7.5, 0, 50, True),
@@ -155,17 +188,16 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig,
         _integer(body, "mask_dilation", 4, 0, 512), _integer(body, "mask_blur", 4, 0, 256),
         _integer(body, "mask_padding", 32, 0, 4096),
         _integer(body, "max_num_detections", None, 0, 1000) or 0,
-        _number(body, "confidence", 0.3, 0, 1), union, encoding)
+        _number(body, "confidence", 0.3, 0, 1), union, encoding, checkpoint, loras)
 
 
 COUNTS = ("num_objects_detected", "num_objects_inpainted", "num_removed_for_safety")
 
 
-def build(request: Adetailer, image_file: str, checkpoint: str
-          ) -> tuple[prompts.Prompt, dict[str, str]]:
+def build(request: Adetailer, image_file: str) -> tuple[prompts.Prompt, dict[str, str]]:
     """The adetailer workflow for `request`: the prompt, and its result node and the nodes
     that show each count."""
-    prompt = prompts.workflow(WITH_MODEL if checkpoint else EMBEDDED)
+    prompt = prompts.workflow(WITH_MODEL if request.checkpoint else EMBEDDED)
     prompt[prompts.node_of(prompt, "LoadImage")]["inputs"]["image"] = image_file
     prompt[prompts.node_of(prompt, "RegionRepair_Detect")]["inputs"].update(
         detector=request.detector, confidence=request.confidence,
@@ -178,8 +210,9 @@ def build(request: Adetailer, image_file: str, checkpoint: str
                     union_masks=request.union_masks, seed=request.seed, steps=request.steps,
                     cfg=request.cfg_scale, sampler_name=request.sampler[0],
                     scheduler=request.sampler[1], denoise=request.strength)
-    if checkpoint:
-        prompts.with_checkpoint(prompt, checkpoint)
+    if request.checkpoint:
+        prompts.with_checkpoint(prompt, request.checkpoint)
+        prompts.with_loras(prompt, request.loras)
         prompt[detailer["positive"][0]]["inputs"]["text"] = request.prompt
         prompt[detailer["negative"][0]]["inputs"]["text"] = request.negative_prompt
     result = prompts.save_to_temp(prompt)
@@ -211,10 +244,12 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         except RequestError as error:   # OctoAI's validation errors are 422
             raise _invalid("init_image_url", str(error).split(": ", 1)[-1]) if \
                 error.status == 400 else error
+        yolo = frozenset(detector.value for detector, file in YOLO_FILES.items()
+                         if service.runner.has_yolo_weights(file))
         parsed = await service.off_loop(parse, body, limits, config,
-                                        fetched.get("init_image_url"))
+                                        fetched.get("init_image_url"), yolo)
         job = await service.run(VENDOR, key_id, [parsed.image],
-                                lambda names: build(parsed, names[0], config.checkpoint))
+                                lambda names: build(parsed, names[0]))
         image = (await service.runner.images(job.entry, job.meta["result"]))[0]
         if parsed.image_encoding == "jpeg":
             image = await asyncio.get_running_loop().run_in_executor(None, jpeg, image)

@@ -28,9 +28,9 @@ from .service import Service, handler
 
 VENDOR = "picpik"
 PATH = "/region-repair/picpik"
-WORKFLOW = "PICPIK ModifyMaskedPixels - inpaint with reference (no weights)"
+EMBEDDED = "PICPIK ModifyMaskedPixels - inpaint with reference (no weights)"
+WITH_MODEL = "PICPIK ModifyMaskedPixels - inpaint with LoRA and reference (SD1.5 inpaint model)"
 GENERAL_MODEL = "PICPIK General"   # the documentation's example model: the configured engine
-MAX_CANDIDATES = 4                 # BatchSize above this is refused (the vendor allows 16)
 IMAGE_TTL_S = 24 * 3600
 # RetCodes (PICPIK publishes no list; these follow the UCloud-style API it is built on).
 PARAMS_ERROR, SIGNATURE_ERROR, UNKNOWN_ACTION = 230, 171, 160
@@ -56,6 +56,9 @@ class Modify:
     reference: ImageUpload | None
     reference_strength: float
     prompt: str
+    negative_prompt: str
+    checkpoint: str                      # "" = the embedded engines
+    loras: tuple[tuple[str, float], ...]  # (file in models/loras, weight)
     seed: int
     steps: int
     processing_size: int
@@ -92,6 +95,33 @@ def _prompt(value: object, field: str) -> str:
     return ", ".join(item.strip() for item in value if item.strip())
 
 
+def _sub_models(body: dict[str, Any], config: VendorConfig
+                ) -> tuple[tuple[tuple[str, float], ...], list[str]]:
+    """SubModelList's LoRAs, as the local files the owner mapped their ModelCodes to with their
+    weights, and their trigger words (which PICPIK adds to the prompt)."""
+    listed = body.get("SubModelList") or []
+    if not isinstance(listed, list):
+        raise PicpikError("SubModelList", "a list of Model objects")
+    loras, words = [], []
+    for index, entry in enumerate(listed):
+        where = f"SubModelList[{index}]"
+        if not isinstance(entry, dict):
+            raise PicpikError(where, "a Model object")
+        code = entry.get("ModelCode")
+        if code not in config.loras:
+            served = ", ".join(map(repr, config.loras)) or "none"
+            raise PicpikError(f"{where}.ModelCode", f"{code!r} is not served here (LoRAs "
+                              f"served: {served}; embeddings and hypernetworks are not)")
+        if not config.checkpoint:
+            raise PicpikError(where, "a LoRA needs a checkpoint, and this server runs the "
+                              "embedded engines; send an empty list")
+        weight = _float(_table(entry, "InferenceParams").get("LoraWeight", 1),
+                        f"{where}.InferenceParams.LoraWeight", -1, 2)
+        loras.append((config.loras[code], weight))
+        words.append(_prompt(entry.get("TriggerWordList"), f"{where}.TriggerWordList"))
+    return tuple(loras), words
+
+
 def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Modify:
     model = _table(body, "MainModel")
     if model.get("ModelCode", GENERAL_MODEL) not in {GENERAL_MODEL, config.checkpoint} - {""}:
@@ -99,15 +129,14 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Modify:
                           + (f" and {config.checkpoint!r}" if config.checkpoint else ""))
     steps = _int(_table(model, "InferenceParams").get("Steps", 10), "MainModel.InferenceParams"
                  ".Steps", 1, 100)
-    if body.get("SubModelList"):
-        raise PicpikError("SubModelList", "LoRA, Embedding and HyperNetwork sub-models are not "
-                          "served by this server; send an empty list")
+    loras, trigger_words = _sub_models(body, config)
+    for flag in ("TranslatePrompts", "UseMainModelVAE"):
+        if not isinstance(body.get(flag, False), bool):
+            raise PicpikError(flag, "true or false")
     seed = _int(body.get("Seed", -1), "Seed", -1, 2147483647)
     width = _int(body.get("Width", 1024), "Width", 64, 2560)
     height = _int(body.get("Height", 1024), "Height", 64, 2560)
     candidates = _int(body.get("BatchSize", 1), "BatchSize", 1, 16)
-    if candidates > MAX_CANDIDATES:
-        raise PicpikError("BatchSize", f"at most {MAX_CANDIDATES} on this server")
     masked = _table(body, "Masked")
     if not masked:
         raise PicpikError("Masked", "required: {ImageIndex, MaskIndex, ...}")
@@ -127,12 +156,16 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Modify:
     if not isinstance(invert, bool):
         raise PicpikError("Masked.InvertMask", "true or false")
     _int(masked.get("MaskBlur", 12), "Masked.MaskBlur", 0, 64)
+    if not isinstance(masked.get("PromptsMoreImportant", False), bool):
+        raise PicpikError("Masked.PromptsMoreImportant", "true or false")
+    positive = _prompt(body.get("PositivePrompts"), "PositivePrompts")
     refer = _table(body, "Image2Image")
     reference = indexed(refer, "ImageIndex", "Image2Image") if refer else None
     return Modify(
         image, mask, reference,
         _float(refer.get("ReferStrength", 0.5), "Image2Image.ReferStrength", 0, 1),
-        _prompt(body.get("PositivePrompts"), "PositivePrompts"),
+        ", ".join(part for part in [positive, *trigger_words] if part),
+        _prompt(body.get("NegativePrompts"), "NegativePrompts"), config.checkpoint, loras,
         seed if seed != -1 else secrets.randbelow(2147483647) + 1, steps,
         min(2048, max(64, round(math.sqrt(width * height) / 8) * 8)), candidates,
         _float(masked.get("ReferStrength", 1), "Masked.ReferStrength", 0, 2), invert)
@@ -140,7 +173,7 @@ def parse(body: dict[str, Any], limits: Limits, config: VendorConfig) -> Modify:
 
 def build(request: Modify, names: list[str]) -> tuple[prompts.Prompt, dict[str, str]]:
     """The PICPIK workflow for `request`: image, mask (and reference) from `names`."""
-    prompt = prompts.workflow(WORKFLOW)
+    prompt = prompts.workflow(WITH_MODEL if request.checkpoint else EMBEDDED)
     inpaint_id = prompts.node_of(prompt, "RegionRepair_GuidedBlendInpaint")
     inpaint = prompt[inpaint_id]["inputs"]
     photo = inpaint["image"][0]
@@ -157,6 +190,11 @@ def build(request: Modify, names: list[str]) -> tuple[prompts.Prompt, dict[str, 
                    processing_size=request.processing_size, num_candidates=request.candidates,
                    reference_denoise=round(1 - request.reference_strength, 4),
                    denoise=min(1.0, request.refer_strength / 2))  # docs/vendors.md's mapping
+    if request.checkpoint:
+        prompts.with_checkpoint(prompt, request.checkpoint)
+        prompts.with_loras(prompt, request.loras)
+        prompt[inpaint["positive"][0]]["inputs"]["text"] = request.prompt
+        prompt[inpaint["negative"][0]]["inputs"]["text"] = request.negative_prompt
     result = prompts.save_to_temp(prompt)
     return prompts.prune(prompt, [result]), {"result": result}
 

@@ -96,3 +96,28 @@ def prune(prompt: Prompt, outputs: Iterable[str]) -> Prompt:
 
 def with_checkpoint(prompt: Prompt, checkpoint: str) -> None:
     prompt[node_of(prompt, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] = checkpoint
+
+
+def with_loras(prompt: Prompt, loras: Iterable[tuple[str, float]]) -> None:
+    """The checkpoint's model and CLIP go through one LoraLoader per `(file, weight)`, in order;
+    a LoraLoader the shipped workflow has is replaced (no LoRA: none)."""
+    checkpoint = node_of(prompt, "CheckpointLoaderSimple")
+    for node_id in [key for key, node in prompt.items() if node["class_type"] == "LoraLoader"]:
+        _rewire(prompt.values(), node_id, checkpoint)
+        del prompt[node_id]
+    users = list(prompt.values())  # taken before the chain: its own links stay
+    chain_end = checkpoint
+    for file, weight in loras:
+        chain_end = add(prompt, "LoraLoader", model=[chain_end, 0], clip=[chain_end, 1],
+                        lora_name=file, strength_model=weight, strength_clip=weight)
+    _rewire(users, checkpoint, chain_end, outputs=(0, 1))  # the VAE (output 2) is unchanged
+
+
+def _rewire(nodes: Iterable[dict[str, Any]], old: str, new: str,
+            outputs: tuple[int, ...] | None = None) -> None:
+    """Every input of `nodes` linked to node `old` (to one of its `outputs`) links to `new`."""
+    for node in nodes:
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and value[0] == old and \
+                    (outputs is None or value[1] in outputs):
+                node["inputs"][name] = [new, value[1]]

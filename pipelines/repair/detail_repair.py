@@ -36,11 +36,12 @@ from . import classical_fill, harmonize, reference_warp
 from .watermark import add_ai_watermark
 
 MAX_PROCESSING_SIDE = 2048  # PiktID: "processing is capped at 2K internally"
-MAX_CANDIDATES = 4
+MAX_CANDIDATES = 16  # PiktID allows 1-4, PICPIK's BatchSize 1-16
 CONTEXT_FACTOR_RANGE = (1.5, 10.0)
 # Classical-fill candidates differ by method, all deterministic (PatchMatch is seeded). `texture`
 # first: PatchMatch's texture inside, Telea's continuation at the edge (docs/engines.md, measured).
 # Telea itself is no candidate: on masks thinner than texture's edge band it is `texture`.
+# More candidates than variants repeat them (as the kept and reference-warp engines do).
 FILL_VARIANTS = [("texture", 3), ("patchmatch", 3), ("ns", 3), ("patchmatch", 7)]
 HIGHLIGHT = (1.0, 0.0, 1.0)  # magenta: rare in photos, so the marked region stands out
 
@@ -281,7 +282,7 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
 
     pixels, gen_mask, hidden = generator_inputs(settings.mode, crops, crop_masks, guidance,
                                                 reference)
-    candidates = []
+    candidates, fills = [], {}
     for k in range(settings.num_candidates):
         if engine is Engine.KEPT:
             if step is not None:
@@ -297,8 +298,11 @@ def repair(image: torch.Tensor, mask: torch.Tensor, settings: RepairSettings,
             # Filled at the image's own resolution, then cropped: PatchMatch copies texture at
             # its real scale, and the fill reads only the mask's box plus its context. The
             # user's own mask is filled, so the fill starts from the pixels right next to it.
-            new = region_ops.crop(classical_fill.classical_fill(
-                image, user_mask, *FILL_VARIANTS[k], check_cancel=check_cancel), regions)[0]
+            variant = FILL_VARIANTS[k % len(FILL_VARIANTS)]
+            if variant not in fills:
+                fills[variant] = region_ops.crop(classical_fill.classical_fill(
+                    image, user_mask, *variant, check_cancel=check_cancel), regions)[0]
+            new = fills[variant]
         with one_cpu_thread():
             candidates.append(harmonize.match_low_frequency(new, crops, crop_masks,
                                                             ring_width=max(settings.feather, 4)))

@@ -46,12 +46,15 @@ keys = ["{KEY}"]
 checkpoint = "inpaint.safetensors"
 [serve.picpik]
 keys = [{{public_key = "public-key-1", private_key = "private-key-1"}}]
+loras = {{"Ink Style v2" = "ink_style.safetensors", unused = " "}}
 """)
     config = load({"REGION_REPAIR_SERVE_CONFIG": str(path)})
     assert config.enabled and config.limits.max_body_bytes == 2 * 1024 * 1024
     assert config.limits.max_jobs_per_key == 3
     assert config.vendor("photio").checkpoint == "inpaint.safetensors"
+    assert config.vendor("picpik").loras == {"Ink Style v2": "ink_style.safetensors"}
     assert config.vendor("picpik").key_pairs == (("public-key-1", "private-key-1"),)
+    assert config.vendor("picpik").loras == {"Ink Style v2": "ink_style.safetensors"}
     assert not load({"REGION_REPAIR_SERVE_CONFIG": str(path), "REGION_REPAIR_SERVE": "0"}
                     ).enabled
 
@@ -62,6 +65,8 @@ keys = [{{public_key = "public-key-1", private_key = "private-key-1"}}]
     ("[serve.photio]\nkeys = \"one\"", "keys"),
     ("[serve.photio]\nkeys = [\"has space-0123\"]", "keys"),
     ("[serve.picpik]\nkeys = [\"no-private-part\"]", "public_key"),
+    ("[serve.octoai]\nloras = [\"a.safetensors\"]", "loras"),
+    ("[serve.piktid]\nmodels = {a = 1}", "models"),
 ])
 def test_a_bad_setting_is_named(tmp_path, text, named):
     path = tmp_path / "serve.toml"
@@ -95,7 +100,7 @@ def test_a_config_error_keeps_the_endpoints_off(tmp_path, caplog):
 
 def test_every_workflow_the_endpoints_build_from_is_shipped():
     names = workflows()
-    assert len(names) == 12 and prompts.missing(names) == []
+    assert len(names) == 13 and prompts.missing(names) == []
     assert prompts.missing(["No such workflow"]) == ["No such workflow"]
 
 

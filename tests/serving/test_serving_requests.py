@@ -133,12 +133,13 @@ def adetailer_body(**changes):
     ({"seed": 0}, "seed"), ({"seed": [1, 2 ** 32]}, "seed"), ({"sampler": "K_FAST"}, "sampler"),
     ({"inpainting_base_model": "sd3"}, "inpainting_base_model"),
     ({"checkpoint": "dreamshaper"}, "checkpoint"), ({"loras": {"a": 1}}, "loras"),
+    ({"loras": {"ink": 1}}, "loras"),   # mapped, but there is no checkpoint to apply it to
     ({"mask_padding": -1}, "mask_padding"), ({"union_masks": "yes"}, "union_masks"),
     ({"image_encoding": "gif"}, "image_encoding"),
 ])
 def test_octoai_bad_fields_are_422_naming_the_field(changes, field):
-    error = refused(lambda: octoai.parse(adetailer_body(**changes), LIMITS, NO_MODEL), 422,
-                    field)
+    config = VendorConfig(loras={"ink": "ink_style.safetensors"})
+    error = refused(lambda: octoai.parse(adetailer_body(**changes), LIMITS, config), 422, field)
     assert octoai.error_body(422, str(error), field)["detail"][0]["loc"] == ["body", field]
 
 
@@ -148,7 +149,7 @@ def test_octoai_prompt_carries_the_request():
                                           sampler="DPM_PLUS_PLUS_2M_KARRAS", strength=0.5,
                                           union_masks=True, inpainting_base_model="sd15"),
                            LIMITS, NO_MODEL)
-    prompt, outputs = octoai.build(request, "region-repair-serving/a.png", "")
+    prompt, outputs = octoai.build(request, "region-repair-serving/a.png")
     types = {node["class_type"]: node["inputs"] for node in prompt.values()}
     assert types["RegionRepair_Detect"]["detector"] == "face_short_mediapipe"
     assert (types["RegionRepair_Detect"]["confidence"],
@@ -181,13 +182,16 @@ def modify_body(**changes):
     ({"Masked": None}, "Masked"), ({"ImageAndMaskList": []}, "ImageAndMaskList"),
     ({"Masked": {"ImageIndex": 0, "MaskIndex": 5}}, "Masked.MaskIndex"),
     ({"Masked": {"ImageIndex": 0, "MaskIndex": 2}}, "Masked.MaskIndex"),   # another size
-    ({"Width": 32}, "Width"), ({"BatchSize": 5}, "BatchSize"), ({"Seed": -2}, "Seed"),
+    ({"Width": 32}, "Width"), ({"BatchSize": 17}, "BatchSize"), ({"Seed": -2}, "Seed"),
     ({"MainModel": {"ModelCode": "Anime V3"}}, "MainModel.ModelCode"),
-    ({"SubModelList": [{"ModelCode": "lora"}]}, "SubModelList"),
+    ({"SubModelList": [{"ModelCode": "lora"}]}, "SubModelList[0].ModelCode"),
+    ({"SubModelList": [{"ModelCode": "ink"}]}, "SubModelList[0]"),   # no checkpoint here
+    ({"TranslatePrompts": "yes"}, "TranslatePrompts"),
     ({"Image2Image": {"ImageIndex": 2, "ReferStrength": 1.5}}, "Image2Image.ReferStrength"),
 ])
 def test_picpik_bad_fields_are_named(changes, field):
-    error = refused(lambda: picpik.parse(modify_body(**changes), LIMITS, NO_MODEL), 200)
+    config = VendorConfig(loras={"ink": "ink_style.safetensors"})
+    error = refused(lambda: picpik.parse(modify_body(**changes), LIMITS, config), 200)
     assert error.field == field and field in str(error)
 
 
@@ -209,6 +213,91 @@ def test_picpik_prompt_carries_the_request():
     assert "references" not in next(n for n in without.values() if n["class_type"] ==
                                     "RegionRepair_GuidedBlendInpaint")["inputs"]
     assert [n["class_type"] for n in without.values()].count("LoadImage") == 1
+
+
+WITH_LORAS = VendorConfig(checkpoint="local-inpaint.safetensors",
+                          models={"dreamshaper_8": "dreamshaper_8_inpaint.safetensors"},
+                          loras={"ink": "ink_style.safetensors", "felt": "felt.safetensors"})
+
+
+def lora_chain(prompt) -> tuple[str, list[tuple[str, float]]]:
+    """The checkpoint loader's id and the LoraLoaders from it, in order (file, weight); each
+    loader's model and CLIP come from the one before."""
+    (checkpoint,) = [i for i, n in prompt.items() if n["class_type"] == "CheckpointLoaderSimple"]
+    chain, source = [], checkpoint
+    while True:
+        following = [i for i, n in prompt.items() if n["class_type"] == "LoraLoader"
+                     and n["inputs"]["model"] == [source, 0]]
+        if not following:
+            return checkpoint, chain
+        (source,) = following
+        inputs = prompt[source]["inputs"]
+        assert inputs["clip"] == [prompt[source]["inputs"]["model"][0], 1]
+        assert inputs["strength_model"] == inputs["strength_clip"]
+        chain.append((inputs["lora_name"], inputs["strength_model"]))
+
+
+def links_to(prompt, node_id: str) -> dict[str, set[int]]:
+    """Which outputs of `node_id` each node's inputs use."""
+    found = {}
+    for key, node in prompt.items():
+        for value in node["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and value[0] == node_id:
+                found.setdefault(node["class_type"], set()).add(value[1])
+    return found
+
+
+def test_picpik_with_a_model_runs_the_checkpoint_with_the_mapped_loras_and_trigger_words():
+    body = modify_body(BatchSize=16, NegativePrompts=["blurry"], SubModelList=[
+        {"ModelCode": "ink", "InferenceParams": {"LoraWeight": 0.6},
+         "TriggerWordList": ["inkstyle"]},
+        {"ModelCode": "felt", "TriggerWordList": ["felted", " "]}])
+    prompt, _ = picpik.build(picpik.parse(body, LIMITS, WITH_LORAS), ["a.png", "m.png"])
+    checkpoint, chain = lora_chain(prompt)
+    assert prompt[checkpoint]["inputs"]["ckpt_name"] == "local-inpaint.safetensors"
+    assert chain == [("ink_style.safetensors", 0.6), ("felt.safetensors", 1.0)]
+    end = next(i for i, n in prompt.items() if n["class_type"] == "LoraLoader"
+               and n["inputs"]["lora_name"] == "felt.safetensors")
+    assert links_to(prompt, end) == {"CLIPTextEncode": {1}, "RegionRepair_GuidedBlendInpaint": {0}}
+    assert links_to(prompt, checkpoint) == {"LoraLoader": {0, 1},
+                                            "RegionRepair_GuidedBlendInpaint": {2}}
+    inpaint = next(n["inputs"] for n in prompt.values()
+                   if n["class_type"] == "RegionRepair_GuidedBlendInpaint")
+    assert inpaint["num_candidates"] == 16
+    assert prompt[inpaint["positive"][0]]["inputs"]["text"] == \
+        "a patch, embroidered, inkstyle, felted"
+    assert prompt[inpaint["negative"][0]]["inputs"]["text"] == "blurry"
+    plain, _ = picpik.build(picpik.parse(modify_body(), LIMITS, WITH_LORAS), ["a.png", "m.png"])
+    checkpoint, chain = lora_chain(plain)
+    assert chain == [] and links_to(plain, checkpoint) == {
+        "CLIPTextEncode": {1}, "RegionRepair_GuidedBlendInpaint": {0, 2}}
+    weight = modify_body(SubModelList=[{"ModelCode": "ink", "InferenceParams": {"LoraWeight": 3}}])
+    error = refused(lambda: picpik.parse(weight, LIMITS, WITH_LORAS), 200)
+    assert error.field == "SubModelList[0].InferenceParams.LoraWeight" and "-1 to 2" in str(error)
+
+
+def test_octoai_with_a_model_runs_the_named_checkpoint_with_the_mapped_loras():
+    request = octoai.parse(adetailer_body(checkpoint="dreamshaper_8", loras={"felt": 0.5}),
+                           LIMITS, WITH_LORAS)
+    prompt, _ = octoai.build(request, "region-repair-serving/a.png")
+    checkpoint, chain = lora_chain(prompt)
+    assert prompt[checkpoint]["inputs"]["ckpt_name"] == "dreamshaper_8_inpaint.safetensors"
+    assert chain == [("felt.safetensors", 0.5)]
+    assert set(links_to(prompt, checkpoint)) == {"LoraLoader", "RegionRepair_Detailer"}
+    default = octoai.parse(adetailer_body(), LIMITS, WITH_LORAS)
+    assert default.checkpoint == "local-inpaint.safetensors" and default.loras == ()
+    error = refused(lambda: octoai.parse(adetailer_body(loras={"felt": 11}), LIMITS, WITH_LORAS),
+                    422, "loras")
+    assert "-10 to 10" in str(error)
+
+
+def test_octoai_yolo_detectors_run_as_yolo_only_where_their_weights_are():
+    assert octoai.parse(adetailer_body(), LIMITS, NO_MODEL).detector == "face_short_mediapipe"
+    kept = octoai.parse(adetailer_body(), LIMITS, NO_MODEL, yolo=frozenset({"face_yolov8n"}))
+    assert kept.detector == "face_yolov8n"
+    hands = octoai.parse(adetailer_body(detector="hand_yolov8n"), LIMITS, NO_MODEL,
+                         yolo=frozenset({"face_yolov8n"}))
+    assert hands.detector == "hands_mediapipe"
 
 
 # --- URL inputs and the answer's metadata -----------------------------------------------

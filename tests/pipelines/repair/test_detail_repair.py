@@ -105,6 +105,20 @@ def test_progress_is_called_once_per_candidate():
     assert len(calls) == 4
 
 
+def test_classical_candidates_beyond_the_four_fills_repeat_them_without_refilling(monkeypatch):
+    image, mask = scene()
+    fills = []
+    original = repair.classical_fill.classical_fill
+    monkeypatch.setattr(repair.classical_fill, "classical_fill",
+                        lambda *args, **kw: fills.append(args[2:]) or original(*args, **kw))
+    result = repair.repair(image, mask, RepairSettings(category="general", num_candidates=6,
+                                                       processing_size=64))
+    assert fills == repair.FILL_VARIANTS
+    images = result.images
+    assert torch.equal(images[4], images[0]) and torch.equal(images[5], images[1])
+    assert not torch.equal(images[1], images[0])
+
+
 def test_watermark_withdraws_the_outside_promise():
     image, mask = scene()
     result = repair.repair(image, mask, RepairSettings(add_ai_watermark=True, processing_size=64),
@@ -137,7 +151,7 @@ def test_compose_prompt_per_category():
 
 @pytest.mark.parametrize("field, value, match", [
     ("context_factor", 1.4, "1.5-10"), ("context_factor", 10.5, "1.5-10"),
-    ("num_candidates", 5, "1-4"), ("processing_size", 4096, "0-2048"),
+    ("num_candidates", 17, "1-16"), ("processing_size", 4096, "0-2048"),
     ("mode", "blend", "guided-blend"), ("blend", "window", "seamless, inward or hard"),
     ("blend", "outward", "not confined")])
 def test_settings_out_of_range_name_the_field_and_range(field, value, match):
