@@ -17,8 +17,8 @@ from .http import VendorError
 
 
 def png(image: torch.Tensor) -> bytes:
-    """An RGB PNG of one image `[H, W, 3]` (0..1)."""
-    array = tensors.to_uint8(image[..., :3])
+    """An RGB PNG of one image `[H, W, C]` (0..1; grey repeated, alpha dropped)."""
+    array = tensors.to_uint8(tensors.rgb(image))
     buffer = io.BytesIO()
     Image.fromarray(array, "RGB").save(buffer, format="PNG")
     return buffer.getvalue()

@@ -3,17 +3,19 @@ the HTTP layer's rules, the info contract and the node-facing settings."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 from fake_vendors import ENV, FakeOctoAI, FakePhotio, FakePICPIK, FakePiktID, Fault, serve
 from pack_paths import PACK_ROOT
-from vendor_testing import bounded, interrupt_latency, run, scene, silent_server, with_client
-
-from region_repair.pipelines.vendors import http, keys, remote
+from PIL import Image
+from region_repair.pipelines.vendors import http, images, keys, remote
 from region_repair.pipelines.vendors.http import VendorError
+from vendor_testing import bounded, interrupt_latency, run, scene, silent_server, with_client
 
 
 def test_keys_come_from_the_environment_first_then_the_file(tmp_path):
@@ -375,3 +377,12 @@ def test_each_endpoint_has_its_own_blend_unless_one_is_chosen():
     assert RemoteSettings("piktid/garment-recolor", blend_method="hard").blend_method is Blend.HARD
     with pytest.raises(ValueError, match="blend_method: 'outward' is not confined"):
         RemoteSettings("photio/regen", blend_method="outward")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_uploads_are_rgb_whatever_the_channels(channels):
+    image = torch.rand(6, 5, channels, generator=torch.Generator().manual_seed(channels))
+    decoded = Image.open(io.BytesIO(images.png(image)))
+    expected = (image[..., [0, 0, 0]] if channels == 1 else image[..., :3]) * 255
+    assert decoded.mode == "RGB"
+    assert np.abs(np.asarray(decoded).astype(float) - expected.numpy()).max() <= 0.5 + 1e-6
