@@ -40,6 +40,7 @@ from .piktid import (
     build_garment_recolor,
     error_body,
     matches,
+    layout,
     now_iso,
     parse_detail_repair,
     parse_garment_recolor,
@@ -241,26 +242,21 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         project_id(key_id, {"project_id": body.get("project_id")} if "project_id" in body
                    else {})
         parsed = parse(body, config)
+        inputs, image_set = [], None
         if kind == "detail_repair":
-            inputs = [uploaded(key_id, parsed.image, "image")]
+            inputs.append(uploaded(key_id, parsed.image, "image"))
             if parsed.mask_image:
                 inputs.append(uploaded(key_id, parsed.mask_image, "mask_image"))
             inputs += [uploaded(key_id, ref, "references") for ref in parsed.references]
             total = parsed.num_candidates
         else:
-            inputs = [uploaded(key_id, image, "images") for image in parsed.images]
-            if len({(i.width, i.height) for i in inputs}) > 1:
-                raise RequestError(400, "images: this server recolors a set of one size; "
-                                   "resize them alike", "images")
+            image_set = [uploaded(key_id, image, "images") for image in parsed.images]
             if parsed.reference_image:
                 inputs.append(uploaded(key_id, parsed.reference_image, "reference_image"))
             total = len(parsed.images) * parsed.num_variations
         job = service.jobs.reserve(VENDOR, key_id, f"job_{secrets.token_hex(16)}")
-        job.meta.update(kind=kind, total=total, status="pending",
-                        images=len(getattr(parsed, "images", ())) or 1,
-                        candidates=getattr(parsed, "num_candidates", 0)
-                        or getattr(parsed, "num_variations", 1))
-        await service.submit(job, inputs, lambda names: build(parsed, names))
+        job.meta.update(kind=kind, total=total, status="pending")
+        await service.submit(job, inputs, lambda names: build(parsed, names), image_set)
         spawn(follow(job))
         publish(job, "pending")
         answer = {"job_id": job.id, "status": "pending", "message": message}
@@ -273,9 +269,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         return build_detail_repair(parsed, names[0], mask, names[1 + bool(mask):])
 
     def recolor_names(parsed: GarmentRecolor, names: list[str]):
-        count = len(parsed.images)
-        return build_garment_recolor(parsed, names[:count],
-                                     names[count] if parsed.reference_image else None)
+        return build_garment_recolor(parsed, names[0],
+                                     names[1] if parsed.reference_image else None)
 
     @routes.post(PATH + "/detail-repair")
     @handler(VENDOR, error_body)
@@ -289,12 +284,12 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         return await start(request, "garment_recolor", parse_garment_recolor, recolor_names,
                            "Garment recolor job created and queued")
 
-    def layout(job: Job, index: int) -> tuple[int, int]:
-        """Output `index` as (image_index, group_index): recolour outputs are variation-major;
-        Detail Repair's candidates are groups of image 0."""
-        if job.meta["kind"] == "garment_recolor":
-            return index % job.meta["images"], index // job.meta["images"]
-        return 0, index
+    def pairs(job: Job) -> list[tuple[int, int, int]]:
+        """(image_index, group_index, position) of each output, in the documented order:
+        variation-major, then by image."""
+        found = [(*layout(job.meta["kind"], position, job.meta.get("set_order", [])), position)
+                 for position in range(job.meta["total"])]
+        return sorted(found, key=lambda pair: (pair[1], pair[0]))
 
     def own_job(request: web.Request) -> Job:
         job = service.jobs.get(request.match_info["job_id"], key_of(request))
@@ -327,9 +322,9 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             paths = service.runner.image_paths(job.entry, job.meta["result"])
             report = service.runner.texts(job.entry, job.meta.get("report", ""))
             flags = review(report[0] if report else None, len(paths))
-            for index, flag in enumerate(flags):
-                link = f"{base(request)}/results/{job.id}/{index}.png"
-                image_index, group_index = layout(job, index)
+            for image_index, group_index, position in pairs(job):
+                flag = flags[position]
+                link = f"{base(request)}/results/{job.id}/{position}.png"
                 results.append({"job_id": job.id, "image_index": image_index,
                                 "group_index": group_index, "version": 0,
                                 "output": {"full_size": link, "thumbnail": link},
@@ -386,9 +381,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         images = await service.runner.images(job.entry, job.meta["result"])
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            for index, image in enumerate(images):
-                image_index, group_index = layout(job, index)
-                archive.writestr(f"output_{image_index}_{group_index}_v0.png", image)
+            for image_index, group_index, position in pairs(job):
+                archive.writestr(f"output_{image_index}_{group_index}_v0.png", images[position])
         return web.Response(body=buffer.getvalue(), content_type="application/zip")
 
     # notifications -------------------------------------------------------------------------

@@ -93,18 +93,40 @@ def test_detail_repair_prompt_with_a_bbox_and_no_references():
     assert [n["class_type"] for n in prompt.values()].count("LoadImage") == 1
 
 
-def test_garment_recolor_prompt():
+def test_garment_recolor_prompt_reads_the_set_from_its_folder():
     parsed = piktid.parse_garment_recolor({"images": ["a", "b"], "instruction": "forest green",
                                            "num_variations": 2, "use_anchor": False},
                                           NO_MODEL)
-    prompt, _ = piktid.build_garment_recolor(parsed, ["a.png", "b.png"], "s.png")
+    prompt, _ = piktid.build_garment_recolor(parsed, "region-repair-serving/set_1", "s.png")
     recolor = next(n["inputs"] for n in prompt.values()
                    if n["class_type"] == "RegionRepair_GarmentRecolorAnchor")
     assert (recolor["instruction"], recolor["num_variations"], recolor["use_anchor"],
             recolor["processing_size"]) == ("forest green", 2, False, "2048")
-    assert prompt[recolor["images"][0]]["class_type"] == "ImageBatch"
+    assert prompt[recolor["images"][0]] == {
+        **prompt[recolor["images"][0]], "class_type": "LoadImageDataSetFromFolder",
+        "inputs": {"folder": "region-repair-serving/set_1"}}
     assert prompt[recolor["reference_image"][0]]["inputs"]["image"] == "s.png"
-    assert "LoadImageDataSetFromFolder" not in [n["class_type"] for n in prompt.values()]
+    assert "ImageBatch" not in [n["class_type"] for n in prompt.values()]
+    seeds = {piktid.build_garment_recolor(parsed, "f", None)[0][recolor_id(prompt)]["inputs"][
+        "seed"] for _ in range(4)}
+    assert len(seeds) > 1   # a new seed per prompt (a regenerated output differs)
+
+
+def recolor_id(prompt):
+    return next(i for i, n in prompt.items()
+                if n["class_type"] == "RegionRepair_GarmentRecolorAnchor")
+
+
+def test_recolor_outputs_map_back_to_the_requests_order():
+    """The folder is read in os.listdir order: [2, 0, 1] means its first image is the
+    request's image 2. Outputs are variation-major over that order."""
+    order = [2, 0, 1]
+    laid_out = [piktid.layout("garment_recolor", p, order) for p in range(6)]
+    assert laid_out == [(2, 0), (0, 0), (1, 0), (2, 1), (0, 1), (1, 1)]
+    for position, (image, group) in enumerate(laid_out):
+        assert piktid.position_of("garment_recolor", image, group, order) == position
+    assert [piktid.layout("detail_repair", p, []) for p in range(3)] == [(0, 0), (0, 1), (0, 2)]
+    assert piktid.position_of("detail_repair", 0, 2, []) == 2
 
 
 def test_review_reads_quality_checks_report():

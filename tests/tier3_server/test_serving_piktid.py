@@ -31,7 +31,8 @@ pytestmark = pytest.mark.server
 
 PHOTO = PACK_ROOT / "assets" / "photos" / "astronaut_garbled_patch.png"
 REFERENCE = PACK_ROOT / "assets" / "photos" / "astronaut_patch_reference.png"
-SUIT = PACK_ROOT / "assets" / "photos" / "garment_set" / "suit_studio.png"
+GARMENT_SET = PACK_ROOT / "assets" / "photos" / "garment_set"
+SUIT = GARMENT_SET / "suit_studio.png"
 BOX = (0.238, 0.652, 0.196, 0.196)   # the garbled patch, as the shipped workflow
 
 
@@ -145,6 +146,61 @@ def test_bbox_mask_and_the_packs_own_client(api, server):
     assert result.images.shape == image.shape
     inside = torch.from_numpy(edit)
     assert torch.equal(result.images[0][~inside], image[0][~inside])
+
+
+def finished(api, job_id, token=SERVE_KEYS["piktid"]):
+    """The job's status once it is neither pending nor processing."""
+    for _ in range(3000):
+        status = requests.get(api + f"/jobs/{job_id}/status", headers=headers(token)).json()
+        if status["status"] not in ("pending", "processing"):
+            return status
+        threading.Event().wait(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+def test_garment_recolor_of_a_set_of_mixed_sizes(api, server):
+    """Three shots of different sizes in one set, none resized to another's: each output has
+    its own input's size and keeps every pixel outside the garment bit-identical. Each long
+    side is the processing size (1024), which therefore scales no one."""
+    from region_repair.pipelines.recolor import garment_mask
+    shots = [Image.open(GARMENT_SET / name).convert("RGB") for name in
+             ("suit_dim_warm.png", "suit_studio.png", "suit_closeup.png")]
+    shots = [shot.resize((round(shot.width * 1024 / max(shot.size)),
+                          round(shot.height * 1024 / max(shot.size))), Image.BICUBIC)
+             for shot in shots]
+    assert len({shot.size for shot in shots}) == 3
+    ids = []
+    for index, shot in enumerate(shots):
+        buffer = io.BytesIO()
+        shot.save(buffer, "PNG")
+        ids.append(upload(api, SERVE_KEYS["piktid"], "served-mixed", buffer.getvalue(),
+                          f"{index}.png")[1])
+    job = requests.post(api + "/garment-recolor", headers=headers(), json={
+        "images": ids, "garment_label": "jacket", "reference_text": "#2E5A3B",
+        "num_variations": 2, "processing_size": 1024})
+    assert job.status_code == 202 and job.json()["total_outputs"] == 6, job.text
+    job_id = job.json()["job_id"]
+    assert finished(api, job_id)["status"] == "completed"
+    assert not list((server.base_dir / "input" / "region-repair-serving").glob("set_*"))
+    results = requests.get(api + f"/jobs/{job_id}/results", headers=headers()).json()["results"]
+    assert [(r["image_index"], r["group_index"]) for r in results] == \
+        [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    originals = [np.asarray(shot) for shot in shots]
+    masks, _ = garment_mask.garment_masks(
+        [torch.from_numpy(o.astype(np.float32) / 255) for o in originals],
+        garment_mask.region_for_label("jacket"), outer=garment_mask.prefers_outer("jacket"))
+    outputs = {}
+    for result in results:
+        original = originals[result["image_index"]]
+        garment = masks[result["image_index"]].numpy() > 0
+        image = np.asarray(Image.open(io.BytesIO(requests.get(
+            result["output"]["full_size"], timeout=30).content)).convert("RGB"))
+        assert image.shape == original.shape, (result["image_index"], image.shape)
+        assert np.array_equal(image[~garment], original[~garment])
+        assert np.abs(image[garment].astype(int) - original[garment]).mean() > 5
+        outputs[result["image_index"], result["group_index"]] = image
+    for index in range(3):   # the second variation is another shade
+        assert not np.array_equal(outputs[index, 0], outputs[index, 1])
 
 
 def test_sse_reconnect_replays_until_deleted(api):
