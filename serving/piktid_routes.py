@@ -1,6 +1,7 @@
 """PiktID v2's routes under `/region-repair/piktid` (serving/piktid.py holds the request
-checks and prompts): projects, pre-signed uploads, jobs, status and results, the ZIP download,
-the notifications stream (SSE, backfill and replay until deleted), polling, and webhooks.
+checks and prompts): projects, pre-signed uploads, jobs, status and results, regenerating one
+output (a new version), the ZIP download, the notifications stream (SSE, backfill and replay
+until deleted), polling, and webhooks.
 
 Every API route takes `Authorization: Bearer <key>` (the SSE stream also `?token=`); the
 upload PUT URL and the result and download links carry no key: they are capabilities (an
@@ -11,6 +12,7 @@ links are. State lives in memory and ends with the server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -39,11 +41,12 @@ from .piktid import (
     build_detail_repair,
     build_garment_recolor,
     error_body,
-    matches,
     layout,
+    matches,
     now_iso,
     parse_detail_repair,
     parse_garment_recolor,
+    position_of,
     review,
     text_field,
     webhook_signature,
@@ -52,6 +55,7 @@ from .service import Service, handler
 
 logger = logging.getLogger("region_repair.serving")
 VENDOR = "piktid"
+REGENERATED = "piktid-regenerated"   # a regeneration's own job: no /jobs/ route answers it
 PATH = "/region-repair/piktid"
 UPLOAD_TTL_S = 600                     # a pre-signed PUT URL's life
 UPLOAD_BYTES_PER_KEY = 512 * 1024 ** 2  # uploaded images kept in memory per key
@@ -59,6 +63,8 @@ FILE_TTL_S = 3600                      # an uploaded file's life
 DOWNLOAD_TTL_S = 3600
 KEEPALIVE_S = 15.0
 WEBHOOK_TRIES = 4
+# A request's uploads: those LoadImage reads, and a recolour set (a folder of its own).
+Uploads = tuple[list[ImageUpload], "list[ImageUpload] | None"]
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
                  "webp": "image/webp"}
 
@@ -182,14 +188,18 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         stored = files.get(file_id or "")
         if stored is None or stored.key_id != key_id or stored.upload is None or \
                 stored.expires < time.time():
-            raise RequestError(400, f"{field_name}: unknown file_id {file_id!r} (upload it "
-                               "first)", field_name)
+            raise RequestError(400, f"{field_name}: unknown or expired file_id {file_id!r} "
+                               "(upload it first; an upload is kept an hour)", field_name)
         return stored.upload
 
     # jobs ----------------------------------------------------------------------------------
     def job_data(job: Job, status: str) -> dict[str, Any]:
-        data = {"id_task": job.id, "status": status, "total_images": job.meta["total"],
-                "processed_images": job.meta["total"] if status == "completed" else 0}
+        """A job's notification; a regeneration's is its job's, naming the output it remakes
+        (image_index, group_index, version)."""
+        data = {"id_task": job.meta.get("task", job.id), "status": status,
+                "total_images": job.meta["total"],
+                "processed_images": job.meta["total"] if status == "completed" else 0,
+                **job.meta.get("output", {})}
         if status in ("failed", "aborted"):
             data["error_message"] = service.runner.error_message(job)
         return data
@@ -235,34 +245,18 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         logger.warning("region-repair serving: piktid webhook delivery failed after %d tries",
                        WEBHOOK_TRIES)
 
-    async def start(request: web.Request, kind: str, parse, build, message: str
-                    ) -> web.StreamResponse:
-        key_id = key_of(request)
-        body = await service.read_json(request)
-        project_id(key_id, {"project_id": body.get("project_id")} if "project_id" in body
-                   else {})
-        parsed = parse(body, config)
-        inputs, image_set = [], None
-        if kind == "detail_repair":
-            inputs.append(uploaded(key_id, parsed.image, "image"))
+    def inputs_of(key_id: str, parsed: DetailRepair | GarmentRecolor) -> Uploads:
+        """The request's uploads (a 400 naming the field of one unknown or expired): those
+        LoadImage reads, and a recolour set."""
+        if isinstance(parsed, DetailRepair):
+            inputs = [uploaded(key_id, parsed.image, "image")]
             if parsed.mask_image:
                 inputs.append(uploaded(key_id, parsed.mask_image, "mask_image"))
-            inputs += [uploaded(key_id, ref, "references") for ref in parsed.references]
-            total = parsed.num_candidates
-        else:
-            image_set = [uploaded(key_id, image, "images") for image in parsed.images]
-            if parsed.reference_image:
-                inputs.append(uploaded(key_id, parsed.reference_image, "reference_image"))
-            total = len(parsed.images) * parsed.num_variations
-        job = service.jobs.reserve(VENDOR, key_id, f"job_{secrets.token_hex(16)}")
-        job.meta.update(kind=kind, total=total, status="pending")
-        await service.submit(job, inputs, lambda names: build(parsed, names), image_set)
-        spawn(follow(job))
-        publish(job, "pending")
-        answer = {"job_id": job.id, "status": "pending", "message": message}
-        if kind == "garment_recolor":
-            answer["total_outputs"] = total
-        return web.json_response(answer, status=202)
+            return inputs + [uploaded(key_id, ref, "references") for ref in parsed.references], \
+                None
+        reference = ([uploaded(key_id, parsed.reference_image, "reference_image")]
+                     if parsed.reference_image else [])
+        return reference, [uploaded(key_id, image, "images") for image in parsed.images]
 
     def detail_names(parsed: DetailRepair, names: list[str]):
         mask = names[1] if parsed.mask_image else None
@@ -272,16 +266,44 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         return build_garment_recolor(parsed, names[0],
                                      names[1] if parsed.reference_image else None)
 
+    builders = {"detail_repair": detail_names, "garment_recolor": recolor_names}
+
+    async def queue(job: Job, parsed: DetailRepair | GarmentRecolor, uploads: Uploads) -> None:
+        await service.submit(job, uploads[0], lambda names: builders[job.meta["kind"]](
+            parsed, names), uploads[1])
+        spawn(follow(job))
+        publish(job, "pending")
+
+    async def start(request: web.Request, kind: str, parse, message: str
+                    ) -> web.StreamResponse:
+        key_id = key_of(request)
+        body = await service.read_json(request)
+        project_id(key_id, {"project_id": body.get("project_id")} if "project_id" in body
+                   else {})
+        parsed = parse(body, config)
+        uploads = inputs_of(key_id, parsed)   # before a job is reserved
+        total = (parsed.num_candidates if kind == "detail_repair"
+                 else len(parsed.images) * parsed.num_variations)
+        job = service.jobs.reserve(VENDOR, key_id, f"job_{secrets.token_hex(16)}")
+        # `request` and the uploads it names remake one output (regenerate); `versions`:
+        # (image_index, group_index) -> its regenerations, oldest first.
+        job.meta.update(kind=kind, total=total, status="pending", request=parsed, versions={})
+        await queue(job, parsed, uploads)
+        answer = {"job_id": job.id, "status": "pending", "message": message}
+        if kind == "garment_recolor":
+            answer["total_outputs"] = total
+        return web.json_response(answer, status=202)
+
     @routes.post(PATH + "/detail-repair")
     @handler(VENDOR, error_body)
     async def detail_repair(request: web.Request) -> web.StreamResponse:
-        return await start(request, "detail_repair", parse_detail_repair, detail_names,
+        return await start(request, "detail_repair", parse_detail_repair,
                            "Detail repair job created and queued")
 
     @routes.post(PATH + "/garment-recolor")
     @handler(VENDOR, error_body)
     async def garment_recolor(request: web.Request) -> web.StreamResponse:
-        return await start(request, "garment_recolor", parse_garment_recolor, recolor_names,
+        return await start(request, "garment_recolor", parse_garment_recolor,
                            "Garment recolor job created and queued")
 
     def pairs(job: Job) -> list[tuple[int, int, int]]:
@@ -290,6 +312,29 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         found = [(*layout(job.meta["kind"], position, job.meta.get("set_order", [])), position)
                  for position in range(job.meta["total"])]
         return sorted(found, key=lambda pair: (pair[1], pair[0]))
+
+    def latest(job: Job) -> list[tuple[int, int, int, Job, int]]:
+        """Each output's latest finished version: (image_index, group_index, version, the job
+        that made it, its position there). A failed regeneration leaves the version before."""
+        rows = []
+        for image_index, group_index, position in pairs(job):
+            row = (image_index, group_index, 0, job, position)
+            for again in job.meta["versions"].get((image_index, group_index), []):
+                if again.status == "completed":
+                    row = (image_index, group_index, again.meta["output"]["version"], again,
+                           again.meta["position"])
+            rows.append(row)
+        return rows
+
+    def status_of(job: Job) -> tuple[str, int]:
+        """The job's status and its finished outputs: a completed job is processing again
+        while one of its outputs is being regenerated."""
+        status = job.status if job.done.is_set() else job.meta["status"]
+        if status != "completed":
+            return status, 0
+        running = sum(not again.done.is_set() for versions in job.meta["versions"].values()
+                      for again in versions)
+        return ("processing" if running else status), job.meta["total"] - running
 
     def own_job(request: web.Request) -> Job:
         job = service.jobs.get(request.match_info["job_id"], key_of(request))
@@ -301,11 +346,10 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     @handler(VENDOR, error_body)
     async def job_status(request: web.Request) -> web.StreamResponse:
         job = own_job(request)
-        status = job.status if job.done.is_set() else job.meta["status"]
-        done = job.meta["total"] if status == "completed" else 0
+        status, done = status_of(job)
         return web.json_response({
             "job_id": job.id, "job_type": job.meta["kind"], "status": status,
-            "progress": 100.0 if status == "completed" else 0.0,
+            "progress": round(100.0 * done / job.meta["total"], 1),
             "total_images": job.meta["total"], "processed_images": done,
             "should_post_process": False, "post_processing_status": None,
             "post_processing_error": None,
@@ -319,18 +363,16 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         job = own_job(request)
         results = []
         if job.done.is_set() and job.status == "completed":
-            paths = service.runner.image_paths(job.entry, job.meta["result"])
-            report = service.runner.texts(job.entry, job.meta.get("report", ""))
-            flags = review(report[0] if report else None, len(paths))
-            for image_index, group_index, position in pairs(job):
-                flag = flags[position]
-                link = f"{base(request)}/results/{job.id}/{position}.png"
+            for image_index, group_index, version, source, position in latest(job):
+                report = service.runner.texts(source.entry, source.meta.get("report", ""))
+                flag = review(report[0] if report else None, position + 1)[position]
+                link = f"{base(request)}/results/{source.id}/{position}.png"
                 results.append({"job_id": job.id, "image_index": image_index,
-                                "group_index": group_index, "version": 0,
+                                "group_index": group_index, "version": version,
                                 "output": {"full_size": link, "thumbnail": link},
                                 "status": "completed", "error_message": None,
                                 "model_used": "local", **flag})
-        status = job.status if job.done.is_set() else job.meta["status"]
+        status = status_of(job)[0]
         return web.json_response({
             "job_id": job.id, "job_type": job.meta["kind"], "status": status,
             "error_message": service.runner.error_message(job)
@@ -339,6 +381,44 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                         "failed": job.meta["total"] if status in ("failed", "aborted") else 0},
             "credits_used": None})
 
+    @routes.post(PATH + "/jobs/{job_id}/regenerate/{image_index}")
+    @handler(VENDOR, error_body)
+    async def regenerate(request: web.Request) -> web.StreamResponse:
+        """One output made again with a new seed, as a prompt of its own; its job's results
+        show it as the next `version` once it completed."""
+        job = own_job(request)
+        wanted = (request.match_info["image_index"], request.query.get("group_index", "0"))
+        outputs = {(str(image), str(group)) for image, group, _ in pairs(job)}
+        if wanted not in outputs:
+            raise RequestError(404, f"image_index: job {job.id} has no output "
+                               f"{wanted[0]} in group {wanted[1]}", "image_index")
+        status = status_of(job)[0]
+        if not job.done.is_set() or job.status != "completed":
+            raise RequestError(400, f"job_id: the job is {status}; only a completed job's "
+                               "outputs can be regenerated", "job_id")
+        image_index, group_index = int(wanted[0]), int(wanted[1])
+        kind, parsed = job.meta["kind"], job.meta["request"]
+        # One candidate; or the set up to this output's variation (its shade step).
+        parsed = (dataclasses.replace(parsed, num_candidates=1) if kind == "detail_repair"
+                  else dataclasses.replace(parsed, num_variations=group_index + 1))
+        uploads = inputs_of(job.key_id, parsed)   # kept an hour: a 400 naming one expired
+        versions = job.meta["versions"].setdefault((image_index, group_index), [])
+        again = service.jobs.reserve(REGENERATED, job.key_id)
+        again.meta.update(kind=kind, total=1, status="pending", task=job.id, output={
+            "image_index": image_index, "group_index": group_index,
+            "version": len(versions) + 1})
+        versions.append(again)
+        try:
+            await queue(again, parsed, uploads)
+        except BaseException:
+            versions.remove(again)
+            raise
+        # Where the output is among the new prompt's: its one candidate, or its place in the set.
+        again.meta["position"] = 0 if kind == "detail_repair" else position_of(
+            kind, image_index, group_index, again.meta["set_order"])
+        return web.json_response({"success": True, "message": "Image regeneration queued",
+                                  "image_index": image_index})
+
     @routes.get(PATH + "/results/{job_id}/{index}.png")
     @handler(VENDOR, error_body)
     async def result_file(request: web.Request) -> web.StreamResponse:
@@ -346,8 +426,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         capability."""
         job = service.jobs.find(request.match_info["job_id"])
         index = request.match_info["index"]
-        if job is None or job.vendor != VENDOR or job.status != "completed" or \
-                not index.isdigit():
+        if job is None or job.vendor not in (VENDOR, REGENERATED) or \
+                job.status != "completed" or not index.isdigit():
             raise RequestError(404, "no such result")
         images = await service.runner.images(job.entry, job.meta["result"])
         if int(index) >= len(images):
@@ -378,11 +458,15 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         job = service.jobs.find(job_id)
         if job is None or expires < time.time():
             raise RequestError(404, "the download link is unknown or expired")
-        images = await service.runner.images(job.entry, job.meta["result"])
+        rows = latest(job)
+        sources = {row[3].id: row[3] for row in rows}
+        images = {job_id: await service.runner.images(source.entry, source.meta["result"])
+                  for job_id, source in sources.items()}
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            for image_index, group_index, position in pairs(job):
-                archive.writestr(f"output_{image_index}_{group_index}_v0.png", images[position])
+            for image_index, group_index, version, source, position in rows:
+                archive.writestr(f"output_{image_index}_{group_index}_v{version}.png",
+                                 images[source.id][position])
         return web.Response(body=buffer.getvalue(), content_type="application/zip")
 
     # notifications -------------------------------------------------------------------------

@@ -203,6 +203,40 @@ def test_garment_recolor_of_a_set_of_mixed_sizes(api, server):
         assert not np.array_equal(outputs[index, 0], outputs[index, 1])
 
 
+def test_regenerate_one_candidate(api):
+    """POST /jobs/{id}/regenerate/{image_index}?group_index=1 queues that output again; once
+    it ended, the results list its version 1 (and version 0 of the other candidate)."""
+    photo = png(64, 64, 7)
+    _, image_id = upload(api, SERVE_KEYS["piktid"], "served-regenerate", photo, "a.png")
+    job_id = requests.post(api + "/detail-repair", headers=headers(), json={
+        "image": image_id, "mask": {"bbox_norm": [0.25, 0.25, 0.5, 0.5]}, "num_candidates": 2,
+        "category": "general", "processing_size": 256}).json()["job_id"]
+    assert finished(api, job_id)["status"] == "completed"
+    first = requests.get(api + f"/jobs/{job_id}/results", headers=headers()).json()["results"]
+    assert requests.post(api + f"/jobs/{job_id}/regenerate/1",
+                         headers=headers()).status_code == 404
+    answer = requests.post(api + f"/jobs/{job_id}/regenerate/0", params={"group_index": 1},
+                           headers=headers())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["success"] and answer.json()["image_index"] == 0
+    assert finished(api, job_id)["status"] == "completed"
+    results = requests.get(api + f"/jobs/{job_id}/results", headers=headers()).json()["results"]
+    assert [(r["image_index"], r["group_index"], r["version"]) for r in results] == \
+        [(0, 0, 0), (0, 1, 1)]
+    assert results[0]["output"] == first[0]["output"]
+    assert results[1]["output"]["full_size"] != first[1]["output"]["full_size"]
+    original = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    outside = np.ones(original.shape[:2], bool)
+    outside[16:48, 16:48] = False
+    image = np.asarray(Image.open(io.BytesIO(requests.get(
+        results[1]["output"]["full_size"], timeout=30).content)).convert("RGB"))
+    assert image.shape == original.shape and np.array_equal(image[outside], original[outside])
+    notes = requests.post(api + "/notifications", headers=headers(),
+                          json={"id_task": job_id}).json()
+    assert [n["data"]["status"] for n in notes if n["data"].get("version") == 1][-1] == \
+        "completed"
+
+
 def test_sse_reconnect_replays_until_deleted(api):
     access_token = SERVE_KEYS["piktid"]
     _, image_id = upload(api, access_token, "served-sse", png(64, 64, 3), "a.png")
