@@ -66,6 +66,11 @@ class Runner:
         return name, order, folder
 
     @staticmethod
+    def state_directory() -> Path:
+        """Where served state that outlives the server is kept: user/region-repair-serving/."""
+        return Path(folder_paths.get_user_directory()) / INPUT_SUBFOLDER
+
+    @staticmethod
     def delete(paths: list[Path]) -> None:
         for path in paths:
             if path.is_dir():

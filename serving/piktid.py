@@ -191,6 +191,13 @@ def parse_garment_recolor(body: dict[str, Any], config: VendorConfig) -> Garment
         _bool(body, "add_ai_watermark", False))
 
 
+def restored_request(kind: str, saved: dict[str, Any]) -> DetailRepair | GarmentRecolor:
+    """A parsed request read back from JSON, where its tuples became lists."""
+    kind_of = DetailRepair if kind == "detail_repair" else GarmentRecolor
+    return kind_of(**{name: tuple(value) if isinstance(value, list) else value
+                      for name, value in saved.items()})
+
+
 # --- prompts (pure) -----------------------------------------------------------------------
 def _batch(prompt: prompts.Prompt, loaders: list[str]) -> list[Any]:
     """One IMAGE batch from several loaders (ImageBatch; same-sized images)."""

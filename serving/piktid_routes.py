@@ -6,7 +6,8 @@ until deleted), polling, and webhooks.
 Every API route takes `Authorization: Bearer <key>` (the SSE stream also `?token=`); the
 upload PUT URL and the result and download links carry no key: they are capabilities (an
 HMAC-signed, expiring, single-use token; a random job id or token), as PiktID's S3 and CloudFront
-links are. State lives in memory and ends with the server.
+links are. Projects, uploaded files, webhooks and each job's record and results are also kept on
+disk (serving/piktid_store.py), so a restarted server still answers for them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..pipelines.vendors.http import origin
 from .auth import bearer
 from .config import Limits
 from .inputs import ImageUpload, RequestError, sniff
-from .jobs import Job
+from .jobs import KEEP_FINISHED, Job
 from .piktid import (
     DetailRepair,
     GarmentRecolor,
@@ -47,10 +48,12 @@ from .piktid import (
     parse_detail_repair,
     parse_garment_recolor,
     position_of,
+    restored_request,
     review,
     text_field,
     webhook_signature,
 )
+from .piktid_store import PiktidStore, result_name
 from .service import Service, handler
 
 logger = logging.getLogger("region_repair.serving")
@@ -69,6 +72,25 @@ CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
                  "webp": "image/webp"}
 
 
+# --- records -------------------------------------------------------------------------------
+def job_record(job: Job) -> dict[str, Any]:
+    """What a restarted server knows of a job (its key only by id)."""
+    return {"id": job.id, "key_id": job.key_id, "kind": job.meta["kind"],
+            "created": job.created, "total": job.meta["total"],
+            "status": job.meta["status"], "error_message": job.meta.get("error_message"),
+            "request": dataclasses.asdict(job.meta["request"]),
+            "rows": job.meta.get("rows", [])}
+
+
+def restored_job(record: dict[str, Any]) -> Job:
+    job = Job(record["id"], VENDOR, record["key_id"], record["created"])
+    job.meta.update(kind=record["kind"], total=record["total"], status=record["status"],
+                    error_message=record["error_message"], versions={},
+                    request=restored_request(record["kind"], record["request"]),
+                    rows=record["rows"])
+    return job
+
+
 # --- routes ----------------------------------------------------------------------------------
 def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     config = service.config.vendor(VENDOR)
@@ -82,6 +104,17 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     hook_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
     background: set[asyncio.Task] = set()
     allowed_hooks = {origin(url) for url in config.webhook_urls}
+    # Small JSON records are written on the loop; images in a worker thread.
+    store = PiktidStore(service.runner.state_directory())
+    saved = store.load(time.time())
+    projects.update(saved.projects)
+    webhooks.update(saved.webhooks)
+    files.update({file_id: StoredFile(**record, upload=upload)
+                  for file_id, (record, upload) in saved.files.items()})
+    for record in saved.jobs[-KEEP_FINISHED:]:
+        service.jobs.restore(restored_job(record))
+    for record in saved.jobs[:-KEEP_FINISHED]:
+        store.drop_job(record["id"])
 
     def key_of(request: web.Request, allow_query: bool = False) -> str:
         token = bearer(request.headers.get("Authorization"))
@@ -112,8 +145,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         if name in projects[key_id]:
             return web.json_response({**error_body(409, "project_name: exists", "project_name"),
                                       "project_id": projects[key_id][name]}, status=409)
-        projects[key_id][name] = f"prj_{secrets.token_hex(8)}"
-        return web.json_response({"project_id": projects[key_id][name], "project_name": name})
+        return web.json_response({"project_id": new_project(key_id, name),
+                                  "project_name": name})
 
     @routes.get(PATH + "/project")
     @handler(VENDOR, error_body)
@@ -130,7 +163,12 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                 raise RequestError(404, "project_id: project not found", "project_id")
             return wanted
         name = text_field(body, "project_name") or "default"
-        return projects[key_id].setdefault(name, f"prj_{secrets.token_hex(8)}")
+        return projects[key_id].get(name) or new_project(key_id, name)
+
+    def new_project(key_id: str, name: str) -> str:
+        projects[key_id][name] = f"prj_{secrets.token_hex(8)}"
+        store.save_projects(projects)
+        return projects[key_id][name]
 
     # uploads -------------------------------------------------------------------------------
     def upload_token(file_id: str, expires: int, content_type: str) -> str:
@@ -180,8 +218,12 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             raise RequestError(429, "this key holds too many uploaded bytes; start jobs or "
                                "wait an hour", retry_after=60)
         stored.upload, stored.expires = upload, time.time() + FILE_TTL_S
+        record = {name: value for name, value in dataclasses.asdict(stored).items()
+                  if name != "upload"}
+        await service.off_loop(store.save_file, file_id, record, upload)
         for stale in [i for i, f in files.items() if f.expires < time.time()]:
             del files[stale]
+            store.drop_file(stale)
         return web.Response(status=200)
 
     def uploaded(key_id: str, file_id: str | None, field_name: str) -> ImageUpload:
@@ -196,16 +238,17 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     def job_data(job: Job, status: str) -> dict[str, Any]:
         """A job's notification; a regeneration's is its job's, naming the output it remakes
         (image_index, group_index, version)."""
-        data = {"id_task": job.meta.get("task", job.id), "status": status,
+        data = {"id_task": job.meta.get("parent", job).id, "status": status,
                 "total_images": job.meta["total"],
                 "processed_images": job.meta["total"] if status == "completed" else 0,
                 **job.meta.get("output", {})}
         if status in ("failed", "aborted"):
-            data["error_message"] = service.runner.error_message(job)
+            data["error_message"] = job.meta["error_message"]
         return data
 
     async def follow(job: Job) -> None:
-        """Notify each status change: processing once it runs, then the terminal one."""
+        """Notify each status change: processing once it runs, then the terminal one once its
+        results are saved (the status says completed only when they can be read)."""
         while not job.done.is_set():
             if job.meta["status"] == "pending" and \
                     service.runner.state(job.prompt_id)[0] == "processing":
@@ -215,8 +258,48 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                 await asyncio.wait_for(job.done.wait(), 0.1)
             except asyncio.TimeoutError:
                 pass
-        job.meta["status"] = job.status
-        publish(job, job.status)
+        status, error = job.status, None
+        if status == "completed":
+            try:
+                await save_results(job)
+            except Exception:
+                logger.exception("region-repair serving: saving job %s's results failed", job.id)
+                status, error = "failed", "the results could not be saved; see the server's log"
+        else:
+            error = service.runner.error_message(job)
+        job.meta.update(status=status, error_message=error)
+        if "parent" not in job.meta:
+            store.save_job(job_record(job))
+        publish(job, status)
+
+    async def save_results(job: Job) -> None:
+        """The outputs (without ComfyUI's metadata) and Quality Check's verdicts, kept as
+        `results/<job id>/<image>_<group>_v<version>.png`. A job makes version 0 of each of its
+        outputs; a regeneration, the next version of its one output, in its job's record."""
+        images = await service.runner.images(job.entry, job.meta["result"])
+        report = service.runner.texts(job.entry, job.meta.get("report", ""))
+        flags = review(report[0] if report else None, len(images))
+        parent = job.meta.get("parent", job)
+        if job is parent:
+            outputs = [(i, g, 0, position) for i, g, position in pairs(job)]
+        else:   # its one candidate, or its place in the set made again
+            output = job.meta["output"]
+            image_index, group_index = output["image_index"], output["group_index"]
+            outputs = [(image_index, group_index, output["version"],
+                        0 if job.meta["kind"] == "detail_repair" else position_of(
+                            job.meta["kind"], image_index, group_index, job.meta["set_order"]))]
+        await service.off_loop(lambda: [
+            store.save_result(parent.id, result_name(i, g, v), images[position])
+            for i, g, v, position in outputs])
+        rows = {(row["image_index"], row["group_index"]): row
+                for row in parent.meta.get("rows", [])}
+        for i, g, v, position in outputs:
+            if v >= rows.get((i, g), {}).get("version", 0):
+                rows[i, g] = {"image_index": i, "group_index": g, "version": v,
+                              **flags[position]}
+        parent.meta["rows"] = list(rows.values())
+        if parent is not job:
+            store.save_job(job_record(parent))
 
     def publish(job: Job, status: str) -> None:
         note = notes.publish(job.key_id, "batch_edit", job_data(job, status))
@@ -289,6 +372,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         # (image_index, group_index) -> its regenerations, oldest first.
         job.meta.update(kind=kind, total=total, status="pending", request=parsed, versions={})
         await queue(job, parsed, uploads)
+        store.save_job(job_record(job))   # a restart finds it and reports it failed
         answer = {"job_id": job.id, "status": "pending", "message": message}
         if kind == "garment_recolor":
             answer["total_outputs"] = total
@@ -313,27 +397,14 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                  for position in range(job.meta["total"])]
         return sorted(found, key=lambda pair: (pair[1], pair[0]))
 
-    def latest(job: Job) -> list[tuple[int, int, int, Job, int]]:
-        """Each output's latest finished version: (image_index, group_index, version, the job
-        that made it, its position there). A failed regeneration leaves the version before."""
-        rows = []
-        for image_index, group_index, position in pairs(job):
-            row = (image_index, group_index, 0, job, position)
-            for again in job.meta["versions"].get((image_index, group_index), []):
-                if again.status == "completed":
-                    row = (image_index, group_index, again.meta["output"]["version"], again,
-                           again.meta["position"])
-            rows.append(row)
-        return rows
-
     def status_of(job: Job) -> tuple[str, int]:
         """The job's status and its finished outputs: a completed job is processing again
         while one of its outputs is being regenerated."""
-        status = job.status if job.done.is_set() else job.meta["status"]
+        status = job.meta["status"]
         if status != "completed":
             return status, 0
-        running = sum(not again.done.is_set() for versions in job.meta["versions"].values()
-                      for again in versions)
+        running = sum(again.meta["status"] in ("pending", "processing")
+                      for versions in job.meta["versions"].values() for again in versions)
         return ("processing" if running else status), job.meta["total"] - running
 
     def own_job(request: web.Request) -> Job:
@@ -353,8 +424,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             "total_images": job.meta["total"], "processed_images": done,
             "should_post_process": False, "post_processing_status": None,
             "post_processing_error": None,
-            "error_message": service.runner.error_message(job)
-            if status in ("failed", "aborted") else None,
+            "error_message": job.meta.get("error_message"),
             "created_at": now_iso(job.created), "updated_at": now_iso()})
 
     @routes.get(PATH + "/jobs/{job_id}/results")
@@ -362,21 +432,18 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     async def job_results(request: web.Request) -> web.StreamResponse:
         job = own_job(request)
         results = []
-        if job.done.is_set() and job.status == "completed":
-            for image_index, group_index, version, source, position in latest(job):
-                report = service.runner.texts(source.entry, source.meta.get("report", ""))
-                flag = review(report[0] if report else None, position + 1)[position]
-                link = f"{base(request)}/results/{source.id}/{position}.png"
-                results.append({"job_id": job.id, "image_index": image_index,
-                                "group_index": group_index, "version": version,
-                                "output": {"full_size": link, "thumbnail": link},
-                                "status": "completed", "error_message": None,
-                                "model_used": "local", **flag})
+        for row in sorted(job.meta.get("rows", []),
+                          key=lambda row: (row["group_index"], row["image_index"])):
+            link = (f"{base(request)}/results/{job.id}/"
+                    f"{result_name(row['image_index'], row['group_index'], row['version'])}.png")
+            results.append({"job_id": job.id, **row,
+                            "output": {"full_size": link, "thumbnail": link},
+                            "status": "completed", "error_message": None,
+                            "model_used": "local"})
         status = status_of(job)[0]
         return web.json_response({
             "job_id": job.id, "job_type": job.meta["kind"], "status": status,
-            "error_message": service.runner.error_message(job)
-            if status in ("failed", "aborted") else None, "results": results,
+            "error_message": job.meta.get("error_message"), "results": results,
             "summary": {"total_images": job.meta["total"], "successful": len(results),
                         "failed": job.meta["total"] if status in ("failed", "aborted") else 0},
             "credits_used": None})
@@ -387,15 +454,16 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         """One output made again with a new seed, as a prompt of its own; its job's results
         show it as the next `version` once it completed."""
         job = own_job(request)
-        wanted = (request.match_info["image_index"], request.query.get("group_index", "0"))
-        outputs = {(str(image), str(group)) for image, group, _ in pairs(job)}
-        if wanted not in outputs:
-            raise RequestError(404, f"image_index: job {job.id} has no output "
-                               f"{wanted[0]} in group {wanted[1]}", "image_index")
         status = status_of(job)[0]
-        if not job.done.is_set() or job.status != "completed":
+        if job.meta["status"] != "completed":
             raise RequestError(400, f"job_id: the job is {status}; only a completed job's "
                                "outputs can be regenerated", "job_id")
+        wanted = (request.match_info["image_index"], request.query.get("group_index", "0"))
+        rows = {(str(row["image_index"]), str(row["group_index"])): row
+                for row in job.meta["rows"]}
+        if wanted not in rows:
+            raise RequestError(404, f"image_index: job {job.id} has no output "
+                               f"{wanted[0]} in group {wanted[1]}", "image_index")
         image_index, group_index = int(wanted[0]), int(wanted[1])
         kind, parsed = job.meta["kind"], job.meta["request"]
         # One candidate; or the set up to this output's variation (its shade step).
@@ -403,36 +471,30 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                   else dataclasses.replace(parsed, num_variations=group_index + 1))
         uploads = inputs_of(job.key_id, parsed)   # kept an hour: a 400 naming one expired
         versions = job.meta["versions"].setdefault((image_index, group_index), [])
+        version = 1 + max([rows[wanted]["version"]] +
+                          [again.meta["output"]["version"] for again in versions])
         again = service.jobs.reserve(REGENERATED, job.key_id)
-        again.meta.update(kind=kind, total=1, status="pending", task=job.id, output={
-            "image_index": image_index, "group_index": group_index,
-            "version": len(versions) + 1})
+        again.meta.update(kind=kind, total=1, status="pending", parent=job, output={
+            "image_index": image_index, "group_index": group_index, "version": version})
         versions.append(again)
         try:
             await queue(again, parsed, uploads)
         except BaseException:
             versions.remove(again)
             raise
-        # Where the output is among the new prompt's: its one candidate, or its place in the set.
-        again.meta["position"] = 0 if kind == "detail_repair" else position_of(
-            kind, image_index, group_index, again.meta["set_order"])
         return web.json_response({"success": True, "message": "Image regeneration queued",
                                   "image_index": image_index})
 
-    @routes.get(PATH + "/results/{job_id}/{index}.png")
+    @routes.get(PATH + "/results/{job_id}/{name}.png")
     @handler(VENDOR, error_body)
     async def result_file(request: web.Request) -> web.StreamResponse:
         """A result link without a key (PiktID's are CloudFront URLs): the random job id is the
         capability."""
-        job = service.jobs.find(request.match_info["job_id"])
-        index = request.match_info["index"]
-        if job is None or job.vendor not in (VENDOR, REGENERATED) or \
-                job.status != "completed" or not index.isdigit():
+        image = await service.off_loop(store.result, request.match_info["job_id"],
+                                       request.match_info["name"])
+        if image is None:
             raise RequestError(404, "no such result")
-        images = await service.runner.images(job.entry, job.meta["result"])
-        if int(index) >= len(images):
-            raise RequestError(404, "no such result")
-        return web.Response(body=images[int(index)], content_type="image/png")
+        return web.Response(body=image, content_type="image/png")
 
     @routes.post(PATH + "/download")
     @handler(VENDOR, error_body)
@@ -441,7 +503,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         job = service.jobs.get(str((await service.read_json(request)).get("job_id")), key_id)
         if job is None or job.vendor != VENDOR:
             raise RequestError(404, "job_id: job not found", "job_id")
-        if job.status != "completed":
+        if job.meta["status"] != "completed":
             raise RequestError(400, f"job_id: the job is {job.meta['status']}, not completed",
                                "job_id")
         token, expires = secrets.token_urlsafe(24), time.time() + DOWNLOAD_TTL_S
@@ -458,16 +520,15 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         job = service.jobs.find(job_id)
         if job is None or expires < time.time():
             raise RequestError(404, "the download link is unknown or expired")
-        rows = latest(job)
-        sources = {row[3].id: row[3] for row in rows}
-        images = {job_id: await service.runner.images(source.entry, source.meta["result"])
-                  for job_id, source in sources.items()}
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            for image_index, group_index, version, source, position in rows:
-                archive.writestr(f"output_{image_index}_{group_index}_v{version}.png",
-                                 images[source.id][position])
-        return web.Response(body=buffer.getvalue(), content_type="application/zip")
+        def archive() -> bytes:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zipped:
+                for row in job.meta["rows"]:
+                    name = result_name(row["image_index"], row["group_index"], row["version"])
+                    zipped.writestr(f"output_{name}.png", store.result(job.id, name))
+            return buffer.getvalue()
+        return web.Response(body=await service.off_loop(archive),
+                            content_type="application/zip")
 
     # notifications -------------------------------------------------------------------------
     @routes.get(PATH + "/notifications/events")
@@ -534,5 +595,6 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
                 "created_at": previous.get("created_at", now_iso()), "updated_at": now_iso(),
                 "last_response_status": None, "last_response_at": None}
         webhooks[key_id] = hook
+        store.save_webhooks(webhooks)
         spawn(deliver(key_id, hook, Notification(0, "ping", {})))
         return web.json_response(hook)

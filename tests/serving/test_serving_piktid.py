@@ -11,8 +11,9 @@ import json
 import pytest
 from region_repair.serving import piktid
 from region_repair.serving.config import VendorConfig
-from region_repair.serving.inputs import RequestError
+from region_repair.serving.inputs import ImageUpload, RequestError
 from region_repair.serving.jobs import Job
+from region_repair.serving.piktid_store import SERVER_RESTARTED, PiktidStore
 
 NO_MODEL = VendorConfig()
 
@@ -175,3 +176,30 @@ def test_job_status_from_history():
     assert job.status == "aborted"
     job.entry = {"status": {"status_str": "error", "messages": [["execution_error", {}]]}}
     assert job.status == "failed"
+
+
+def test_store_reads_back_only_its_own_names(tmp_path):
+    store = PiktidStore(tmp_path)
+    store.save_result("job_a1", "0_1_v2", b"png")
+    assert store.result("job_a1", "0_1_v2") == b"png"
+    for job_id, name in [("job_a1", "../job_a1/0_1_v2"), ("..", "0_1_v2"),
+                         ("job_a1", "0_1_v2.png"), ("job_a1/..", "0_1_v2"), ("job_a1", "x")]:
+        assert store.result(job_id, name) is None
+
+
+def test_store_load_fails_unfinished_jobs_and_drops_expired_files(tmp_path):
+    store = PiktidStore(tmp_path)
+    for job_id, created, status in (("job_b", 2.0, "completed"), ("job_a", 1.0, "pending")):
+        store.save_job({"id": job_id, "created": created, "status": status,
+                        "error_message": None})
+    upload = ImageUpload(b"bytes", "png", 4, 3)
+    store.save_file("img_old", {"expires": 10.0}, upload)
+    store.save_file("img_new", {"expires": 30.0}, upload)
+    saved = store.load(now=20.0)
+    assert [(j["id"], j["status"]) for j in saved.jobs] == [("job_a", "failed"),
+                                                            ("job_b", "completed")]
+    assert saved.jobs[0]["error_message"] == SERVER_RESTARTED
+    assert store.load(now=20.0).jobs[0]["status"] == "failed"   # saved so
+    assert list(saved.files) == ["img_new"] and saved.files["img_new"][1] == upload
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["img_new.json",
+                                                                     "img_new.png"]

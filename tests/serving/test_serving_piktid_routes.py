@@ -1,6 +1,7 @@
-"""PiktID's regenerate, in process: the real routes and prompts on an aiohttp test server, with
-ComfyUI's queue replaced by a runner whose prompts finish when the test says so. One output is
-queued again with a new seed; the job's results show its latest finished version."""
+"""PiktID's routes in process: the real routes and prompts on an aiohttp test server, with
+ComfyUI's queue replaced by a runner whose prompts finish when the test says so. Regenerate (one
+output queued again with a new seed; the results show its latest finished version), and the
+state a restarted server reads back from disk."""
 
 from __future__ import annotations
 
@@ -20,15 +21,20 @@ from region_repair.serving.service import Service
 from serving_images import png
 
 KEY, OTHER_KEY = "piktid-regenerate-key-1", "piktid-regenerate-key-2"
+HOOK = "http://127.0.0.1:9/piktid"   # nothing listens: deliveries fail, the webhook stays
 
 
 class QueueByHand:
     """ComfyUI's side in memory: a queued prompt finishes on `finish`; each output image's
     bytes name the prompt and the position (`p0:1`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.prompts: dict[str, dict] = {}
         self.entries: dict[str, dict] = {}
+
+    def state_directory(self) -> Path:
+        return self.folder
 
     async def save_inputs(self, uploads):
         return [f"in/{n}.{u.extension}" for n, u in enumerate(uploads)], []
@@ -93,12 +99,14 @@ class QueueByHand:
         return [name.encode() for name in entry["outputs"][node_id]["images"]]
 
 
-def served(test) -> None:
-    """Run `test(client, queue)` against the PiktID routes on a test server."""
+def served(test, folder: Path) -> None:
+    """Run `test(client, queue)` against the PiktID routes on a test server that keeps its
+    state in `folder`."""
     async def main() -> None:
-        queue = QueueByHand()
+        queue = QueueByHand(folder)
         config = ServeConfig(True, Limits(max_jobs_per_key=1),   # a leaked job shows: 429
-                             {"piktid": VendorConfig(keys=(KEY, OTHER_KEY))})
+                             {"piktid": VendorConfig(keys=(KEY, OTHER_KEY),
+                                                     webhook_urls=(HOOK,))})
         routes = web.RouteTableDef()
         piktid_routes.add_routes(routes, Service(config, queue))
         app = web.Application()
@@ -148,7 +156,7 @@ async def results(client, job_id: str) -> dict:
     return found
 
 
-def test_regenerate_one_detail_repair_candidate():
+def test_regenerate_one_detail_repair_candidate(tmp_path):
     async def test(client, queue):
         image = await upload(client, 1)
         status, job = await call(client, "POST", "/detail-repair", json={
@@ -206,10 +214,10 @@ def test_regenerate_one_detail_repair_candidate():
         with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
             assert sorted(zipped.namelist()) == ["output_0_0_v0.png", "output_0_1_v1.png"]
             assert zipped.read("output_0_1_v1.png") == b"p1:0"
-    served(test)
+    served(test, tmp_path)
 
 
-def test_regenerate_one_recolour_output_of_a_set_read_out_of_order():
+def test_regenerate_one_recolour_output_of_a_set_read_out_of_order(tmp_path):
     async def test(client, queue):
         images = [await upload(client, seed) for seed in range(3)]
         status, job = await call(client, "POST", "/garment-recolor", json={
@@ -239,4 +247,53 @@ def test_regenerate_one_recolour_output_of_a_set_read_out_of_order():
             status, refused = await call(client, "POST", f"/jobs/{job_id}/regenerate/0")
         assert status == 400 and refused["detail"][0]["field"] == "images"
         assert (await call(client, "POST", f"/jobs/{job_id}/regenerate/0"))[0] == 200
-    served(test)
+    served(test, tmp_path)
+
+
+def test_state_survives_a_restart(tmp_path):
+    """A finished job's status, results (their latest versions) and images, the projects,
+    uploads and webhooks are read back by a new server on the same folder; a job that was
+    pending when the server stopped reports failed; no key is written there."""
+    jobs = {}
+
+    async def before(client, queue):
+        _, project = await call(client, "POST", "/project", json={"project_name": "kept"})
+        jobs["project"] = project["project_id"]
+        assert (await call(client, "PUT", "/webhooks", json={"url": HOOK}))[0] == 200
+        image = await upload(client, 1)
+        _, job = await call(client, "POST", "/detail-repair", json={
+            "image": image, "mask": {"bbox_norm": [0.2, 0.2, 0.5, 0.5]}, "num_candidates": 2})
+        queue.finish("p0")
+        await settled(client, job["job_id"], "completed")
+        await call(client, "POST", f"/jobs/{job['job_id']}/regenerate/0?group_index=1")
+        queue.finish("p1")
+        await settled(client, job["job_id"], "completed")
+        jobs["done"], jobs["results"] = job["job_id"], await results(client, job["job_id"])
+        _, unfinished = await call(client, "POST", "/detail-repair", json={
+            "image": image, "mask": {"bbox_norm": [0, 0, 1, 1]}}, key=KEY)
+        jobs["unfinished"] = unfinished["job_id"]   # the server stops under it
+
+    async def after(client, queue):
+        status = await settled(client, jobs["done"], "completed")
+        assert status["processed_images"] == 2
+        assert await results(client, jobs["done"]) == jobs["results"] == {
+            (0, 0): (0, "p0:0"), (0, 1): (1, "p1:0")}
+        _, answer = await call(client, "GET", f"/jobs/{jobs['done']}/results")
+        assert [r["reasons"] for r in answer["results"]] == [["p0"], ["p1"]]
+        assert (await call(client, "GET", f"/jobs/{jobs['done']}/status", OTHER_KEY))[0] == 404
+        failed = await settled(client, jobs["unfinished"], "failed")
+        assert "restarted" in failed["error_message"]
+        _, listed = await call(client, "GET", "/project")
+        assert jobs["project"] in [p["project_id"] for p in listed["projects"]]
+        # The uploads are still there: an output of the restored job can be made again.
+        assert (await call(client, "POST", f"/jobs/{jobs['done']}/regenerate/0"))[0] == 200
+        queue.finish("p0")
+        await settled(client, jobs["done"], "completed")
+        assert (await results(client, jobs["done"]))[0, 0] == (1, "p0:0")
+
+    served(before, tmp_path)
+    served(after, tmp_path)
+    hooks = json.loads((tmp_path / "webhooks.json").read_text())
+    assert [hook["url"] for hook in hooks.values()] == [HOOK]
+    written = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    assert KEY.encode() not in written and OTHER_KEY.encode() not in written
