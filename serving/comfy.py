@@ -16,7 +16,7 @@ from typing import Any
 import execution
 import folder_paths
 
-from .inputs import ImageUpload, RequestError, without_text_chunks
+from .inputs import ImageUpload, RequestError, upright, without_text_chunks
 from .prompts import Prompt
 
 INPUT_SUBFOLDER = "region-repair-serving"
@@ -59,7 +59,7 @@ class Runner:
 
         def write() -> list[int]:
             folder.mkdir(parents=True)
-            for index, upload in enumerate(uploads):
+            for index, upload in enumerate(map(upright, uploads)):
                 (folder / f"{index}.{upload.extension}").write_bytes(upload.data)
             return [int(entry.split(".")[0]) for entry in os.listdir(folder)]
         order = await asyncio.get_running_loop().run_in_executor(None, write)

@@ -21,7 +21,7 @@ import pytest
 import requests
 import torch
 from pack_paths import PACK_ROOT
-from PIL import Image
+from PIL import Image, ImageOps
 from region_repair.pipelines.vendors import keys, remote
 from region_repair.pipelines.vendors.http import Timeouts
 from serving_images import SERVE_KEYS, SERVE_PIKTID_CROWD, png
@@ -161,20 +161,29 @@ def finished(api, job_id, token=SERVE_KEYS["piktid"]):
 def test_garment_recolor_of_a_set_of_mixed_sizes(api, server):
     """Three shots of different sizes in one set, none resized to another's: each output has
     its own input's size and keeps every pixel outside the garment bit-identical. Each long
-    side is the processing size (1024), which therefore scales no one."""
+    side is the processing size (1024), which therefore scales no one. The last is a phone's
+    JPEG, stored on its side with an EXIF rotation: it is recoloured upright, as LoadImage
+    shows it."""
     from region_repair.pipelines.recolor import garment_mask
     shots = [Image.open(GARMENT_SET / name).convert("RGB") for name in
              ("suit_dim_warm.png", "suit_studio.png", "suit_closeup.png")]
     shots = [shot.resize((round(shot.width * 1024 / max(shot.size)),
                           round(shot.height * 1024 / max(shot.size))), Image.BICUBIC)
              for shot in shots]
-    assert len({shot.size for shot in shots}) == 3
-    ids = []
-    for index, shot in enumerate(shots):
+    files = []
+    for shot in shots[:2]:
         buffer = io.BytesIO()
         shot.save(buffer, "PNG")
-        ids.append(upload(api, SERVE_KEYS["piktid"], "served-mixed", buffer.getvalue(),
-                          f"{index}.png")[1])
+        files.append((buffer.getvalue(), "png"))
+    exif = Image.Exif()
+    exif[0x0112] = 6   # shown turned 90 degrees clockwise
+    buffer = io.BytesIO()
+    shots[2].rotate(90, expand=True).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    files.append((buffer.getvalue(), "jpg"))
+    shots[2] = ImageOps.exif_transpose(Image.open(io.BytesIO(files[2][0]))).convert("RGB")
+    assert len({shot.size for shot in shots}) == 3 and shots[2].height == 1024
+    ids = [upload(api, SERVE_KEYS["piktid"], "served-mixed", data, f"{index}.{extension}")[1]
+           for index, (data, extension) in enumerate(files)]
     job = requests.post(api + "/garment-recolor", headers=headers(), json={
         "images": ids, "garment_label": "jacket", "reference_text": "#2E5A3B",
         "num_variations": 2, "processing_size": 1024})
