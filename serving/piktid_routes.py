@@ -109,10 +109,17 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
     saved = store.load(time.time())
     projects.update(saved.projects)
     webhooks.update(saved.webhooks)
-    files.update({file_id: StoredFile(**record, upload=upload)
-                  for file_id, (record, upload) in saved.files.items()})
+    for file_id, (record, upload) in saved.files.items():
+        try:   # a record this version cannot read is skipped
+            files[file_id] = StoredFile(**record, upload=upload)
+        except TypeError:
+            logger.warning("region-repair serving: piktid file record %s skipped", file_id)
     for record in saved.jobs[-KEEP_FINISHED:]:
-        service.jobs.restore(restored_job(record))
+        try:
+            service.jobs.restore(restored_job(record))
+        except (KeyError, TypeError, ValueError):
+            logger.warning("region-repair serving: piktid job record %s skipped",
+                           record.get("id"))
     for record in saved.jobs[:-KEEP_FINISHED]:
         store.drop_job(record["id"])
 

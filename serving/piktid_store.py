@@ -97,7 +97,7 @@ class PiktidStore:
         for path in sorted((self.folder / "files").glob("*.json")):
             record = _read_json(path, None)
             data = path.with_suffix(f".{record.get('extension')}") if record else None
-            if record is None or record["expires"] < now or not data.is_file():
+            if record is None or record.get("expires", 0) < now or not data.is_file():
                 self.drop_file(path.stem)
                 continue
             upload = ImageUpload(data.read_bytes(), record.pop("extension"),
@@ -105,13 +105,13 @@ class PiktidStore:
             saved.files[path.stem] = (record, upload)
         for path in (self.folder / "jobs").glob("*.json"):
             record = _read_json(path, None)
-            if record is None:
+            if not isinstance(record, dict) or "status" not in record:
                 continue
             if record["status"] in ("pending", "processing"):
                 record.update(status="failed", error_message=SERVER_RESTARTED)
                 self.save_job(record)
             saved.jobs.append(record)
-        saved.jobs.sort(key=lambda record: record["created"])
+        saved.jobs.sort(key=lambda record: record.get("created", 0))
         return saved
 
     def _result_path(self, job_id: str, name: str) -> Path:

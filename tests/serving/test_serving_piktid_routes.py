@@ -292,6 +292,8 @@ def test_state_survives_a_restart(tmp_path):
         assert (await results(client, jobs["done"]))[0, 0] == (1, "p0:0")
 
     served(before, tmp_path)
+    (tmp_path / "jobs" / "job_older_format.json").write_text('{"id": "job_older_format", '
+                                                             '"status": "completed"}')
     served(after, tmp_path)
     hooks = json.loads((tmp_path / "webhooks.json").read_text())
     assert [hook["url"] for hook in hooks.values()] == [HOOK]
