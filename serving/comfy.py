@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import execution
 import folder_paths
 
-from .inputs import ImageUpload, RequestError, without_text_chunks
+from .inputs import ImageUpload, RequestError, upright, without_text_chunks
 from .prompts import Prompt
 
 INPUT_SUBFOLDER = "region-repair-serving"
@@ -47,6 +49,28 @@ class Runner:
         await asyncio.get_running_loop().run_in_executor(None, write)
         return names, paths
 
+    async def save_set(self, uploads: list[ImageUpload]) -> tuple[str, list[int], Path]:
+        """A set of images of any sizes for LoadImageDataSetFromFolder: written into a new
+        random subfolder of input/region-repair-serving/ as `<index>.<ext>`. That node reads
+        the folder in `os.listdir` order, which is not sorted, so the same listing of the
+        unchanged folder says which request index each of its outputs is. Returns the folder as
+        the node takes it, that order, and the folder to delete when the job ends."""
+        name = f"{INPUT_SUBFOLDER}/set_{uuid.uuid4().hex}"
+        folder = Path(folder_paths.get_input_directory()) / name
+
+        def write() -> list[int]:
+            folder.mkdir(parents=True)
+            for index, upload in enumerate(map(upright, uploads)):
+                (folder / f"{index}.{upload.extension}").write_bytes(upload.data)
+            return [int(entry.split(".")[0]) for entry in os.listdir(folder)]
+        order = await asyncio.get_running_loop().run_in_executor(None, write)
+        return name, order, folder
+
+    @staticmethod
+    def state_directory() -> Path:
+        """Where served state that outlives the server is kept: user/region-repair-serving/."""
+        return Path(folder_paths.get_user_directory()) / INPUT_SUBFOLDER
+
     @staticmethod
     def has_yolo_weights(file_name: str) -> bool:
         """Whether a YOLO detector can run here: `file_name` is in the ultralytics model folder
@@ -62,7 +86,10 @@ class Runner:
     @staticmethod
     def delete(paths: list[Path]) -> None:
         for path in paths:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     # --- the queue ---------------------------------------------------------------------------
     async def queue(self, prompt: Prompt) -> str:

@@ -73,6 +73,12 @@ class JobStore:
                 return True
         return False
 
+    def restore(self, job: Job) -> None:
+        """A finished job read back after a restart (its vendor keeps its status and
+        results)."""
+        job.done.set()
+        self._jobs[job.id] = job
+
     def cancel(self, job: Job) -> None:
         """A reserved job that never reached the queue (its request was refused)."""
         self.limiter.release(job.key_id, job.id)

@@ -191,6 +191,13 @@ def parse_garment_recolor(body: dict[str, Any], config: VendorConfig) -> Garment
         _bool(body, "add_ai_watermark", False))
 
 
+def restored_request(kind: str, saved: dict[str, Any]) -> DetailRepair | GarmentRecolor:
+    """A parsed request read back from JSON, where its tuples became lists."""
+    kind_of = DetailRepair if kind == "detail_repair" else GarmentRecolor
+    return kind_of(**{name: tuple(value) if isinstance(value, list) else value
+                      for name, value in saved.items()})
+
+
 # --- prompts (pure) -----------------------------------------------------------------------
 def _batch(prompt: prompts.Prompt, loaders: list[str]) -> list[Any]:
     """One IMAGE batch from several loaders (ImageBatch; same-sized images)."""
@@ -236,27 +243,41 @@ def build_detail_repair(request: DetailRepair, image: str, mask: str | None,
     return prompts.prune(prompt, [result, report]), {"result": result, "report": report}
 
 
-def build_garment_recolor(request: GarmentRecolor, images: list[str], reference: str | None
+def build_garment_recolor(request: GarmentRecolor, folder: str, reference: str | None
                           ) -> tuple[prompts.Prompt, dict[str, str]]:
+    """The shipped workflow's LoadImageDataSetFromFolder reads the request's set from `folder`
+    (a list: each image keeps its size)."""
     prompt = prompts.workflow(RECOLOR[bool(request.checkpoint)])
-    recolor_id = prompts.node_of(prompt, "RegionRepair_GarmentRecolorAnchor")
-    recolor = prompt[recolor_id]["inputs"]
-    folder = recolor["images"][0]
-    loaders = [folder] + [prompts.add(prompt, "LoadImage", image=name) for name in images[1:]]
-    prompt[folder] = {"class_type": "LoadImage", "inputs": {"image": images[0]},
-                      "_meta": {"title": "served: image 0"}}
-    recolor["images"] = _batch(prompt, loaders)
+    recolor = prompt[prompts.node_of(prompt, "RegionRepair_GarmentRecolorAnchor")]["inputs"]
+    prompt[prompts.node_of(prompt, "LoadImageDataSetFromFolder")]["inputs"]["folder"] = folder
     if reference is not None:
         recolor["reference_image"] = [prompts.add(prompt, "LoadImage", image=reference), 0]
     recolor.update(reference_text=request.reference_text, instruction=request.instruction,
                    garment_label=request.garment_label, use_anchor=request.use_anchor,
                    post_process=request.post_process, num_variations=request.num_variations,
                    add_ai_watermark=request.add_ai_watermark,
-                   processing_size=str(request.processing_size))
+                   processing_size=str(request.processing_size),
+                   seed=secrets.randbelow(2 ** 31))
     if request.checkpoint:
         prompts.with_checkpoint(prompt, request.checkpoint)
     result = prompts.save_to_temp(prompt)
     return prompts.prune(prompt, [result]), {"result": result}
+
+
+def layout(kind: str, position: int, set_order: list[int]) -> tuple[int, int]:
+    """The output at `position` as (image_index, group_index). Recolour outputs are
+    variation-major over the set in the order the folder was read (`set_order`: the request
+    index of each image); Detail Repair's candidates are groups of image 0."""
+    if kind == "garment_recolor":
+        return set_order[position % len(set_order)], position // len(set_order)
+    return 0, position
+
+
+def position_of(kind: str, image_index: int, group_index: int, set_order: list[int]) -> int:
+    """`layout`'s inverse: where output (image_index, group_index) is."""
+    if kind == "garment_recolor":
+        return group_index * len(set_order) + set_order.index(image_index)
+    return group_index
 
 
 def review(report_text: str | None, count: int) -> list[dict[str, Any]]:

@@ -65,12 +65,19 @@ class Service:
         headers) must not stall the event loop the editor's own requests share."""
         return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
-    async def submit(self, job: Job, uploads: list[ImageUpload], build: Build) -> Job:
+    async def submit(self, job: Job, uploads: list[ImageUpload], build: Build,
+                     image_set: list[ImageUpload] | None = None) -> Job:
         """Save the job's inputs, build its prompt from their names and queue it; `build` also
-        returns the nodes to read the results from, kept in `job.meta`. The saved inputs are
-        deleted when the job ends."""
+        returns the nodes to read the results from, kept in `job.meta`. An `image_set` (images
+        of any sizes, for LoadImageDataSetFromFolder) goes into a folder of its own whose name
+        comes first in the names; `job.meta["set_order"]` is the request index of each image
+        in the order that node reads them. The saved inputs are deleted when the job ends."""
         try:
             names, job.files = await self.runner.save_inputs(uploads)
+            if image_set:
+                folder, job.meta["set_order"], path = await self.runner.save_set(image_set)
+                job.files.append(path)
+                names.insert(0, folder)
             prompt, outputs = build(names)
             job.meta.update(outputs)
             prompt_id = await self.runner.queue(prompt)

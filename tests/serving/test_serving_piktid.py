@@ -11,8 +11,9 @@ import json
 import pytest
 from region_repair.serving import piktid
 from region_repair.serving.config import VendorConfig
-from region_repair.serving.inputs import RequestError
+from region_repair.serving.inputs import ImageUpload, RequestError
 from region_repair.serving.jobs import Job
+from region_repair.serving.piktid_store import SERVER_RESTARTED, PiktidStore
 
 NO_MODEL = VendorConfig()
 
@@ -93,18 +94,40 @@ def test_detail_repair_prompt_with_a_bbox_and_no_references():
     assert [n["class_type"] for n in prompt.values()].count("LoadImage") == 1
 
 
-def test_garment_recolor_prompt():
+def test_garment_recolor_prompt_reads_the_set_from_its_folder():
     parsed = piktid.parse_garment_recolor({"images": ["a", "b"], "instruction": "forest green",
                                            "num_variations": 2, "use_anchor": False},
                                           NO_MODEL)
-    prompt, _ = piktid.build_garment_recolor(parsed, ["a.png", "b.png"], "s.png")
+    prompt, _ = piktid.build_garment_recolor(parsed, "region-repair-serving/set_1", "s.png")
     recolor = next(n["inputs"] for n in prompt.values()
                    if n["class_type"] == "RegionRepair_GarmentRecolorAnchor")
     assert (recolor["instruction"], recolor["num_variations"], recolor["use_anchor"],
             recolor["processing_size"]) == ("forest green", 2, False, "2048")
-    assert prompt[recolor["images"][0]]["class_type"] == "ImageBatch"
+    assert prompt[recolor["images"][0]] == {
+        **prompt[recolor["images"][0]], "class_type": "LoadImageDataSetFromFolder",
+        "inputs": {"folder": "region-repair-serving/set_1"}}
     assert prompt[recolor["reference_image"][0]]["inputs"]["image"] == "s.png"
-    assert "LoadImageDataSetFromFolder" not in [n["class_type"] for n in prompt.values()]
+    assert "ImageBatch" not in [n["class_type"] for n in prompt.values()]
+    seeds = {piktid.build_garment_recolor(parsed, "f", None)[0][recolor_id(prompt)]["inputs"][
+        "seed"] for _ in range(4)}
+    assert len(seeds) > 1   # a new seed per prompt (a regenerated output differs)
+
+
+def recolor_id(prompt):
+    return next(i for i, n in prompt.items()
+                if n["class_type"] == "RegionRepair_GarmentRecolorAnchor")
+
+
+def test_recolor_outputs_map_back_to_the_requests_order():
+    """The folder is read in os.listdir order: [2, 0, 1] means its first image is the
+    request's image 2. Outputs are variation-major over that order."""
+    order = [2, 0, 1]
+    laid_out = [piktid.layout("garment_recolor", p, order) for p in range(6)]
+    assert laid_out == [(2, 0), (0, 0), (1, 0), (2, 1), (0, 1), (1, 1)]
+    for position, (image, group) in enumerate(laid_out):
+        assert piktid.position_of("garment_recolor", image, group, order) == position
+    assert [piktid.layout("detail_repair", p, []) for p in range(3)] == [(0, 0), (0, 1), (0, 2)]
+    assert piktid.position_of("detail_repair", 0, 2, []) == 2
 
 
 def test_review_reads_quality_checks_report():
@@ -153,3 +176,30 @@ def test_job_status_from_history():
     assert job.status == "aborted"
     job.entry = {"status": {"status_str": "error", "messages": [["execution_error", {}]]}}
     assert job.status == "failed"
+
+
+def test_store_reads_back_only_its_own_names(tmp_path):
+    store = PiktidStore(tmp_path)
+    store.save_result("job_a1", "0_1_v2", b"png")
+    assert store.result("job_a1", "0_1_v2") == b"png"
+    for job_id, name in [("job_a1", "../job_a1/0_1_v2"), ("..", "0_1_v2"),
+                         ("job_a1", "0_1_v2.png"), ("job_a1/..", "0_1_v2"), ("job_a1", "x")]:
+        assert store.result(job_id, name) is None
+
+
+def test_store_load_fails_unfinished_jobs_and_drops_expired_files(tmp_path):
+    store = PiktidStore(tmp_path)
+    for job_id, created, status in (("job_b", 2.0, "completed"), ("job_a", 1.0, "pending")):
+        store.save_job({"id": job_id, "created": created, "status": status,
+                        "error_message": None})
+    upload = ImageUpload(b"bytes", "png", 4, 3)
+    store.save_file("img_old", {"expires": 10.0}, upload)
+    store.save_file("img_new", {"expires": 30.0}, upload)
+    saved = store.load(now=20.0)
+    assert [(j["id"], j["status"]) for j in saved.jobs] == [("job_a", "failed"),
+                                                            ("job_b", "completed")]
+    assert saved.jobs[0]["error_message"] == SERVER_RESTARTED
+    assert store.load(now=20.0).jobs[0]["status"] == "failed"   # saved so
+    assert list(saved.files) == ["img_new"] and saved.files["img_new"][1] == upload
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["img_new.json",
+                                                                     "img_new.png"]

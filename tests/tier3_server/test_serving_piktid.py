@@ -21,7 +21,7 @@ import pytest
 import requests
 import torch
 from pack_paths import PACK_ROOT
-from PIL import Image
+from PIL import Image, ImageOps
 from region_repair.pipelines.vendors import keys, remote
 from region_repair.pipelines.vendors.http import Timeouts
 from serving_images import SERVE_KEYS, SERVE_PIKTID_CROWD, png
@@ -31,7 +31,8 @@ pytestmark = pytest.mark.server
 
 PHOTO = PACK_ROOT / "assets" / "photos" / "astronaut_garbled_patch.png"
 REFERENCE = PACK_ROOT / "assets" / "photos" / "astronaut_patch_reference.png"
-SUIT = PACK_ROOT / "assets" / "photos" / "garment_set" / "suit_studio.png"
+GARMENT_SET = PACK_ROOT / "assets" / "photos" / "garment_set"
+SUIT = GARMENT_SET / "suit_studio.png"
 BOX = (0.238, 0.652, 0.196, 0.196)   # the garbled patch, as the shipped workflow
 
 
@@ -145,6 +146,104 @@ def test_bbox_mask_and_the_packs_own_client(api, server):
     assert result.images.shape == image.shape
     inside = torch.from_numpy(edit)
     assert torch.equal(result.images[0][~inside], image[0][~inside])
+
+
+def finished(api, job_id, token=SERVE_KEYS["piktid"]):
+    """The job's status once it is neither pending nor processing."""
+    for _ in range(3000):
+        status = requests.get(api + f"/jobs/{job_id}/status", headers=headers(token)).json()
+        if status["status"] not in ("pending", "processing"):
+            return status
+        threading.Event().wait(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+def test_garment_recolor_of_a_set_of_mixed_sizes(api, server):
+    """Three shots of different sizes in one set, none resized to another's: each output has
+    its own input's size and keeps every pixel outside the garment bit-identical. Each long
+    side is the processing size (1024), which therefore scales no one. The last is a phone's
+    JPEG, stored on its side with an EXIF rotation: it is recoloured upright, as LoadImage
+    shows it."""
+    from region_repair.pipelines.recolor import garment_mask
+    shots = [Image.open(GARMENT_SET / name).convert("RGB") for name in
+             ("suit_dim_warm.png", "suit_studio.png", "suit_closeup.png")]
+    shots = [shot.resize((round(shot.width * 1024 / max(shot.size)),
+                          round(shot.height * 1024 / max(shot.size))), Image.BICUBIC)
+             for shot in shots]
+    files = []
+    for shot in shots[:2]:
+        buffer = io.BytesIO()
+        shot.save(buffer, "PNG")
+        files.append((buffer.getvalue(), "png"))
+    exif = Image.Exif()
+    exif[0x0112] = 6   # shown turned 90 degrees clockwise
+    buffer = io.BytesIO()
+    shots[2].rotate(90, expand=True).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    files.append((buffer.getvalue(), "jpg"))
+    shots[2] = ImageOps.exif_transpose(Image.open(io.BytesIO(files[2][0]))).convert("RGB")
+    assert len({shot.size for shot in shots}) == 3 and shots[2].height == 1024
+    ids = [upload(api, SERVE_KEYS["piktid"], "served-mixed", data, f"{index}.{extension}")[1]
+           for index, (data, extension) in enumerate(files)]
+    job = requests.post(api + "/garment-recolor", headers=headers(), json={
+        "images": ids, "garment_label": "jacket", "reference_text": "#2E5A3B",
+        "num_variations": 2, "processing_size": 1024})
+    assert job.status_code == 202 and job.json()["total_outputs"] == 6, job.text
+    job_id = job.json()["job_id"]
+    assert finished(api, job_id)["status"] == "completed"
+    assert not list((server.base_dir / "input" / "region-repair-serving").glob("set_*"))
+    results = requests.get(api + f"/jobs/{job_id}/results", headers=headers()).json()["results"]
+    assert [(r["image_index"], r["group_index"]) for r in results] == \
+        [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    originals = [np.asarray(shot) for shot in shots]
+    masks, _ = garment_mask.garment_masks(
+        [torch.from_numpy(o.astype(np.float32) / 255) for o in originals],
+        garment_mask.region_for_label("jacket"), outer=garment_mask.prefers_outer("jacket"))
+    outputs = {}
+    for result in results:
+        original = originals[result["image_index"]]
+        garment = masks[result["image_index"]].numpy() > 0
+        image = np.asarray(Image.open(io.BytesIO(requests.get(
+            result["output"]["full_size"], timeout=30).content)).convert("RGB"))
+        assert image.shape == original.shape, (result["image_index"], image.shape)
+        assert np.array_equal(image[~garment], original[~garment])
+        assert np.abs(image[garment].astype(int) - original[garment]).mean() > 5
+        outputs[result["image_index"], result["group_index"]] = image
+    for index in range(3):   # the second variation is another shade
+        assert not np.array_equal(outputs[index, 0], outputs[index, 1])
+
+
+def test_regenerate_one_candidate(api):
+    """POST /jobs/{id}/regenerate/{image_index}?group_index=1 queues that output again; once
+    it ended, the results list its version 1 (and version 0 of the other candidate)."""
+    photo = png(64, 64, 7)
+    _, image_id = upload(api, SERVE_KEYS["piktid"], "served-regenerate", photo, "a.png")
+    job_id = requests.post(api + "/detail-repair", headers=headers(), json={
+        "image": image_id, "mask": {"bbox_norm": [0.25, 0.25, 0.5, 0.5]}, "num_candidates": 2,
+        "category": "general", "processing_size": 256}).json()["job_id"]
+    assert finished(api, job_id)["status"] == "completed"
+    first = requests.get(api + f"/jobs/{job_id}/results", headers=headers()).json()["results"]
+    assert requests.post(api + f"/jobs/{job_id}/regenerate/1",
+                         headers=headers()).status_code == 404
+    answer = requests.post(api + f"/jobs/{job_id}/regenerate/0", params={"group_index": 1},
+                           headers=headers())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["success"] and answer.json()["image_index"] == 0
+    assert finished(api, job_id)["status"] == "completed"
+    results = requests.get(api + f"/jobs/{job_id}/results", headers=headers()).json()["results"]
+    assert [(r["image_index"], r["group_index"], r["version"]) for r in results] == \
+        [(0, 0, 0), (0, 1, 1)]
+    assert results[0]["output"] == first[0]["output"]
+    assert results[1]["output"]["full_size"] != first[1]["output"]["full_size"]
+    original = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    outside = np.ones(original.shape[:2], bool)
+    outside[16:48, 16:48] = False
+    image = np.asarray(Image.open(io.BytesIO(requests.get(
+        results[1]["output"]["full_size"], timeout=30).content)).convert("RGB"))
+    assert image.shape == original.shape and np.array_equal(image[outside], original[outside])
+    notes = requests.post(api + "/notifications", headers=headers(),
+                          json={"id_task": job_id}).json()
+    assert [n["data"]["status"] for n in notes if n["data"].get("version") == 1][-1] == \
+        "completed"
 
 
 def test_sse_reconnect_replays_until_deleted(api):
