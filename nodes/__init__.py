@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from . import (
                detailer_nodes,
                detect_nodes,
+               input_nodes,
                mask_nodes,
                quality_nodes,
                recolor_nodes,
@@ -20,6 +21,7 @@ NODE_ID_PREFIX = "RegionRepair_"
 
 # One line per node module; each module lists its nodes in `NODES`.
 NODE_MODULES = (
+    input_nodes,
     mask_nodes,
     region_nodes,
     repair_nodes,

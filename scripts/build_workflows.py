@@ -39,7 +39,7 @@ EXAMPLE_LORA = "your_style_lora.safetensors"
 PATCH_BOX = "0.238, 0.652, 0.196, 0.196"    # the mission patch, with a margin over the damage
 SPOON_BOX = "0.54, 0.6, 0.14, 0.22"         # the spoon on the coffee saucer
 FACE_AND_TAG = "0.35, 0.13, 0.19, 0.19\n0.55, 0.66, 0.1, 0.05"
-SAMPLES_FOLDER = pack_module("samples").SAMPLES_FOLDER
+SAMPLES_FOLDER = pack_module("core/samples").SAMPLES_FOLDER
 
 OWN_PHOTO_NOTE = (
     "**Your own photo.** The sample photos were copied to ComfyUI's `input/{folder}/` when "
@@ -48,7 +48,8 @@ OWN_PHOTO_NOTE = (
 OWN_SET_NOTE = (
     "**Your own photos.** The sample set was copied to ComfyUI's `input/{folder}/garment_set/` "
     "when the pack started. To use yours, put them in a folder under ComfyUI's `input/` folder, "
-    "press R in the editor (refresh) and pick that folder in the loader's `folder`.")
+    "press R in the editor (refresh) and pick that folder in the loader's `folder`. The set "
+    "loads in name order (shot2 before shot10): the first name is the anchor.")
 
 
 def sample(name: str) -> str:
@@ -262,7 +263,7 @@ def garment_recolor_set(diffusion: bool = False) -> Graph:
            + ("\n\n**Diffusion variant:** an SD1.5 inpaint model refines the fabric texture "
               "inside each garment mask at denoise 0.3; the anchor correction runs afterwards, "
               "so the set stays on target." if diffusion else ""))
-    photos = g.node("LoadImageDataSetFromFolder", f"The set (input/{sample('garment_set')})",
+    photos = g.node("RegionRepair_LoadImageSet", f"The set (input/{sample('garment_set')})",
                     "Input", folder=sample("garment_set"))
     engines = sd15_inpaint(g, "a jacket, fabric texture, photo", "blurry") if diffusion else {}
     recolored = g.node("RegionRepair_GarmentRecolorAnchor", "Garment Recolor (anchor)",
@@ -378,7 +379,7 @@ WORKFLOW_BUILDERS: dict[str, Callable[[], Graph]] = {
 def with_own_photo_note(g: Graph) -> Graph:
     """Every template says how to swap the sample photo for the user's own."""
     loaders = {node.type for node in g.nodes}
-    note = OWN_SET_NOTE if "LoadImageDataSetFromFolder" in loaders else OWN_PHOTO_NOTE
+    note = OWN_SET_NOTE if "RegionRepair_LoadImageSet" in loaders else OWN_PHOTO_NOTE
     g.note(note.format(folder=SAMPLES_FOLDER))
     return g
 

@@ -29,9 +29,10 @@ PACK_LINK_NAME = "comfyui-region-repair"
 
 
 def pack_module(name: str) -> Any:
-    """A standard-library-only module of `pipelines/`, loaded from its file: the pack root is
-    never put on sys.path, where its `nodes/` would shadow ComfyUI's own `nodes` module."""
-    spec = importlib.util.spec_from_file_location(f"region_repair_{name}",
+    """A module of `pipelines/` without relative imports (`core/samples`), loaded from its
+    file: the pack root is never put on sys.path, where its `nodes/` would shadow ComfyUI's own
+    `nodes` module."""
+    spec = importlib.util.spec_from_file_location(f"region_repair_{name.replace('/', '_')}",
                                                   PACK_ROOT / "pipelines" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -32,8 +32,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 import browser
-from comfy_server import PACK_ROOT, ComfyServer
+from comfy_server import PACK_ROOT, ComfyServer, pack_module
 from workflow_api import combo_options, ui_to_api
+
+set_files = pack_module("core/image_set").set_files
 
 WORKFLOWS = PACK_ROOT / "workflows"
 OUT = PACK_ROOT / "out"
@@ -161,9 +163,9 @@ def run_workflow(server: ComfyServer, path: Path, prompt: dict, base: Path
     before = [(node["inputs"]["image"], Image.open(base / "input" / node["inputs"]["image"]))
               for node in prompt.values() if node["class_type"] == "LoadImage"]
     for node in prompt.values():
-        if node["class_type"] == "LoadImageDataSetFromFolder":
+        if node["class_type"] == "RegionRepair_LoadImageSet":
             folder = base / "input" / node["inputs"]["folder"]
-            before += [(path.name, Image.open(path)) for path in sorted(folder.iterdir())]
+            before += [(path.name, Image.open(path)) for path in set_files(folder)]
     after, written = [], 0
     for node_id, output in history["outputs"].items():
         title = prompt[node_id]["_meta"]["title"]
@@ -179,7 +181,7 @@ def run_workflow(server: ComfyServer, path: Path, prompt: dict, base: Path
         contact_sheet(before, after).save(target / "contact_sheet.png")
     if not after:
         return written, before[0][1], None
-    # A loaded set comes in the folder's order: show the photo the first result was made from.
+    # The photo the first result was made from: of the result's size, the first loaded.
     result = after[0][1]
     same_size = [image for _, image in before if image.size == result.size]
     return written, (same_size or [before[0][1]])[0], result
@@ -190,9 +192,8 @@ def first_input(prompt: dict, base: Path) -> Image.Image:
     for node in prompt.values():
         if node["class_type"] == "LoadImage":
             return Image.open(base / "input" / node["inputs"]["image"])
-        if node["class_type"] == "LoadImageDataSetFromFolder":
-            folder = base / "input" / node["inputs"]["folder"]
-            return Image.open(min(folder.iterdir()))
+        if node["class_type"] == "RegionRepair_LoadImageSet":
+            return Image.open(set_files(base / "input" / node["inputs"]["folder"])[0])
     raise ValueError("the workflow loads no photo")
 
 

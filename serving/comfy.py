@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import shutil
 import time
 import uuid
@@ -17,7 +16,7 @@ from typing import Any
 import execution
 import folder_paths
 
-from .inputs import ImageUpload, RequestError, upright, without_text_chunks
+from .inputs import ImageUpload, RequestError, without_text_chunks
 from .prompts import Prompt
 
 INPUT_SUBFOLDER = "region-repair-serving"
@@ -49,22 +48,20 @@ class Runner:
         await asyncio.get_running_loop().run_in_executor(None, write)
         return names, paths
 
-    async def save_set(self, uploads: list[ImageUpload]) -> tuple[str, list[int], Path]:
-        """A set of images of any sizes for LoadImageDataSetFromFolder: written into a new
-        random subfolder of input/region-repair-serving/ as `<index>.<ext>`. That node reads
-        the folder in `os.listdir` order, which is not sorted, so the same listing of the
-        unchanged folder says which request index each of its outputs is. Returns the folder as
-        the node takes it, that order, and the folder to delete when the job ends."""
+    async def save_set(self, uploads: list[ImageUpload]) -> tuple[str, Path]:
+        """A set of images of any sizes for the pack's Load Image Set: written into a new
+        random subfolder of input/region-repair-serving/ as `<index>.<ext>`, which that node
+        reads in number order. Returns the folder as the node takes it, and the folder to
+        delete when the job ends."""
         name = f"{INPUT_SUBFOLDER}/set_{uuid.uuid4().hex}"
         folder = Path(folder_paths.get_input_directory()) / name
 
-        def write() -> list[int]:
+        def write() -> None:
             folder.mkdir(parents=True)
-            for index, upload in enumerate(map(upright, uploads)):
+            for index, upload in enumerate(uploads):
                 (folder / f"{index}.{upload.extension}").write_bytes(upload.data)
-            return [int(entry.split(".")[0]) for entry in os.listdir(folder)]
-        order = await asyncio.get_running_loop().run_in_executor(None, write)
-        return name, order, folder
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        return name, folder
 
     @staticmethod
     def state_directory() -> Path:

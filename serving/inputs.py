@@ -1,7 +1,6 @@
 """Request checks that run before any work: image fields decoded from base64 (or fetched from an
 allow-listed URL) and checked from their header (format, size) before anything decodes their
-pixels, and the per-key job bound; an image turned upright as LoadImage shows it; and the
-answer's PNG stripped of ComfyUI's metadata.
+pixels, and the per-key job bound; and the answer's PNG stripped of ComfyUI's metadata.
 Nothing here touches the filesystem; a request field never becomes a path."""
 
 from __future__ import annotations
@@ -15,13 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import aiohttp
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..pipelines.vendors import images
 from ..pipelines.vendors.http import VendorError, origin
 from .config import Limits
 
-EXIF_ORIENTATION = 0x0112
 # Formats ComfyUI's LoadImage reads, by their magic bytes, and the extension a saved copy gets.
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FORMATS = {PNG_MAGIC: "png", b"\xff\xd8\xff": "jpg"}
@@ -70,19 +68,6 @@ def sniff(data: bytes, field: str, limits: Limits) -> ImageUpload:
                            f"({limits.max_image_side} px a side, {limits.max_image_pixels} "
                            "pixels)", field)
     return ImageUpload(data, extension, width, height)
-
-
-def upright(upload: ImageUpload) -> ImageUpload:
-    """The upload as LoadImage shows it: one with an EXIF rotation (a phone's JPEG) turned
-    upright and kept as PNG, any other unchanged. For Load Image Dataset from Folder, which
-    reads its files without applying the rotation."""
-    with Image.open(io.BytesIO(upload.data)) as image:
-        if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
-            return upload
-        turned = ImageOps.exif_transpose(image)
-    buffer = io.BytesIO()
-    turned.save(buffer, "PNG")
-    return ImageUpload(buffer.getvalue(), "png", turned.width, turned.height)
 
 
 def base64_image(value: object, field: str, limits: Limits) -> ImageUpload:

@@ -245,11 +245,11 @@ def build_detail_repair(request: DetailRepair, image: str, mask: str | None,
 
 def build_garment_recolor(request: GarmentRecolor, folder: str, reference: str | None
                           ) -> tuple[prompts.Prompt, dict[str, str]]:
-    """The shipped workflow's LoadImageDataSetFromFolder reads the request's set from `folder`
-    (a list: each image keeps its size)."""
+    """The shipped workflow's Load Image Set reads the request's set from `folder` (a list in
+    the request's order: each image keeps its size)."""
     prompt = prompts.workflow(RECOLOR[bool(request.checkpoint)])
     recolor = prompt[prompts.node_of(prompt, "RegionRepair_GarmentRecolorAnchor")]["inputs"]
-    prompt[prompts.node_of(prompt, "LoadImageDataSetFromFolder")]["inputs"]["folder"] = folder
+    prompt[prompts.node_of(prompt, "RegionRepair_LoadImageSet")]["inputs"]["folder"] = folder
     if reference is not None:
         recolor["reference_image"] = [prompts.add(prompt, "LoadImage", image=reference), 0]
     recolor.update(reference_text=request.reference_text, instruction=request.instruction,
@@ -264,19 +264,19 @@ def build_garment_recolor(request: GarmentRecolor, folder: str, reference: str |
     return prompts.prune(prompt, [result]), {"result": result}
 
 
-def layout(kind: str, position: int, set_order: list[int]) -> tuple[int, int]:
+def layout(kind: str, position: int, set_size: int) -> tuple[int, int]:
     """The output at `position` as (image_index, group_index). Recolour outputs are
-    variation-major over the set in the order the folder was read (`set_order`: the request
-    index of each image); Detail Repair's candidates are groups of image 0."""
+    variation-major over the set, in the request's order; Detail Repair's candidates are groups
+    of image 0."""
     if kind == "garment_recolor":
-        return set_order[position % len(set_order)], position // len(set_order)
+        return position % set_size, position // set_size
     return 0, position
 
 
-def position_of(kind: str, image_index: int, group_index: int, set_order: list[int]) -> int:
+def position_of(kind: str, image_index: int, group_index: int, set_size: int) -> int:
     """`layout`'s inverse: where output (image_index, group_index) is."""
     if kind == "garment_recolor":
-        return group_index * len(set_order) + set_order.index(image_index)
+        return group_index * set_size + image_index
     return group_index
 
 

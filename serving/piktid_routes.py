@@ -294,7 +294,7 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
             image_index, group_index = output["image_index"], output["group_index"]
             outputs = [(image_index, group_index, output["version"],
                         0 if job.meta["kind"] == "detail_repair" else position_of(
-                            job.meta["kind"], image_index, group_index, job.meta["set_order"]))]
+                            job.meta["kind"], image_index, group_index, set_size(parent)))]
         await service.off_loop(lambda: [
             store.save_result(parent.id, result_name(i, g, v), images[position])
             for i, g, v, position in outputs])
@@ -397,10 +397,14 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         return await start(request, "garment_recolor", parse_garment_recolor,
                            "Garment recolor job created and queued")
 
+    def set_size(job: Job) -> int:
+        """How many images a job's request recolours (1 for Detail Repair)."""
+        return len(job.meta["request"].images) if job.meta["kind"] == "garment_recolor" else 1
+
     def pairs(job: Job) -> list[tuple[int, int, int]]:
         """(image_index, group_index, position) of each output, in the documented order:
         variation-major, then by image."""
-        found = [(*layout(job.meta["kind"], position, job.meta.get("set_order", [])), position)
+        found = [(*layout(job.meta["kind"], position, set_size(job)), position)
                  for position in range(job.meta["total"])]
         return sorted(found, key=lambda pair: (pair[1], pair[0]))
 

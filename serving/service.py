@@ -69,13 +69,12 @@ class Service:
                      image_set: list[ImageUpload] | None = None) -> Job:
         """Save the job's inputs, build its prompt from their names and queue it; `build` also
         returns the nodes to read the results from, kept in `job.meta`. An `image_set` (images
-        of any sizes, for LoadImageDataSetFromFolder) goes into a folder of its own whose name
-        comes first in the names; `job.meta["set_order"]` is the request index of each image
-        in the order that node reads them. The saved inputs are deleted when the job ends."""
+        of any sizes, for the pack's Load Image Set) goes into a folder of its own whose name
+        comes first in the names. The saved inputs are deleted when the job ends."""
         try:
             names, job.files = await self.runner.save_inputs(uploads)
             if image_set:
-                folder, job.meta["set_order"], path = await self.runner.save_set(image_set)
+                folder, path = await self.runner.save_set(image_set)
                 job.files.append(path)
                 names.insert(0, folder)
             prompt, outputs = build(names)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 SAMPLES_FOLDER = "region-repair-samples"
 # What the workflows' loaders name: Load Image's file, or the folder of a dataset loader.
-LOADER_INPUTS = {"LoadImage": 0, "LoadImageDataSetFromFolder": 0}
+LOADER_INPUTS = {"LoadImage": 0, "RegionRepair_LoadImageSet": 0}
 LICENCES = "CREDITS.md"
 
 

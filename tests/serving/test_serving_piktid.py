@@ -104,7 +104,7 @@ def test_garment_recolor_prompt_reads_the_set_from_its_folder():
     assert (recolor["instruction"], recolor["num_variations"], recolor["use_anchor"],
             recolor["processing_size"]) == ("forest green", 2, False, "2048")
     assert prompt[recolor["images"][0]] == {
-        **prompt[recolor["images"][0]], "class_type": "LoadImageDataSetFromFolder",
+        **prompt[recolor["images"][0]], "class_type": "RegionRepair_LoadImageSet",
         "inputs": {"folder": "region-repair-serving/set_1"}}
     assert prompt[recolor["reference_image"][0]]["inputs"]["image"] == "s.png"
     assert "ImageBatch" not in [n["class_type"] for n in prompt.values()]
@@ -118,16 +118,13 @@ def recolor_id(prompt):
                 if n["class_type"] == "RegionRepair_GarmentRecolorAnchor")
 
 
-def test_recolor_outputs_map_back_to_the_requests_order():
-    """The folder is read in os.listdir order: [2, 0, 1] means its first image is the
-    request's image 2. Outputs are variation-major over that order."""
-    order = [2, 0, 1]
-    laid_out = [piktid.layout("garment_recolor", p, order) for p in range(6)]
-    assert laid_out == [(2, 0), (0, 0), (1, 0), (2, 1), (0, 1), (1, 1)]
+def test_recolor_outputs_are_variation_major_in_the_requests_order():
+    laid_out = [piktid.layout("garment_recolor", p, 3) for p in range(6)]
+    assert laid_out == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
     for position, (image, group) in enumerate(laid_out):
-        assert piktid.position_of("garment_recolor", image, group, order) == position
-    assert [piktid.layout("detail_repair", p, []) for p in range(3)] == [(0, 0), (0, 1), (0, 2)]
-    assert piktid.position_of("detail_repair", 0, 2, []) == 2
+        assert piktid.position_of("garment_recolor", image, group, 3) == position
+    assert [piktid.layout("detail_repair", p, 1) for p in range(3)] == [(0, 0), (0, 1), (0, 2)]
+    assert piktid.position_of("detail_repair", 0, 2, 1) == 2
 
 
 def test_review_reads_quality_checks_report():

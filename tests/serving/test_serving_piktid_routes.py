@@ -40,8 +40,7 @@ class QueueByHand:
         return [f"in/{n}.{u.extension}" for n, u in enumerate(uploads)], []
 
     async def save_set(self, uploads):
-        """The folder read backwards, as os.listdir may."""
-        return "set", list(range(len(uploads)))[::-1], Path("set")
+        return "set", Path("set")
 
     async def queue(self, prompt):
         prompt_id = f"p{len(self.prompts)}"
@@ -217,7 +216,7 @@ def test_regenerate_one_detail_repair_candidate(tmp_path):
     served(test, tmp_path)
 
 
-def test_regenerate_one_recolour_output_of_a_set_read_out_of_order(tmp_path):
+def test_regenerate_one_recolour_output_of_a_set(tmp_path):
     async def test(client, queue):
         images = [await upload(client, seed) for seed in range(3)]
         status, job = await call(client, "POST", "/garment-recolor", json={
@@ -226,10 +225,10 @@ def test_regenerate_one_recolour_output_of_a_set_read_out_of_order(tmp_path):
         job_id = job["job_id"]
         queue.finish("p0")
         await settled(client, job_id, "completed")
-        # The folder was read backwards: output position p is image 2 - p % 3.
+        # Variation-major in the request's order: output (i, g) is at position 3 g + i.
         first = await results(client, job_id)
         assert list(first) == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
-        assert first[0, 0] == (0, "p0:2") and first[2, 1] == (0, "p0:3")
+        assert first[0, 0] == (0, "p0:0") and first[2, 1] == (0, "p0:5")
         assert (await call(client, "POST", f"/jobs/{job_id}/regenerate/3"))[0] == 404
         assert (await call(client, "POST",
                            f"/jobs/{job_id}/regenerate/2?group_index=2"))[0] == 404
@@ -240,7 +239,7 @@ def test_regenerate_one_recolour_output_of_a_set_read_out_of_order(tmp_path):
         assert recolor["num_variations"] == 2   # the set again, up to this output's shade
         queue.finish("p1")
         await settled(client, job_id, "completed")
-        assert await results(client, job_id) == {**first, (2, 1): (1, "p1:3")}
+        assert await results(client, job_id) == {**first, (2, 1): (1, "p1:5")}
         # Uploads are kept an hour; after that a regeneration is refused before it is queued.
         later = time.time() + 2 * 3600
         with mock.patch.object(time, "time", lambda: later):

@@ -8,7 +8,7 @@ import io
 
 import pytest
 from aiohttp import web
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, PngImagePlugin
 from region_repair.serving import octoai, photio, picpik
 from region_repair.serving.config import Limits, VendorConfig
 from region_repair.serving.inputs import (
@@ -17,7 +17,6 @@ from region_repair.serving.inputs import (
     base64_image,
     fetch_urls,
     sniff,
-    upright,
     without_text_chunks,
 )
 from serving_images import b64, png
@@ -50,21 +49,6 @@ def test_an_oversized_image_is_413_from_its_header_alone():
 @pytest.mark.parametrize("data", [b"GIF89a" + b"\0" * 40, b"<svg/>", b"\x89PNG\r\n\x1a\n" + b"x"])
 def test_other_formats_and_broken_headers_are_400(data):
     refused(lambda: sniff(data, "mask_image", LIMITS), 400, "mask_image")
-
-
-def test_upright_applies_an_exif_rotation_as_load_image_does():
-    photo = Image.open(io.BytesIO(png(40, 30)))
-    exif = Image.Exif()
-    exif[0x0112] = 6   # rotated 90 degrees: shown 30 wide, 40 high
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", exif=exif.tobytes())
-    rotated = sniff(buffer.getvalue(), "images", LIMITS)
-    turned = upright(rotated)
-    assert (turned.extension, turned.width, turned.height) == ("png", 30, 40)
-    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(rotated.data))).convert("RGB")
-    assert Image.open(io.BytesIO(turned.data)).convert("RGB").tobytes() == expected.tobytes()
-    plain = sniff(png(40, 30), "images", LIMITS)
-    assert upright(plain) is plain
 
 
 def test_base64_must_be_base64():

@@ -27,7 +27,7 @@ def inputs(server):
     folder = server.base_dir / "input"
     for name in ("astronaut.png", "coffee.png"):
         shutil.copy(PHOTOS / name, folder / name)
-    # A set of one garment at two sizes, for Load Image Dataset from Folder.
+    # A set of one garment at two sizes, for the set loaders.
     shots = folder / "suit_set"
     shots.mkdir(exist_ok=True)
     astronaut = Image.open(PHOTOS / "astronaut.png").convert("RGB")
@@ -113,16 +113,18 @@ def test_without_a_mask_the_garment_is_found_and_only_it_changes(server, inputs)
     assert (result != inputs).any(-1)[mask].mean() > 0.9
 
 
-def test_a_list_of_two_sizes_gives_two_outputs_per_variation(server, inputs):
+@pytest.mark.parametrize("loader", ["RegionRepair_LoadImageSet", "LoadImageDataSetFromFolder"])
+def test_a_list_of_two_sizes_gives_two_outputs_per_variation(server, inputs, loader):
     prompt = recolor_prompt(with_mask=False, reference_text="#B03A2E")
-    prompt["load"] = {"class_type": "LoadImageDataSetFromFolder", "inputs": {"folder":
-                                                                             "suit_set"}}
+    prompt["load"] = {"class_type": loader, "inputs": {"folder": "suit_set"}}
     prompt["recolor"]["inputs"]["num_variations"] = 2
     history = server.run(prompt)
     results = [decode(png) for png in server.output_files(history, "save")]
     shapes = [r.shape[:2] for r in results]
-    # The folder loader lists files in directory order; variation 1 repeats variation 0's order.
-    assert sorted(shapes[:2]) == [(288, 288), (512, 512)] and shapes[2:] == shapes[:2]
+    if loader == "RegionRepair_LoadImageSet":  # the names' order: a_full, then b_crop
+        assert shapes == [(512, 512), (288, 288)] * 2
+    else:  # ComfyUI's loader lists files in directory order; variation 1 repeats it
+        assert sorted(shapes[:2]) == [(288, 288), (512, 512)] and shapes[2:] == shapes[:2]
     assert len(server.output_files(history, "save_mask")) == 2
 
 

@@ -113,7 +113,7 @@ def with_stand_ins(prompt: dict, fakes: dict) -> dict:
 def output_sizes(prompt: dict, input_dir) -> set[tuple[int, int]]:
     """The sizes a workflow's results may have: its first photo's (or every photo of a loaded
     folder), grown by any Outpaint Pad."""
-    folders = [n for n in prompt.values() if n["class_type"] == "LoadImageDataSetFromFolder"]
+    folders = [n for n in prompt.values() if n["class_type"] == "RegionRepair_LoadImageSet"]
     if folders:
         folder = input_dir / folders[0]["inputs"]["folder"]
         return {Image.open(path).size for path in folder.iterdir()}

@@ -35,7 +35,7 @@ def test_every_photo_the_shipped_workflows_load_is_a_sample(tmp_path):
 def test_only_loaders_naming_the_samples_folder_count(tmp_path):
     workflows = workflow(tmp_path, ("LoadImage", f"{SAMPLES_FOLDER}/coffee.png"),
                          ("LoadImage", "my_own.png"), ("SaveImage", f"{SAMPLES_FOLDER}/x.png"),
-                         ("LoadImageDataSetFromFolder", f"{SAMPLES_FOLDER}/garment_set"))
+                         ("RegionRepair_LoadImageSet", f"{SAMPLES_FOLDER}/garment_set"))
     assert sample_paths(workflows) == {"coffee.png", "garment_set"}
 
 
