@@ -19,7 +19,7 @@ import numpy as np
 import requests
 
 from fleet.comfy import ComfyClient, OwnedServer, PromptFailed, PromptTimedOut, ServerGone
-from fleet.manifest import QUALITY_READER_PREFIX, UPLOAD_SUBFOLDER, Job
+from fleet.manifest import QUALITY_READER_PREFIX, Job
 
 DONE_MARKER = "done.json"
 # OUT/.attempts/<id>: how many attempts at the job have started, by any worker. Ray restarts a
@@ -163,9 +163,8 @@ class JobRunner:
                                  reasons=reasons, seconds=time.monotonic() - started, **timing)
                 write_atomically(self.out_dir / job.id / DONE_MARKER, json.dumps(row).encode())
                 if self.owned is not None:
-                    self.owned.remove([info for infos in files.values() for info in infos]
-                                      + [{"type": "input", "subfolder": UPLOAD_SUBFOLDER,
-                                          "filename": name} for name in job.uploads])
+                    self.owned.remove([info for infos in files.values() for info in infos],
+                                      list(job.uploads))
                 return row
             except PromptFailed as error:
                 return result_row(job, "failed", str(error), seconds=time.monotonic() - started,
