@@ -202,9 +202,12 @@ class OwnedServer:
     def start(self) -> ComfyClient:
         module = comfy_server_module()
         # An empty PYTHONPATH is ignored: the pack root must not reach ComfyUI's sys.path.
+        # OpenCV's own thread pool ignores OMP_NUM_THREADS (torch, OpenBLAS) and takes every
+        # core: two servers on two cores each ran OpenCV on two threads and fought over them.
+        threads = str(self.threads)
         self.server = module.ComfyServer(self.base_dir, cpu=not self.use_gpu,
-                                         env={"PYTHONPATH": "",
-                                              "OMP_NUM_THREADS": str(self.threads)}).start()
+                                         env={"PYTHONPATH": "", "OMP_NUM_THREADS": threads,
+                                              "OPENCV_FOR_THREADS_NUM": threads}).start()
         return ComfyClient(self.server.url, alive=lambda: self.server.process.poll() is None)
 
     def stop(self) -> None:

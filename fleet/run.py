@@ -84,13 +84,15 @@ def execute(options: Options, jobs: list[Job], workers: int) -> Iterator[dict[st
             leases = ray.remote(num_cpus=0)(ServerLeases).remote(list(options.servers))
         resources = ({"num_gpus": 1, "num_cpus": options.cpus_per_worker} if use_gpu
                      else {"num_cpus": options.cpus_per_worker})
-        # One job per block and per call: a retried task redoes one job, and each server has
-        # one prompt in flight.
+        # One job per block and per call: a retried task redoes one job. An actor runs one call
+        # at a time (one prompt in flight per server) and holds the next job queued, so that it
+        # starts at once instead of after the driver's next scheduling round (0.17-0.22 s a job
+        # with 2 workers on a busy 2-core machine, 0.01 s with the next job queued).
         dataset = ray.data.from_items([{"job": job.to_json()} for job in jobs],
                                       override_num_blocks=len(jobs))
         results = dataset.map_batches(
             JobRunner, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
             fn_constructor_kwargs={"out_dir": str(options.out.resolve()),
                                    "job_timeout": options.job_timeout,
                                    "retries": options.retries, "run_tag": run_tag,
