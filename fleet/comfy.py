@@ -193,9 +193,9 @@ class OwnedServer:
     """A ComfyUI server started as a plain child of this process: when Ray kills the worker
     (process-group clean-up), the server goes with it."""
 
-    def __init__(self, base_dir: Path, use_gpu: bool, threads: int):
+    def __init__(self, base_dir: Path, gpus: tuple[str, ...], threads: int):
         self.base_dir = base_dir
-        self.use_gpu = use_gpu
+        self.gpus = gpus  # the GPU ids Ray gave the worker; none: a CPU server
         self.threads = threads  # the worker's CPU share: servers sharing cores must not fight
         self.server: Any = None
 
@@ -205,9 +205,10 @@ class OwnedServer:
         # OpenCV's own thread pool ignores OMP_NUM_THREADS (torch, OpenBLAS) and takes every
         # core: two servers on two cores each ran OpenCV on two threads and fought over them.
         threads = str(self.threads)
-        self.server = module.ComfyServer(self.base_dir, cpu=not self.use_gpu,
-                                         env={"PYTHONPATH": "", "OMP_NUM_THREADS": threads,
-                                              "OPENCV_FOR_THREADS_NUM": threads}).start()
+        env = {"PYTHONPATH": "", "OMP_NUM_THREADS": threads, "OPENCV_FOR_THREADS_NUM": threads}
+        if self.gpus:  # Ray sets it in the worker too; said here, the server cannot miss it
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        self.server = module.ComfyServer(self.base_dir, cpu=not self.gpus, env=env).start()
         return ComfyClient(self.server.url, alive=lambda: self.server.process.poll() is None)
 
     def stop(self) -> None:

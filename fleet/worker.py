@@ -108,17 +108,20 @@ class JobRunner:
 
     def __init__(self, out_dir: str, job_timeout: float, retries: int, run_tag: str,
                  leases: Any = None, use_gpu: bool = False, threads: int = 1):
+        """`use_gpu`: the worker holds a GPU (num_gpus=1) and its server runs on it."""
         self.out_dir = Path(out_dir)
         self.job_timeout = job_timeout
         self.retries = retries
         self.owned: OwnedServer | None = None
         self.server_failed = False
+        import ray  # only here: the worker module itself stays importable without Ray
+
         if leases is None:
             base = Path(tempfile.mkdtemp(prefix=server_folder_prefix(run_tag)))
-            self.owned = OwnedServer(base, use_gpu, threads)
+            gpus = ray.get_runtime_context().get_accelerator_ids()["GPU"] if use_gpu else []
+            self.owned = OwnedServer(base, tuple(gpus), threads)
             self.client = self.owned.start()
         else:
-            import ray  # only here: the worker module itself stays importable without Ray
             actor_id = ray.get_runtime_context().get_actor_id()
             self.client = ComfyClient(ray.get(leases.lease.remote(actor_id)))
 

@@ -162,7 +162,7 @@ def test_an_owned_server_removes_a_jobs_uploads_and_its_set_folder(tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"x")
     kept.write_bytes(b"x")
-    OwnedServer(tmp_path, use_gpu=False, threads=1).remove(
+    OwnedServer(tmp_path, gpus=(), threads=1).remove(
         [{"type": "output", "subfolder": "fleet", "filename": "p_4_00001_.png"}], uploads)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "input", "input/fleet", "input/fleet/other.png", "output", "output/fleet"]
