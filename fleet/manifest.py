@@ -49,7 +49,7 @@ class ManifestError(ValueError):
 @dataclass
 class Job:
     """One manifest line. `uploads` maps the paths the prompt loads, relative to the server's
-    input folder (`fleet/<digest>.png`, `fleet/set-<digest>/00.png`), to local files; `error`
+    input folder (`fleet/<digest>.png`, `fleet/set-<digest>/0.png`), to local files; `error`
     is set when the line cannot run."""
 
     id: str
@@ -131,7 +131,7 @@ def input_file(reference: str, source: str, base: Path) -> tuple[Path, str]:
 
 def set_uploads(reference: str, sources: list[str], base: Path) -> tuple[str, dict[str, str]]:
     """A set's folder (under input/fleet/, named by every file's content and their order) and
-    its uploads, named 00, 01, ... in the manifest's order."""
+    its uploads, named 0, 1, ... in the manifest's order (zero-padded to one width)."""
     if not sources:
         raise ValueError(f"input {reference!r}: the set is empty")
     files = [input_file(reference, source, base) for source in sources]
