@@ -166,3 +166,13 @@ def test_an_owned_server_removes_a_jobs_uploads_and_its_set_folder(tmp_path):
         [{"type": "output", "subfolder": "fleet", "filename": "p_4_00001_.png"}], uploads)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "input", "input/fleet", "input/fleet/other.png", "output", "output/fleet"]
+
+
+def test_a_set_past_ten_files_is_named_to_sort_in_its_order(tmp_path):
+    photos = write_photos(tmp_path, 11, seed=7, size=8)
+    manifest = write_manifest(tmp_path / "manifest.jsonl", [
+        {"workflow": RECOLOR_SET, "inputs": {SET_NODE: [str(p) for p in photos]}}])
+    job, = read_manifest(manifest)
+    names = [name.rsplit("/", 1)[1] for name in job.uploads]
+    assert names == sorted(names) == [f"{index:02d}.png" for index in range(11)]
+    assert list(job.uploads.values()) == [str(p) for p in photos]
