@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import ray
@@ -16,7 +18,7 @@ import ray
 from fleet import comfy
 from fleet.manifest import PACK_ROOT
 from fleet.run import Options, worker_resources
-from fleet.worker import JobRunner
+from fleet.worker import JobRunner, server_folder_prefix
 
 LAUNCH_ENV = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
 
@@ -27,7 +29,7 @@ def record_instead_of_starting(server):
 
 
 class Probe:
-    def __init__(self, out_dir: str, use_gpu: bool):
+    def __init__(self, out_dir: str, run_tag: str, use_gpu: bool):
         real_module = comfy.comfy_server_module
 
         def recording_module():
@@ -36,7 +38,7 @@ class Probe:
             return module
 
         comfy.comfy_server_module = recording_module
-        self.runner = JobRunner(out_dir, job_timeout=1.0, retries=0, run_tag="gpu-probe",
+        self.runner = JobRunner(out_dir, job_timeout=1.0, retries=0, run_tag=run_tag,
                                 use_gpu=use_gpu, threads=1)
 
     def launch(self) -> dict:
@@ -51,16 +53,18 @@ def main() -> None:
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING",
              runtime_env={"env_vars": {"PYTHONPATH": str(PACK_ROOT)}})
+    out, run_tag = tempfile.mkdtemp(prefix="fleet-gpu-probe-"), uuid.uuid4().hex[:12]
     try:
         resources = worker_resources(Options(Path("manifest.jsonl"), Path("out")),
                                      ray.cluster_resources())
-        out = tempfile.mkdtemp(prefix="fleet-gpu-probe-")
-        actors = [ray.remote(**resources)(Probe).remote(out, "num_gpus" in resources)
+        actors = [ray.remote(**resources)(Probe).remote(out, run_tag, "num_gpus" in resources)
                   for _ in range(2)]
         launches = ray.get([actor.launch.remote() for actor in actors], timeout=120)
         json.dump({"resources": resources, "launches": launches}, sys.stdout)
     finally:
-        ray.shutdown()
+        ray.shutdown()  # ends the actors without __del__: their folders are removed here
+        for folder in [out, *Path(tempfile.gettempdir()).glob(server_folder_prefix(run_tag) + "*")]:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
