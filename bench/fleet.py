@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -113,17 +114,20 @@ def overhead(work: Path, jobs: int, size: int) -> None:
 
 def throughput(work: Path, jobs: int, size: int) -> None:
     manifest = write_jobs(work / "throughput", jobs, size, seed=3)
-    rates, walls = {}, {}
+    rates, walls, loads = {}, {}, {}
     for workers in (1, 2):
         out = work / f"workers-{workers}"
+        load_before = os.getloadavg()[0]  # other work on the machine takes cores from the run
         walls[workers] = run_fleet(manifest, out, "--workers", str(workers))
         rates[workers] = steady_rate(out)
+        loads[workers] = f"{load_before:.2f} -> {os.getloadavg()[0]:.2f}"
     print(f"\n## Throughput, {size}² weight-free removal, {jobs} jobs, servers started by the "
           "workers\n")
-    print("| workers | jobs/min (steady) | wall s (Ray and server start included) |")
-    print("|---|---|---|")
+    print("| workers | jobs/min (steady) | wall s (Ray and server start included) | load average "
+          "(1 min) before -> after |")
+    print("|---|---|---|---|")
     for workers in (1, 2):
-        print(f"| {workers} | {rates[workers]:.1f} | {walls[workers]:.1f} |")
+        print(f"| {workers} | {rates[workers]:.1f} | {walls[workers]:.1f} | {loads[workers]} |")
     print(f"\n2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
 
 

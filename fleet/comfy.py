@@ -17,7 +17,7 @@ from typing import Any
 import requests
 import websocket
 
-from fleet.manifest import PACK_ROOT, UPLOAD_SUBFOLDER
+from fleet.manifest import PACK_ROOT, SET_FOLDER_PREFIX
 
 HTTP_TIMEOUT = 60.0
 CHECK_SECONDS = 1.0
@@ -80,9 +80,11 @@ class ComfyClient:
         self.call(method, path, **kwargs).raise_for_status()
 
     def upload(self, name: str, path: str) -> None:
+        """Upload a file as `name`, a path under the server's input folder."""
+        subfolder, _, filename = name.rpartition("/")
         with open(path, "rb") as handle:
-            self.json("POST", "/upload/image", files={"image": (name, handle)},
-                      data={"subfolder": UPLOAD_SUBFOLDER, "type": "input", "overwrite": "true"})
+            self.json("POST", "/upload/image", files={"image": (filename, handle)},
+                      data={"subfolder": subfolder, "type": "input", "overwrite": "true"})
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         return self.json("GET", f"/history/{prompt_id}").get(prompt_id)
@@ -191,18 +193,22 @@ class OwnedServer:
     """A ComfyUI server started as a plain child of this process: when Ray kills the worker
     (process-group clean-up), the server goes with it."""
 
-    def __init__(self, base_dir: Path, use_gpu: bool, threads: int):
+    def __init__(self, base_dir: Path, gpus: tuple[str, ...], threads: int):
         self.base_dir = base_dir
-        self.use_gpu = use_gpu
+        self.gpus = gpus  # the GPU ids Ray gave the worker; none: a CPU server
         self.threads = threads  # the worker's CPU share: servers sharing cores must not fight
         self.server: Any = None
 
     def start(self) -> ComfyClient:
         module = comfy_server_module()
         # An empty PYTHONPATH is ignored: the pack root must not reach ComfyUI's sys.path.
-        self.server = module.ComfyServer(self.base_dir, cpu=not self.use_gpu,
-                                         env={"PYTHONPATH": "",
-                                              "OMP_NUM_THREADS": str(self.threads)}).start()
+        # OpenCV's own thread pool ignores OMP_NUM_THREADS (torch, OpenBLAS) and takes every
+        # core: two servers on two cores each ran OpenCV on two threads and fought over them.
+        threads = str(self.threads)
+        env = {"PYTHONPATH": "", "OMP_NUM_THREADS": threads, "OPENCV_FOR_THREADS_NUM": threads}
+        if self.gpus:  # Ray sets it in the worker too; said here, the server cannot miss it
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        self.server = module.ComfyServer(self.base_dir, cpu=not self.gpus, env=env).start()
         return ComfyClient(self.server.url, alive=lambda: self.server.process.poll() is None)
 
     def stop(self) -> None:
@@ -213,9 +219,16 @@ class OwnedServer:
         self.stop()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def remove(self, files: list[dict[str, str]]) -> None:
-        """Delete files the server wrote or received (as /history names them) once the job is
-        written out: a long run would otherwise keep a second copy of every image."""
-        for info in files:
+    def remove(self, outputs: list[dict[str, str]], uploads: list[str]) -> None:
+        """Delete what the server wrote (as /history names it) and received (paths under its
+        input folder) once the job is written out, and a set's folder: a long run would
+        otherwise keep a second copy of every image."""
+        for info in outputs:
             (self.base_dir / info["type"] / info["subfolder"] / info["filename"]).unlink(
                 missing_ok=True)
+        inputs = self.base_dir / "input"
+        for name in uploads:
+            (inputs / name).unlink(missing_ok=True)
+        for folder in {(inputs / name).parent for name in uploads}:
+            if folder.name.startswith(SET_FOLDER_PREFIX) and not any(folder.iterdir()):
+                folder.rmdir()

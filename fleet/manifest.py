@@ -28,6 +28,11 @@ SHIPPED_WORKFLOWS = PACK_ROOT / "workflows_api"
 ALLOWED_KEYS = {"id", "workflow", "inputs", "params"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 UPLOAD_SUBFOLDER = "fleet"
+# Loaders of a whole folder: a manifest gives them a list of files, uploaded to a folder of the
+# set's own (the set's order in the file names; docs/fleet.md says how ComfyUI orders them).
+SET_LOADERS = {"LoadImageDataSetFromFolder"}
+SET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what LoadImageDataSetFromFolder reads
+SET_FOLDER_PREFIX = "set-"
 # Nodes the fleet adds to read Quality Check's report from /history (its output is a STRING).
 QUALITY_CLASS = "RegionRepair_QualityCheck"
 QUALITY_READER_PREFIX = "fleet_quality_"
@@ -43,8 +48,9 @@ class ManifestError(ValueError):
 
 @dataclass
 class Job:
-    """One manifest line. `uploads` maps the names the prompt loads (under input/fleet/) to
-    local files; `error` is set when the line cannot run."""
+    """One manifest line. `uploads` maps the paths the prompt loads, relative to the server's
+    input folder (`fleet/<digest>.png`, `fleet/set-<digest>/0.png`), to local files; `error`
+    is set when the line cannot run."""
 
     id: str
     line: int
@@ -115,22 +121,59 @@ def find_node(prompt: dict[str, Any], reference: str) -> str:
     raise ValueError(f"no node with id or title {reference!r}; nodes: {titles}")
 
 
-def apply_inputs(prompt: dict[str, Any], inputs: dict[str, str], base: Path) -> dict[str, str]:
-    """Point each addressed image-loading node at a content-named upload; returns the uploads."""
+def input_file(reference: str, source: str, base: Path) -> tuple[Path, str]:
+    """An input's local file and the content digest that names its upload."""
+    path = local_path(source, base)
+    if not path.is_file():
+        raise ValueError(f"input {reference!r}: file not found: {path}")
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+
+
+def set_uploads(reference: str, sources: list[str], base: Path) -> tuple[str, dict[str, str]]:
+    """A set's folder (under input/fleet/, named by every file's content and their order) and
+    its uploads, named 0, 1, ... in the manifest's order (zero-padded to one width)."""
+    if not sources:
+        raise ValueError(f"input {reference!r}: the set is empty")
+    files = [input_file(reference, source, base) for source in sources]
+    unreadable = [str(path) for path, _ in files if path.suffix.lower() not in SET_SUFFIXES]
+    if unreadable:
+        raise ValueError(f"input {reference!r}: a set's files must be "
+                         f"{', '.join(SET_SUFFIXES)} (the set loader skips others): {unreadable}")
+    width = len(str(len(files) - 1))
+    names = [f"{index:0{width}d}{path.suffix.lower()}" for index, (path, _) in enumerate(files)]
+    digest = hashlib.sha256(" ".join(f"{name}:{digest}" for name, (_, digest)
+                                     in zip(names, files)).encode()).hexdigest()[:32]
+    folder = f"{UPLOAD_SUBFOLDER}/{SET_FOLDER_PREFIX}{digest}"
+    return folder, {f"{folder}/{name}": str(path) for name, (path, _) in zip(names, files)}
+
+
+def apply_inputs(prompt: dict[str, Any], inputs: dict[str, str | list[str]],
+                 base: Path) -> dict[str, str]:
+    """Point each addressed loader at its uploads, named by content: an image-loading node at
+    one file, a set loader at a folder of the listed files. Returns the uploads."""
     uploads = {}
     for reference, source in inputs.items():
         node_id = find_node(prompt, reference)
-        node_inputs = prompt[node_id].get("inputs", {})
+        node = prompt[node_id]
+        node_inputs = node.get("inputs", {})
+        if isinstance(source, list):
+            if node["class_type"] not in SET_LOADERS:
+                raise ValueError(f"input {reference!r}: a list of files needs a set loader "
+                                 f"({', '.join(sorted(SET_LOADERS))}); node {node_id} is "
+                                 f"{node['class_type']}")
+            node_inputs["folder"], files = set_uploads(reference, source, base)
+            uploads.update(files)
+            continue
+        if node["class_type"] in SET_LOADERS:
+            raise ValueError(f"input {reference!r}: node {node_id} ({node['class_type']}) "
+                             "loads a set: give a list of files")
         if not isinstance(node_inputs.get("image"), str):
             raise ValueError(f"input {reference!r}: node {node_id} "
-                             f"({prompt[node_id]['class_type']}) loads no image file")
-        path = local_path(source, base)
-        if not path.is_file():
-            raise ValueError(f"input {reference!r}: file not found: {path}")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
-        name = f"{digest}{path.suffix.lower()}"
+                             f"({node['class_type']}) loads no image file")
+        path, digest = input_file(reference, source, base)
+        name = f"{UPLOAD_SUBFOLDER}/{digest}{path.suffix.lower()}"
         uploads[name] = str(path)
-        node_inputs["image"] = f"{UPLOAD_SUBFOLDER}/{name}"
+        node_inputs["image"] = name
     return uploads
 
 
@@ -179,8 +222,11 @@ def line_problem(record: Any) -> str:
         return ("'id' must be 1-128 characters of letters, digits, '.', '_' or '-', not "
                 "starting with '.'")
     inputs = record.get("inputs", {})
-    if not (isinstance(inputs, dict) and all(isinstance(v, str) for v in inputs.values())):
-        return "'inputs' must map node titles or ids to file paths or file URLs"
+    if not (isinstance(inputs, dict) and all(
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(f, str) for f in v))
+            for v in inputs.values())):
+        return ("'inputs' must map node titles or ids to a file path or file URL, or to a list "
+                "of them for a set loader")
     params = record.get("params", {})
     if not (isinstance(params, dict) and all(isinstance(v, dict) for v in params.values())):
         return "'params' must map node titles or ids to {input name: value}"

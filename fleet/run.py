@@ -54,6 +54,14 @@ class ServerLeases:
         return self.holders[actor_id]
 
 
+def worker_resources(options: Options, cluster: dict[str, float]) -> dict[str, float]:
+    """Ray resources for one worker: a GPU each where the cluster has GPUs and the workers start
+    their own servers (a --servers worker only drives a server over HTTP)."""
+    if not options.servers and cluster.get("GPU", 0) >= 1:
+        return {"num_gpus": 1, "num_cpus": options.cpus_per_worker}
+    return {"num_cpus": options.cpus_per_worker}
+
+
 def start_ray(options: Options, workers: int) -> Any:
     import ray
 
@@ -78,24 +86,24 @@ def execute(options: Options, jobs: list[Job], workers: int) -> Iterator[dict[st
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        use_gpu = not options.servers and ray.cluster_resources().get("GPU", 0) >= 1
+        resources = worker_resources(options, ray.cluster_resources())
         leases = None
         if options.servers:
             leases = ray.remote(num_cpus=0)(ServerLeases).remote(list(options.servers))
-        resources = ({"num_gpus": 1, "num_cpus": options.cpus_per_worker} if use_gpu
-                     else {"num_cpus": options.cpus_per_worker})
-        # One job per block and per call: a retried task redoes one job, and each server has
-        # one prompt in flight.
+        # One job per block and per call: a retried task redoes one job. An actor runs one call
+        # at a time (one prompt in flight per server) and holds the next job queued, so that it
+        # starts at once instead of after the driver's next scheduling round (0.12-0.20 s a job
+        # with 2 workers on a busy 2-core machine, 0.01 s with the next job queued).
         dataset = ray.data.from_items([{"job": job.to_json()} for job in jobs],
                                       override_num_blocks=len(jobs))
         results = dataset.map_batches(
             JobRunner, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
             fn_constructor_kwargs={"out_dir": str(options.out.resolve()),
                                    "job_timeout": options.job_timeout,
                                    "retries": options.retries, "run_tag": run_tag,
                                    "leases": leases,
-                                   "use_gpu": use_gpu,
+                                   "use_gpu": "num_gpus" in resources,
                                    "threads": max(1, int(options.cpus_per_worker))},
             **resources)
         for row in results.iter_rows():

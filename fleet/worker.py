@@ -19,7 +19,7 @@ import numpy as np
 import requests
 
 from fleet.comfy import ComfyClient, OwnedServer, PromptFailed, PromptTimedOut, ServerGone
-from fleet.manifest import QUALITY_READER_PREFIX, UPLOAD_SUBFOLDER, Job
+from fleet.manifest import QUALITY_READER_PREFIX, Job
 
 DONE_MARKER = "done.json"
 # OUT/.attempts/<id>: how many attempts at the job have started, by any worker. Ray restarts a
@@ -108,17 +108,20 @@ class JobRunner:
 
     def __init__(self, out_dir: str, job_timeout: float, retries: int, run_tag: str,
                  leases: Any = None, use_gpu: bool = False, threads: int = 1):
+        """`use_gpu`: the worker holds a GPU (num_gpus=1) and its server runs on it."""
         self.out_dir = Path(out_dir)
         self.job_timeout = job_timeout
         self.retries = retries
         self.owned: OwnedServer | None = None
         self.server_failed = False
+        import ray  # only here: the worker module itself stays importable without Ray
+
         if leases is None:
             base = Path(tempfile.mkdtemp(prefix=server_folder_prefix(run_tag)))
-            self.owned = OwnedServer(base, use_gpu, threads)
+            gpus = ray.get_runtime_context().get_accelerator_ids()["GPU"] if use_gpu else []
+            self.owned = OwnedServer(base, tuple(gpus), threads)
             self.client = self.owned.start()
         else:
-            import ray  # only here: the worker module itself stays importable without Ray
             actor_id = ray.get_runtime_context().get_actor_id()
             self.client = ComfyClient(ray.get(leases.lease.remote(actor_id)))
 
@@ -163,9 +166,8 @@ class JobRunner:
                                  reasons=reasons, seconds=time.monotonic() - started, **timing)
                 write_atomically(self.out_dir / job.id / DONE_MARKER, json.dumps(row).encode())
                 if self.owned is not None:
-                    self.owned.remove([info for infos in files.values() for info in infos]
-                                      + [{"type": "input", "subfolder": UPLOAD_SUBFOLDER,
-                                          "filename": name} for name in job.uploads])
+                    self.owned.remove([info for infos in files.values() for info in infos],
+                                      list(job.uploads))
                 return row
             except PromptFailed as error:
                 return result_row(job, "failed", str(error), seconds=time.monotonic() - started,

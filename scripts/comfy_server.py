@@ -83,6 +83,12 @@ class ComfyServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [self.python, str(COMFYUI / "main.py"), *(["--cpu"] if self.cpu else []),
+                "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
+                "--base-directory", str(self.base_dir), "--database-url", "sqlite:///:memory:",
+                *self.extra_args]
+
     def start(self) -> ComfyServer:
         custom_nodes = self.base_dir / "custom_nodes"
         custom_nodes.mkdir(parents=True, exist_ok=True)
@@ -90,13 +96,8 @@ class ComfyServer:
             link = custom_nodes / name
             if not link.exists():
                 link.symlink_to(path, target_is_directory=True)
-        command = [self.python, str(COMFYUI / "main.py"), *(["--cpu"] if self.cpu else []),
-                   "--listen", "127.0.0.1",
-                   "--port", str(self.port), "--disable-auto-launch",
-                   "--base-directory", str(self.base_dir),
-                   "--database-url", "sqlite:///:memory:", *self.extra_args]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=COMFYUI, stdout=log,
+            self.process = subprocess.Popen(self.command(), cwd=COMFYUI, stdout=log,
                                             stderr=subprocess.STDOUT, env=self.env)
         try:
             self._wait_until_ready()

@@ -99,3 +99,80 @@ def test_more_workers_than_servers_is_refused_before_anything_runs(tmp_path):
                              timeout=60, check=False)
     assert refused.returncode == 2
     assert "each server takes one prompt at a time" in refused.stderr
+
+
+RECOLOR_SET = "PiktID Garment Recolor - a set of three (no weights)"
+SET_NODE = "The set (input/region-repair-samples/garment_set)"
+
+
+def test_a_set_is_uploaded_to_its_own_folder_in_the_manifests_order(tmp_path):
+    first, second, third = write_photos(tmp_path, 3, seed=5)
+    jpeg = tmp_path / "third.JPG"
+    jpeg.write_bytes(third.read_bytes())  # the suffix is all the loader looks at
+    record = {"workflow": RECOLOR_SET, "inputs": {SET_NODE: [str(first), second.name, str(jpeg)]}}
+    manifest = write_manifest(tmp_path / "manifest.jsonl", [
+        record,
+        {**record, "inputs": {"1": [str(second), str(first), str(jpeg)]}},  # another order
+        {**record, "inputs": {SET_NODE: [str(first), str(second), str(first)]}},  # other bytes
+    ])
+    in_order, reordered, changed = read_manifest(manifest)
+    folder = in_order.prompt["1"]["inputs"]["folder"]
+    assert folder.startswith(f"{UPLOAD_SUBFOLDER}/set-")
+    assert in_order.uploads == {f"{folder}/0.png": str(first), f"{folder}/1.png": str(second),
+                                f"{folder}/2.jpg": str(jpeg)}
+    # The prompt id (through the folder's name) covers every file's bytes and their order.
+    folders = {job.prompt["1"]["inputs"]["folder"] for job in (in_order, reordered, changed)}
+    assert len(folders) == 3
+    assert len({job.prompt_id for job in (in_order, reordered, changed)}) == 3
+    assert read_manifest(manifest)[0].prompt_id == in_order.prompt_id
+
+
+def test_bad_sets_are_reported_with_their_line_numbers(tmp_path):
+    photo, = write_photos(tmp_path, 1, seed=6)
+    (tmp_path / "notes.txt").write_text("not an image")
+    manifest = write_manifest(tmp_path / "manifest.jsonl", [
+        {"id": "missing", "workflow": RECOLOR_SET, "inputs": {SET_NODE: [str(photo), "gone.png"]}},
+        {"id": "no-set-loader", "workflow": REMOVAL, "inputs": {"Photo": [str(photo)]}},
+        {"id": "one-file", "workflow": RECOLOR_SET, "inputs": {SET_NODE: str(photo)}},
+        {"id": "empty", "workflow": RECOLOR_SET, "inputs": {SET_NODE: []}},
+        {"id": "suffix", "workflow": RECOLOR_SET, "inputs": {SET_NODE: ["notes.txt"]}},
+    ])
+    jobs = {job.id: job for job in read_manifest(manifest)}
+    assert jobs["missing"].error.startswith(f"line 1: input {SET_NODE!r}: file not found")
+    assert jobs["no-set-loader"].error.startswith("line 2: input 'Photo': a list of files needs "
+                                                  "a set loader")
+    assert jobs["one-file"].error.startswith("line 3:") and "give a list" in jobs["one-file"].error
+    assert jobs["empty"].error.startswith("line 4:") and "empty" in jobs["empty"].error
+    assert jobs["suffix"].error.startswith("line 5:") and ".webp" in jobs["suffix"].error
+
+    not_strings = write_manifest(tmp_path / "bad.jsonl", [
+        {"workflow": RECOLOR_SET, "inputs": {SET_NODE: [str(photo), 3]}}])
+    with pytest.raises(ManifestError, match="line 1: 'inputs' must map"):
+        read_manifest(not_strings)
+
+
+def test_an_owned_server_removes_a_jobs_uploads_and_its_set_folder(tmp_path):
+    """OwnedServer.remove on a base folder laid out as ComfyUI's (no server started)."""
+    from fleet.comfy import OwnedServer
+
+    uploads = ["fleet/abc.png", "fleet/set-123/0.png", "fleet/set-123/1.jpg"]
+    kept = tmp_path / "input" / "fleet" / "other.png"
+    for name in [*uploads, "output/fleet/p_4_00001_.png"]:
+        target = tmp_path / ("input" if not name.startswith("output") else "") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"x")
+    kept.write_bytes(b"x")
+    OwnedServer(tmp_path, gpus=(), threads=1).remove(
+        [{"type": "output", "subfolder": "fleet", "filename": "p_4_00001_.png"}], uploads)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "input", "input/fleet", "input/fleet/other.png", "output", "output/fleet"]
+
+
+def test_a_set_past_ten_files_is_named_to_sort_in_its_order(tmp_path):
+    photos = write_photos(tmp_path, 11, seed=7, size=8)
+    manifest = write_manifest(tmp_path / "manifest.jsonl", [
+        {"workflow": RECOLOR_SET, "inputs": {SET_NODE: [str(p) for p in photos]}}])
+    job, = read_manifest(manifest)
+    names = [name.rsplit("/", 1)[1] for name in job.uploads]
+    assert names == sorted(names) == [f"{index:02d}.png" for index in range(11)]
+    assert list(job.uploads.values()) == [str(p) for p in photos]
