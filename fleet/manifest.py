@@ -29,9 +29,10 @@ ALLOWED_KEYS = {"id", "workflow", "inputs", "params"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 UPLOAD_SUBFOLDER = "fleet"
 # Loaders of a whole folder: a manifest gives them a list of files, uploaded to a folder of the
-# set's own (the set's order in the file names; docs/fleet.md says how ComfyUI orders them).
-SET_LOADERS = {"LoadImageDataSetFromFolder"}
-SET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what LoadImageDataSetFromFolder reads
+# set's own, named in the list's order. The pack's Load Image Set reads them in that order;
+# ComfyUI's Load Image Dataset from Folder in the directory's (docs/fleet.md).
+SET_LOADERS = {"RegionRepair_LoadImageSet", "LoadImageDataSetFromFolder"}
+SET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what both set loaders read
 SET_FOLDER_PREFIX = "set-"
 # Nodes the fleet adds to read Quality Check's report from /history (its output is a STRING).
 QUALITY_CLASS = "RegionRepair_QualityCheck"

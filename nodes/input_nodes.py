@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import folder_paths
@@ -47,13 +48,18 @@ class LoadImageSet(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, folder: str) -> tuple:  # type: ignore[override]
-        """Runs again when a photo is added, removed or replaced (same folder name)."""
+    def fingerprint_inputs(cls, folder: str) -> str:  # type: ignore[override]
+        """Runs again when a photo is added, removed or changed (same folder name). From the
+        names and bytes, as Load Image hashes its file: ComfyUI writes this value into the
+        prompt saved in each PNG, so the same set gives the same file on any server."""
         try:
             files = image_set.set_files(_set_folder(folder))
         except (ValueError, OSError):
-            return (folder,)
-        return tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in files)
+            return folder
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
 
     @classmethod
     def execute(cls, folder: str) -> io.NodeOutput:  # type: ignore[override]

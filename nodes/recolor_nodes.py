@@ -53,7 +53,7 @@ class GarmentRecolorAnchor(io.ComfyNode):
             is_input_list=True,
             inputs=[
                 io.Image.Input("images", tooltip="1-10 images of the same garment: a batch, or "
-                               "a list (e.g. Load Image Dataset from Folder) of any sizes."),
+                               "a list (e.g. Load Image Set, in name order) of any sizes."),
                 io.String.Input("reference_text", default="", tooltip="Target colour as text: "
                                 "#2E5A3B, or a CSS4/XKCD name such as 'forest green'."),
                 io.String.Input("instruction", default="", multiline=True, tooltip="Free text, "
