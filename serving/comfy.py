@@ -16,6 +16,7 @@ from typing import Any
 import execution
 import folder_paths
 
+from ..pipelines.detection.detect import yolo_weights
 from .inputs import ImageUpload, RequestError, without_text_chunks
 from .prompts import Prompt
 
@@ -69,16 +70,18 @@ class Runner:
         return Path(folder_paths.get_user_directory()) / INPUT_SUBFOLDER
 
     @staticmethod
-    def has_yolo_weights(file_name: str) -> bool:
-        """Whether a YOLO detector can run here: `file_name` is in the ultralytics model folder
-        (anywhere, as the Detect node looks) and the optional package is installed."""
+    def has_yolo_weights(detector: str) -> bool:
+        """Whether a YOLO detector can run here: the optional package is installed and the
+        Detect node would find the detector's weights in the ultralytics model folder."""
         if importlib.util.find_spec("ultralytics") is None:
             return False
         try:
-            listed = folder_paths.get_filename_list("ultralytics")
-        except KeyError:  # the Detect node registers the folder; without it, no YOLO
+            files = {name: folder_paths.get_full_path("ultralytics", name)
+                     for name in folder_paths.get_filename_list("ultralytics")}
+            yolo_weights(detector, None, files, [])
+        except (KeyError, ValueError):  # the folder unregistered, or no such file in it
             return False
-        return any(Path(name).name == file_name for name in listed)
+        return True
 
     @staticmethod
     def delete(paths: list[Path]) -> None:

@@ -211,10 +211,8 @@ def build(request: Adetailer, image_file: str) -> tuple[prompts.Prompt, dict[str
                     cfg=request.cfg_scale, sampler_name=request.sampler[0],
                     scheduler=request.sampler[1], denoise=request.strength)
     if request.checkpoint:
-        prompts.with_checkpoint(prompt, request.checkpoint)
-        prompts.with_loras(prompt, request.loras)
-        prompt[detailer["positive"][0]]["inputs"]["text"] = request.prompt
-        prompt[detailer["negative"][0]]["inputs"]["text"] = request.negative_prompt
+        prompts.with_model(prompt, detailer, request.checkpoint, request.prompt,
+                           request.negative_prompt, request.loras)
     result = prompts.save_to_temp(prompt)
     counts = {name: prompts.preview(prompt, [detailer_id, index])
               for index, name in enumerate(COUNTS, start=1)}
@@ -244,8 +242,8 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         except RequestError as error:   # OctoAI's validation errors are 422
             raise _invalid("init_image_url", str(error).split(": ", 1)[-1]) if \
                 error.status == 400 else error
-        yolo = frozenset(detector.value for detector, file in YOLO_FILES.items()
-                         if service.runner.has_yolo_weights(file))
+        yolo = frozenset(detector.value for detector in YOLO_FILES
+                         if service.runner.has_yolo_weights(detector))
         parsed = await service.off_loop(parse, body, limits, config,
                                         fetched.get("init_image_url"), yolo)
         job = await service.run(VENDOR, key_id, [parsed.image],

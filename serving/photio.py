@@ -112,9 +112,7 @@ def build(regen: Regen, image_file: str, mask_file: str, checkpoint: str
     inpaint.update(seed=regen.seed, steps=QUALITY_STEPS[regen.quality], cfg=regen.cfg_scale,
                    reviewer_note=regen.prompt)
     if checkpoint:
-        prompts.with_checkpoint(prompt, checkpoint)
-        prompt[inpaint["positive"][0]]["inputs"]["text"] = regen.prompt
-        prompt[inpaint["negative"][0]]["inputs"]["text"] = regen.negative_prompt
+        prompts.with_model(prompt, inpaint, checkpoint, regen.prompt, regen.negative_prompt)
     result = prompts.save_to_temp(prompt)
     return prompts.prune(prompt, [result]), {"result": result}
 

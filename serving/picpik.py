@@ -191,10 +191,8 @@ def build(request: Modify, names: list[str]) -> tuple[prompts.Prompt, dict[str, 
                    reference_denoise=round(1 - request.reference_strength, 4),
                    denoise=min(1.0, request.refer_strength / 2))  # docs/vendors.md's mapping
     if request.checkpoint:
-        prompts.with_checkpoint(prompt, request.checkpoint)
-        prompts.with_loras(prompt, request.loras)
-        prompt[inpaint["positive"][0]]["inputs"]["text"] = request.prompt
-        prompt[inpaint["negative"][0]]["inputs"]["text"] = request.negative_prompt
+        prompts.with_model(prompt, inpaint, request.checkpoint, request.prompt,
+                           request.negative_prompt, request.loras)
     result = prompts.save_to_temp(prompt)
     return prompts.prune(prompt, [result]), {"result": result}
 

@@ -98,6 +98,16 @@ def with_checkpoint(prompt: Prompt, checkpoint: str) -> None:
     prompt[node_of(prompt, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] = checkpoint
 
 
+def with_model(prompt: Prompt, sampler: dict[str, Any], checkpoint: str, positive: str,
+               negative: str, loras: Iterable[tuple[str, float]] = ()) -> None:
+    """A shipped SD workflow run with the request's `checkpoint` and `loras`; `sampler` (a
+    node's inputs) gets the request's positive and negative texts."""
+    with_checkpoint(prompt, checkpoint)
+    with_loras(prompt, loras)
+    prompt[sampler["positive"][0]]["inputs"]["text"] = positive
+    prompt[sampler["negative"][0]]["inputs"]["text"] = negative
+
+
 def with_loras(prompt: Prompt, loras: Iterable[tuple[str, float]]) -> None:
     """The checkpoint's model and CLIP go through one LoraLoader per `(file, weight)`, in order;
     a LoraLoader the shipped workflow has is replaced (no LoRA: none)."""
