@@ -402,11 +402,10 @@ def add_routes(routes: web.RouteTableDef, service: Service) -> None:
         return len(job.meta["request"].images) if job.meta["kind"] == "garment_recolor" else 1
 
     def pairs(job: Job) -> list[tuple[int, int, int]]:
-        """(image_index, group_index, position) of each output, in the documented order:
-        variation-major, then by image."""
-        found = [(*layout(job.meta["kind"], position, set_size(job)), position)
-                 for position in range(job.meta["total"])]
-        return sorted(found, key=lambda pair: (pair[1], pair[0]))
+        """(image_index, group_index, position) of each output, in the documented order
+        (variation-major, then by image), which is the outputs' own."""
+        return [(*layout(job.meta["kind"], position, set_size(job)), position)
+                for position in range(job.meta["total"])]
 
     def status_of(job: Job) -> tuple[str, int]:
         """The job's status and its finished outputs: a completed job is processing again
